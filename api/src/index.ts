@@ -1,0 +1,2 @@
+export * from './lambda.js';
+export * from './shim-protocol.js';

@@ -1,0 +1,68 @@
+/**
+ * The gateway-to-instance protocol: what the gateway sends to a runtime shim's `POST /invoke`
+ * and what comes back. Every header is lower case, prefixed `x-hearth-`.
+ *
+ * Request: body = the event bytes.
+ * Response: 200 whenever the function ran (even when it failed: `function-error` says so);
+ * body = the function's result bytes, or its error JSON. 503 (with `ShimUnavailable`) when the
+ * instance is draining or not ready; the caller may try another instance.
+ */
+export const ShimHeaders = {
+  /** Request id (Lambda's awsRequestId). */
+  requestId: 'x-hearth-request-id',
+  /** Absolute deadline in epoch ms; the shim also caps it by the function's timeout. */
+  deadlineMs: 'x-hearth-deadline-ms',
+  /** Base64 JSON client context, as in X-Amz-Client-Context. */
+  clientContext: 'x-hearth-client-context',
+  /** Cognito identity JSON (rarely used). */
+  cognitoIdentity: 'x-hearth-cognito-identity',
+  invokedFunctionArn: 'x-hearth-invoked-function-arn',
+  traceId: 'x-hearth-trace-id',
+  /** `Tail` asks for the last 4 KB of the invocation's log in `log-result`. */
+  logType: 'x-hearth-log-type',
+
+  // Response headers
+  /** `Unhandled` when the function failed (the body is the error JSON). */
+  functionError: 'x-hearth-function-error',
+  /** The errorType of a failed invocation, e.g. `Sandbox.Timedout`. */
+  errorType: 'x-hearth-error-type',
+  /** Present only on a cold start: init duration in ms (decimal). */
+  initDurationMs: 'x-hearth-init-duration-ms',
+  durationMs: 'x-hearth-duration-ms',
+  billedDurationMs: 'x-hearth-billed-duration-ms',
+  maxMemoryUsedMb: 'x-hearth-max-memory-used-mb',
+  /** Base64 of the last 4 KB of the invocation's log, when asked for. */
+  logResult: 'x-hearth-log-result',
+  /** The revision of the instance that served the call. */
+  revision: 'x-hearth-revision',
+} as const;
+
+export const ShimPaths = {
+  invoke: '/invoke',
+  healthz: '/healthz',
+  readyz: '/readyz',
+} as const;
+
+/**
+ * The shim's settings, passed in its environment. Everything else in its environment that does
+ * not start with `HEARTH_` is the function's own environment and goes to the runtime.
+ */
+export const ShimEnv = {
+  functionName: 'HEARTH_FUNCTION_NAME',
+  functionVersion: 'HEARTH_FUNCTION_VERSION',
+  revision: 'HEARTH_REVISION',
+  runtime: 'HEARTH_RUNTIME',
+  handler: 'HEARTH_HANDLER',
+  codeDir: 'HEARTH_CODE_DIR',
+  memoryMb: 'HEARTH_MEMORY_MB',
+  timeoutSeconds: 'HEARTH_TIMEOUT_SECONDS',
+  ephemeralStorageMb: 'HEARTH_EPHEMERAL_STORAGE_MB',
+  port: 'HEARTH_PORT',
+  host: 'HEARTH_HOST',
+  region: 'HEARTH_REGION',
+  /** Calls the instance takes at once (`concurrency.perInstance`), one runtime process each. */
+  concurrency: 'HEARTH_CONCURRENCY',
+  /** Where the shim keeps the instance's private /tmp image and scratch files. */
+  stateDir: 'HEARTH_STATE_DIR',
+  logLevel: 'HEARTH_LOG_LEVEL',
+} as const;
