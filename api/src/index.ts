@@ -1,2 +1,4 @@
 export * from './lambda.js';
 export * from './shim-protocol.js';
+export * from './function.js';
+export * from './registry.js';
