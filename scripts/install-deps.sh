@@ -4,6 +4,9 @@
 set -euo pipefail
 
 packages=(redis-server python3 e2fsprogs util-linux procps)
+# The peers (scripts/peers): aws-lambda-ric compiles a native addon against libcurl; wrk is the
+# benchmark's load generator.
+packages+=(g++ make cmake autoconf automake libtool libcurl4-openssl-dev wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds AWS's Runtime Interface Emulator (the local stand-in for Lambda's Runtime API plus its
+# invoke endpoint) from its Go module and prints the binary's path. Cached per version.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+# The module has no semver tags on the proxy; this pseudo-version is the newest one served.
+version="v0.0.0-20261030222936-bef5c4ba774d"
+dir="$peers_cache/aws-lambda-rie/$version"
+binary="$dir/aws-lambda-rie"
+
+if [ ! -x "$binary" ]; then
+  go="$(find_go)"
+  log "building aws-lambda-rie $version (cold: about a minute)"
+  started=$SECONDS
+  mkdir -p "$dir"
+  GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 \
+    "$go" install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$version"
+  log "built aws-lambda-rie in $((SECONDS - started)) s"
+fi
+echo "$binary"

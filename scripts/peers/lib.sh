@@ -1,0 +1,20 @@
+# Shared by the peer build scripts: where the cache is and how to time a build.
+# Peers are third-party programs Hearth is tested and measured against; they are built from
+# their registries into a cache outside the repository, one folder per pinned version.
+peers_cache="${HEARTH_CACHE:-$HOME/.cache/hearth}/peers"
+
+# The machine's Go may live outside PATH (it does on a fresh Debian machine with a manual install).
+find_go() {
+  if command -v go >/dev/null 2>&1; then
+    command -v go
+  elif [ -x /usr/local/go/bin/go ]; then
+    echo /usr/local/go/bin/go
+  else
+    echo "Go is not installed: the Go peers are built from their modules" >&2
+    return 1
+  fi
+}
+
+log() {
+  echo "[peers] $*" >&2
+}

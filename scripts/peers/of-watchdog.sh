@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds OpenFaaS's of-watchdog (the HTTP front process of an OpenFaaS function) from its Go module
+# and prints the binary's path. Cached per version.
+# Exits 1 with a message when the module cannot be fetched: some module proxies do not serve it,
+# and the benchmark then reports of-watchdog as not measured instead of failing.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+version="v0.9.15"
+dir="$peers_cache/of-watchdog/$version"
+binary="$dir/of-watchdog"
+
+if [ ! -x "$binary" ]; then
+  go="$(find_go)"
+  log "building of-watchdog $version"
+  started=$SECONDS
+  mkdir -p "$dir"
+  if ! GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 \
+    "$go" install "github.com/openfaas/of-watchdog@$version"; then
+    rmdir "$dir" 2>/dev/null || true
+    log "could not build of-watchdog $version: its Go module is not available from this machine's module proxy"
+    exit 1
+  fi
+  log "built of-watchdog in $((SECONDS - started)) s"
+fi
+echo "$binary"
