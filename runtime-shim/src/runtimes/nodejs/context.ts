@@ -1,0 +1,78 @@
+/** The `context` argument of a Node.js handler, as AWS's runtime builds it. */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** What stays the same for every invocation of this runtime process. */
+export interface FunctionSettings {
+  functionName: string | undefined;
+  functionVersion: string | undefined;
+  memoryLimitInMB: string | undefined;
+  logGroupName: string | undefined;
+  logStreamName: string | undefined;
+}
+
+export function functionSettingsFromEnv(env: NodeJS.ProcessEnv): FunctionSettings {
+  return {
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    // A string, as on AWS: handlers written there call Number() or parseInt() on it.
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+  };
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Client context and Cognito identity arrive as JSON. The gateway receives the client context
+ * base64-encoded (X-Amz-Client-Context), so an encoded value is accepted too.
+ */
+function parseJsonHeader(value: string | undefined): unknown {
+  if (value === undefined || value === '') return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    try {
+      return JSON.parse(Buffer.from(value, 'base64').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** The completion functions the invocation supplies: legacy `succeed` / `fail` / `done`. */
+export interface Completion {
+  succeed(result?: unknown): void;
+  fail(error?: unknown): void;
+  done(error?: unknown, result?: unknown): void;
+  callbackWaitsForEmptyEventLoop: boolean;
+}
+
+export function buildContext(
+  settings: FunctionSettings,
+  requestId: string,
+  headers: IncomingHttpHeaders,
+  completion: Completion,
+) {
+  const deadlineMs = Number(header(headers, 'lambda-runtime-deadline-ms'));
+  return {
+    ...settings,
+    awsRequestId: requestId,
+    invokedFunctionArn: header(headers, 'lambda-runtime-invoked-function-arn'),
+    identity: parseJsonHeader(header(headers, 'lambda-runtime-cognito-identity')),
+    clientContext: parseJsonHeader(header(headers, 'lambda-runtime-client-context')),
+    getRemainingTimeInMillis: () => deadlineMs - Date.now(),
+    get callbackWaitsForEmptyEventLoop() {
+      return completion.callbackWaitsForEmptyEventLoop;
+    },
+    set callbackWaitsForEmptyEventLoop(value: boolean) {
+      completion.callbackWaitsForEmptyEventLoop = value;
+    },
+    succeed: (result?: unknown) => completion.succeed(result),
+    fail: (error?: unknown) => completion.fail(error),
+    done: (error?: unknown, result?: unknown) => completion.done(error, result),
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * The console as AWS's Node.js runtime patches it: every call becomes one stdout record
+ * `<ISO time>\t<request id>\t<LEVEL>\t<message>\n`. Newlines inside a message become `\r`, so a
+ * stack trace or pretty-printed object stays one record for whoever splits the log into lines.
+ */
+import { format } from 'node:util';
+
+// Before the first invocation AWS prints the literal `undefined` in the request id column.
+let currentRequestId = 'undefined';
+
+export function setLogRequestId(requestId: string) {
+  currentRequestId = requestId;
+}
+
+function writeRecord(level: string, args: unknown[]) {
+  const message = format(...args).replace(/\r?\n/g, '\r');
+  process.stdout.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+}
+
+export function patchConsole() {
+  console.log = (...args: unknown[]) => writeRecord('INFO', args);
+  console.info = (...args: unknown[]) => writeRecord('INFO', args);
+  console.warn = (...args: unknown[]) => writeRecord('WARN', args);
+  console.error = (...args: unknown[]) => writeRecord('ERROR', args);
+  console.debug = (...args: unknown[]) => writeRecord('DEBUG', args);
+  console.trace = (...args: unknown[]) => {
+    // Like the original console.trace: the message followed by where it was called from.
+    const stack = new Error().stack?.split('\n').slice(2).join('\n') ?? '';
+    writeRecord('TRACE', [format(...args) + '\n' + stack]);
+  };
+}
