@@ -1,0 +1,172 @@
+import { Limits } from '@hearth/api';
+
+/** An AWS-style access key pair that SigV4-signed calls (AWS SDK, AWS CLI) are checked against. */
+export interface AccessKey {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface AuthConfig {
+  enabled: boolean;
+  /** Static keys accepted as `Authorization: Bearer <key>`. */
+  apiKeys: string[];
+  accessKeys: AccessKey[];
+}
+
+export type GatewayRole = 'http' | 'worker' | 'all';
+
+export interface GatewayConfig {
+  port: number;
+  host: string;
+  redisUrl: string;
+  role: GatewayRole;
+  /** Names this gateway in demand reports and concurrency leases; unique per replica. */
+  gatewayId: string;
+  region: string;
+  accountId: string;
+  auth: AuthConfig;
+  /** Cluster-wide concurrent executions (Lambda's account limit). */
+  accountConcurrency: number;
+  /** How long a call may wait for an instance of its function while the pool grows. */
+  coldStartBudgetMs: number;
+  /** A concurrency lease not renewed for this long is dropped (its gateway is gone). */
+  leaseTtlMs: number;
+  /** How often discovery re-reads the whole registry, besides reacting to change messages. */
+  discoveryResyncMs: number;
+  /** How often demand (in-flight and waiting counts) is reported to Redis. */
+  demandReportMs: number;
+  syncPayloadBytes: number;
+  asyncPayloadBytes: number;
+  logLevel: string;
+}
+
+export const defaultConfig: Omit<GatewayConfig, 'redisUrl' | 'gatewayId'> = {
+  port: 8080,
+  host: '0.0.0.0',
+  role: 'all',
+  region: 'us-east-1',
+  accountId: '000000000000',
+  auth: { enabled: true, apiKeys: [], accessKeys: [] },
+  accountConcurrency: Limits.accountConcurrency,
+  coldStartBudgetMs: 30_000,
+  leaseTtlMs: 15_000,
+  discoveryResyncMs: 5_000,
+  demandReportMs: 1_000,
+  syncPayloadBytes: Limits.syncPayloadBytes,
+  asyncPayloadBytes: Limits.asyncPayloadBytes,
+  logLevel: 'info',
+};
+
+export class ConfigError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`invalid gateway config: ${field} ${message}`);
+  }
+}
+
+/**
+ * Where each setting comes from: a `--flag=value` beats the environment variable. Access keys are
+ * `ID:SECRET` pairs and API keys plain strings, both comma separated.
+ */
+const sources = {
+  port: { flag: 'port', env: 'HEARTH_GATEWAY_PORT' },
+  host: { flag: 'host', env: 'HEARTH_GATEWAY_HOST' },
+  redisUrl: { flag: 'redis-url', env: 'HEARTH_REDIS_URL' },
+  role: { flag: 'role', env: 'HEARTH_GATEWAY_ROLE' },
+  gatewayId: { flag: 'gateway-id', env: 'HEARTH_GATEWAY_ID' },
+  region: { flag: 'region', env: 'HEARTH_REGION' },
+  accountId: { flag: 'account-id', env: 'HEARTH_ACCOUNT_ID' },
+  authEnabled: { flag: 'auth', env: 'HEARTH_AUTH' },
+  apiKeys: { flag: 'api-keys', env: 'HEARTH_API_KEYS' },
+  accessKeys: { flag: 'access-keys', env: 'HEARTH_ACCESS_KEYS' },
+  accountConcurrency: { flag: 'account-concurrency', env: 'HEARTH_ACCOUNT_CONCURRENCY' },
+  coldStartBudgetMs: { flag: 'cold-start-budget-ms', env: 'HEARTH_COLD_START_BUDGET_MS' },
+  leaseTtlMs: { flag: 'lease-ttl-ms', env: 'HEARTH_LEASE_TTL_MS' },
+  discoveryResyncMs: { flag: 'discovery-resync-ms', env: 'HEARTH_DISCOVERY_RESYNC_MS' },
+  demandReportMs: { flag: 'demand-report-ms', env: 'HEARTH_DEMAND_REPORT_MS' },
+  syncPayloadBytes: { flag: 'sync-payload-bytes', env: 'HEARTH_SYNC_PAYLOAD_BYTES' },
+  asyncPayloadBytes: { flag: 'async-payload-bytes', env: 'HEARTH_ASYNC_PAYLOAD_BYTES' },
+  logLevel: { flag: 'log-level', env: 'HEARTH_LOG_LEVEL' },
+} as const;
+
+/** Reads and validates the config once at start; throws ConfigError naming the bad field. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatewayId: string): GatewayConfig {
+  const flags = new Map<string, string>();
+  for (const arg of argv) {
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match) throw new ConfigError(arg, 'is not a --flag=value argument');
+    flags.set(match[1]!, match[2] ?? 'true');
+  }
+  const known = new Set<string>(Object.values(sources).map((s) => s.flag));
+  for (const flag of flags.keys()) if (!known.has(flag)) throw new ConfigError(`--${flag}`, 'is not a known flag');
+
+  const raw = (key: keyof typeof sources): string | undefined => {
+    const value = flags.get(sources[key].flag) ?? env[sources[key].env];
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const integer = (key: keyof typeof sources, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const value = raw(key);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigError(key, `must be an integer between ${min} and ${max} (got "${value}")`);
+    }
+    return n;
+  };
+  const list = (key: keyof typeof sources) =>
+    (raw(key) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+
+  const redisUrl = raw('redisUrl');
+  if (!redisUrl) throw new ConfigError('redisUrl', `is required (--redis-url or ${sources.redisUrl.env})`);
+  if (!/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('redisUrl', `must be a redis:// URL (got "${redisUrl}")`);
+
+  const role = raw('role') ?? defaultConfig.role;
+  if (role !== 'http' && role !== 'worker' && role !== 'all') {
+    throw new ConfigError('role', `must be http, worker or all (got "${role}")`);
+  }
+
+  const authFlag = raw('authEnabled') ?? 'true';
+  if (!['true', 'false', 'on', 'off'].includes(authFlag)) {
+    throw new ConfigError('auth.enabled', `must be true or false (got "${authFlag}")`);
+  }
+  const accessKeys = list('accessKeys').map((pair, i) => {
+    const separator = pair.indexOf(':');
+    if (separator <= 0 || separator === pair.length - 1) {
+      throw new ConfigError(`auth.accessKeys[${i}]`, 'must be ACCESS_KEY_ID:SECRET_ACCESS_KEY');
+    }
+    return { accessKeyId: pair.slice(0, separator), secretAccessKey: pair.slice(separator + 1) };
+  });
+  const auth: AuthConfig = {
+    enabled: authFlag === 'true' || authFlag === 'on',
+    apiKeys: list('apiKeys'),
+    accessKeys,
+  };
+  if (auth.enabled && auth.apiKeys.length === 0 && auth.accessKeys.length === 0) {
+    throw new ConfigError('auth', 'is enabled but has no apiKeys and no accessKeys: nobody could call the gateway');
+  }
+
+  const leaseTtlMs = integer('leaseTtlMs', defaultConfig.leaseTtlMs, 300);
+  return {
+    port: integer('port', defaultConfig.port, 0, 65_535),
+    host: raw('host') ?? defaultConfig.host,
+    redisUrl,
+    role,
+    gatewayId: raw('gatewayId') ?? defaultGatewayId,
+    region: raw('region') ?? defaultConfig.region,
+    accountId: raw('accountId') ?? defaultConfig.accountId,
+    auth,
+    accountConcurrency: integer('accountConcurrency', defaultConfig.accountConcurrency, 1),
+    coldStartBudgetMs: integer('coldStartBudgetMs', defaultConfig.coldStartBudgetMs, 0),
+    leaseTtlMs,
+    discoveryResyncMs: integer('discoveryResyncMs', defaultConfig.discoveryResyncMs, 100),
+    demandReportMs: integer('demandReportMs', defaultConfig.demandReportMs, 50),
+    syncPayloadBytes: integer('syncPayloadBytes', defaultConfig.syncPayloadBytes, 1),
+    asyncPayloadBytes: integer('asyncPayloadBytes', defaultConfig.asyncPayloadBytes, 1),
+    logLevel: raw('logLevel') ?? defaultConfig.logLevel,
+  };
+}
