@@ -1,0 +1,106 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { validateFunctionSpec, type FunctionResource } from '@hearth/api';
+import {
+  cpuMillis,
+  desiredCodeConfigMap,
+  desiredDeployment,
+  desiredService,
+  Labels,
+  revisionObjectName,
+  unsupportedCodeSource,
+} from './kube-objects.js';
+import { revisionHash } from './revision.js';
+
+function fn(spec: Record<string, unknown>, name = 'echo'): FunctionResource {
+  const result = validateFunctionSpec(spec);
+  if (!result.spec) throw new Error(JSON.stringify(result.problems));
+  return {
+    apiVersion: 'hearth.dev/v1alpha1',
+    kind: 'Function',
+    metadata: { name, namespace: 'team-a', uid: '1234-uid', generation: 3 },
+    spec: result.spec,
+  };
+}
+
+const inline = { inline: { files: { 'index.mjs': 'export const handler = async (e) => e', 'lib/util.mjs': 'export {}' } } };
+
+test('the Deployment runs the shim locked down, sized from memory, /tmp capped, ready on /readyz', () => {
+  const f = fn({ runtime: 'nodejs20.x', code: inline, memory: '1769Mi', ephemeralStorage: '1Gi', timeoutSeconds: 30, env: [{ name: 'GREETING', value: 'hi' }] });
+  const revision = revisionHash(f.spec);
+  const d = desiredDeployment(f, revision, 2);
+  assert.equal(d.metadata!.name, `echo-${revision}`);
+  assert.equal(d.metadata!.namespace, 'team-a');
+  assert.deepEqual(d.metadata!.ownerReferences, [
+    { apiVersion: 'hearth.dev/v1alpha1', kind: 'Function', name: 'echo', uid: '1234-uid', controller: true, blockOwnerDeletion: true },
+  ]);
+  assert.equal(d.spec!.replicas, 2);
+  const pod = d.spec!.template.spec!;
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.equal(pod.securityContext!.runAsNonRoot, true);
+  assert.deepEqual(pod.securityContext!.seccompProfile, { type: 'RuntimeDefault' });
+  assert.equal(pod.terminationGracePeriodSeconds, 40, 'long enough to finish a 30 s call');
+  const c = pod.containers[0]!;
+  assert.deepEqual(c.command, ['node', '/opt/hearth/runtime-shim/dist/main.js']);
+  assert.equal(c.securityContext!.readOnlyRootFilesystem, true);
+  assert.equal(c.securityContext!.allowPrivilegeEscalation, false);
+  assert.deepEqual(c.securityContext!.capabilities, { drop: ['ALL'] });
+  assert.equal(c.resources!.limits!.memory, '1769Mi');
+  assert.equal(c.resources!.limits!.cpu, '1000m', 'one vCPU per 1769Mi');
+  assert.ok(c.resources!.limits!['ephemeral-storage']);
+  assert.equal(c.readinessProbe!.httpGet!.path, '/readyz');
+  const env = Object.fromEntries(c.env!.map((e) => [e.name, e.value]));
+  assert.equal(env.HEARTH_FUNCTION_NAME, 'echo');
+  assert.equal(env.HEARTH_REVISION, revision);
+  assert.equal(env.HEARTH_MEMORY_MB, '1769');
+  assert.equal(env.HEARTH_TIMEOUT_SECONDS, '30');
+  assert.equal(env.HEARTH_EPHEMERAL_STORAGE_MB, '1024');
+  assert.equal(env.GREETING, 'hi');
+  const tmp = pod.volumes!.find((v) => v.name === 'tmp')!;
+  assert.equal(tmp.emptyDir!.sizeLimit, '1024Mi');
+  assert.ok(c.volumeMounts!.some((m) => m.name === 'tmp' && m.mountPath === '/tmp'));
+  assert.ok(c.volumeMounts!.some((m) => m.name === 'code' && m.readOnly));
+  assert.deepEqual(d.spec!.selector.matchLabels, { [Labels.function]: 'echo', [Labels.revision]: revision });
+});
+
+test('secret references in env pass through to the pod unchanged', () => {
+  const valueFrom = { secretKeyRef: { name: 'db', key: 'password' } };
+  const f = fn({ runtime: 'nodejs20.x', code: inline, env: [{ name: 'DB_PASSWORD', valueFrom }] });
+  const env = desiredDeployment(f, 'r1', 1).spec!.template.spec!.containers[0]!.env!;
+  assert.deepEqual(env.find((e) => e.name === 'DB_PASSWORD'), { name: 'DB_PASSWORD', valueFrom });
+});
+
+test('inline code becomes a ConfigMap whose numbered keys map back to the file paths', () => {
+  const f = fn({ runtime: 'nodejs20.x', code: inline });
+  const cm = desiredCodeConfigMap(f, 'r1')!;
+  assert.deepEqual(cm.data, { f0: 'export const handler = async (e) => e', f1: 'export {}' });
+  const volume = desiredDeployment(f, 'r1', 1).spec!.template.spec!.volumes!.find((v) => v.name === 'code')!;
+  assert.equal(volume.configMap!.name, cm.metadata!.name);
+  assert.deepEqual(
+    volume.configMap!.items!.map((i) => [i.key, i.path]),
+    [['f0', 'index.mjs'], ['f1', 'lib/util.mjs']],
+  );
+  const fromConfigMap = fn({ runtime: 'nodejs20.x', code: { configMap: { name: 'my-code' } } });
+  assert.equal(desiredCodeConfigMap(fromConfigMap, 'r1'), undefined);
+  assert.equal(desiredDeployment(fromConfigMap, 'r1', 1).spec!.template.spec!.volumes![0]!.configMap!.name, 'my-code');
+  assert.match(unsupportedCodeSource(fn({ runtime: 'nodejs20.x', code: { image: 'x' } }))!, /spec\.code\.image/);
+});
+
+test('the Service selects exactly the pods of its revision', () => {
+  const f = fn({ runtime: 'python3.11', code: inline });
+  const s = desiredService(f, 'abc');
+  assert.deepEqual(s.spec!.selector, { [Labels.function]: 'echo', [Labels.revision]: 'abc' });
+  assert.equal(s.spec!.ports![0]!.port, 8080);
+  assert.equal(s.metadata!.ownerReferences![0]!.uid, '1234-uid');
+});
+
+test('object names are DNS labels even for long or digit-first function names', () => {
+  assert.equal(revisionObjectName('echo', '0123456789'), 'echo-0123456789');
+  for (const name of ['9lives', 'a'.repeat(63), `${'b'.repeat(40)}-${'c'.repeat(20)}`]) {
+    const n = revisionObjectName(name, '0123456789');
+    assert.match(n, /^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+    assert.ok(n.length <= 63, n);
+  }
+  assert.notEqual(revisionObjectName('a'.repeat(60) + 'x', 'r'), revisionObjectName('a'.repeat(60) + 'y', 'r'));
+  assert.equal(cpuMillis(128), 73);
+});

@@ -1,0 +1,239 @@
+import { createHash } from 'node:crypto';
+import type { V1ConfigMap, V1Deployment, V1OwnerReference, V1Service, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { API_GROUP, API_VERSION, Limits, quantityToMb, ShimEnv, ShimPaths, type FunctionResource } from '@hearth/api';
+
+/** Labels every object made for a function carries; the gateway selects pods by them. */
+export const Labels = {
+  function: `${API_GROUP}/function`,
+  revision: `${API_GROUP}/revision`,
+  managedBy: 'app.kubernetes.io/managed-by',
+} as const;
+
+export const MANAGER = 'hearth-controller';
+export const SHIM_PORT = 8080;
+export const CODE_DIR = '/var/task';
+const STATE_DIR = '/var/hearth';
+/** Room for the shim's own scratch files, logs and the container layer beside the user's /tmp. */
+const STORAGE_OVERHEAD_MB = 256;
+/** A non-root user that exists in no image on purpose: function code owns nothing but /tmp. */
+const RUN_AS = 65532;
+
+export interface KubeBackendOptions {
+  /** The runtime shim image for each Lambda runtime identifier. */
+  images: Record<string, string>;
+  /** The shim's entrypoint inside that image. */
+  shimCommand: string[];
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+}
+
+export const defaultKubeOptions: KubeBackendOptions = {
+  images: {
+    'nodejs20.x': 'localhost/hearth-runtime-nodejs20:0.1.0',
+    'nodejs22.x': 'localhost/hearth-runtime-nodejs22:0.1.0',
+    'python3.11': 'localhost/hearth-runtime-python311:0.1.0',
+    'provided.al2023': 'localhost/hearth-runtime-provided:0.1.0',
+  },
+  shimCommand: ['node', '/opt/hearth/runtime-shim/dist/main.js'],
+  imagePullPolicy: 'IfNotPresent',
+};
+
+/**
+ * The name of an object made for one revision: `<function>-<revision>`, cut to a DNS label (63
+ * characters, starting with a letter, as Service names require) with a hash keeping cut names apart.
+ */
+export function revisionObjectName(functionName: string, revision: string): string {
+  const full = `${functionName}-${revision}`;
+  const startsWithLetter = /^[a-z]/.test(full);
+  if (full.length <= 63 && startsWithLetter) return full;
+  const tag = createHash('sha256').update(functionName).digest('hex').slice(0, 6);
+  const room = 63 - 3 - tag.length - revision.length - 2;
+  return `fn-${functionName.slice(0, room).replace(/-+$/, '')}-${tag}-${revision}`;
+}
+
+export function ownerReference(fn: FunctionResource): V1OwnerReference {
+  if (!fn.metadata.uid) throw new Error(`Function ${fn.metadata.name} has no uid yet`);
+  return {
+    apiVersion: `${API_GROUP}/${API_VERSION}`,
+    kind: 'Function',
+    name: fn.metadata.name,
+    uid: fn.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function labels(fn: FunctionResource, revision: string): Record<string, string> {
+  return { [Labels.function]: fn.metadata.name, [Labels.revision]: revision, [Labels.managedBy]: MANAGER };
+}
+
+/** CPU in proportion to memory, as Lambda gives it: one vCPU per 1769 MB, in millicores. */
+export function cpuMillis(memoryMb: number): number {
+  return Math.ceil((memoryMb * 1000) / Limits.memoryMbPerVcpu);
+}
+
+/**
+ * Inline code as a ConfigMap of the revision. ConfigMap keys cannot hold `/`, so files are stored
+ * under numbered keys and mapped back to their paths in the volume.
+ */
+export function desiredCodeConfigMap(fn: FunctionResource, revision: string): V1ConfigMap | undefined {
+  const files = fn.spec.code.inline?.files;
+  if (!files) return undefined;
+  const data: Record<string, string> = {};
+  Object.keys(files)
+    .sort()
+    .forEach((path, i) => (data[`f${i}`] = files[path]!));
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: revisionObjectName(fn.metadata.name, revision),
+      namespace: fn.metadata.namespace,
+      labels: labels(fn, revision),
+      ownerReferences: [ownerReference(fn)],
+    },
+    data,
+  };
+}
+
+/** Why a code source cannot run on Kubernetes yet, or undefined when it can. */
+export function unsupportedCodeSource(fn: FunctionResource): string | undefined {
+  if (fn.spec.code.archive) return 'spec.code.archive is not supported by the kubernetes backend yet';
+  if (fn.spec.code.image) return 'spec.code.image is not supported by the kubernetes backend yet';
+  return undefined;
+}
+
+function codeVolume(fn: FunctionResource, revision: string): V1Volume {
+  const inline = fn.spec.code.inline?.files;
+  if (inline) {
+    const items = Object.keys(inline)
+      .sort()
+      .map((path, i) => ({ key: `f${i}`, path, mode: 0o444 }));
+    return { name: 'code', configMap: { name: revisionObjectName(fn.metadata.name, revision), items } };
+  }
+  if (fn.spec.code.configMap) {
+    return { name: 'code', configMap: { name: fn.spec.code.configMap.name, defaultMode: 0o444 } };
+  }
+  throw new Error(unsupportedCodeSource(fn) ?? 'no code source');
+}
+
+/** The Deployment running one revision's warm pool. */
+export function desiredDeployment(
+  fn: FunctionResource,
+  revision: string,
+  replicas: number,
+  options: KubeBackendOptions = defaultKubeOptions,
+): V1Deployment {
+  const spec = fn.spec;
+  const memoryMb = quantityToMb(spec.memory);
+  const storageMb = quantityToMb(spec.ephemeralStorage);
+  const image = options.images[spec.runtime];
+  if (!image) throw new Error(`no runtime image configured for ${spec.runtime}`);
+  const podLabels = labels(fn, revision);
+  const hearthEnv: Record<string, string> = {
+    [ShimEnv.functionName]: fn.metadata.name,
+    [ShimEnv.revision]: revision,
+    [ShimEnv.runtime]: spec.runtime,
+    [ShimEnv.handler]: spec.handler,
+    [ShimEnv.codeDir]: CODE_DIR,
+    [ShimEnv.memoryMb]: String(memoryMb),
+    [ShimEnv.timeoutSeconds]: String(spec.timeoutSeconds),
+    [ShimEnv.ephemeralStorageMb]: String(storageMb),
+    [ShimEnv.port]: String(SHIM_PORT),
+    [ShimEnv.host]: '0.0.0.0',
+    [ShimEnv.concurrency]: String(spec.concurrency.perInstance),
+    [ShimEnv.stateDir]: STATE_DIR,
+    // The kubelet enforces memory and /tmp here; the shim need not try to mount anything.
+    HEARTH_ISOLATION: 'portable',
+  };
+  const volumes: V1Volume[] = [
+    codeVolume(fn, revision),
+    { name: 'tmp', emptyDir: { sizeLimit: `${storageMb}Mi` } },
+    { name: 'state', emptyDir: { sizeLimit: '64Mi' } },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: 'code', mountPath: CODE_DIR, readOnly: true },
+    { name: 'tmp', mountPath: '/tmp' },
+    { name: 'state', mountPath: STATE_DIR },
+  ];
+  const probe = (path: string) => ({ httpGet: { path, port: SHIM_PORT } });
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: revisionObjectName(fn.metadata.name, revision),
+      namespace: fn.metadata.namespace,
+      labels: podLabels,
+      ownerReferences: [ownerReference(fn)],
+    },
+    spec: {
+      replicas,
+      selector: { matchLabels: { [Labels.function]: fn.metadata.name, [Labels.revision]: revision } },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          // Functions talk to nothing in the cluster by default and get no API credentials.
+          automountServiceAccountToken: false,
+          // Service links would leak into the function's environment, which Lambda keeps clean.
+          enableServiceLinks: false,
+          // A draining instance finishes its in-flight call (up to the timeout) before it goes.
+          terminationGracePeriodSeconds: spec.timeoutSeconds + 10,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: RUN_AS,
+            runAsGroup: RUN_AS,
+            fsGroup: RUN_AS,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'function',
+              image,
+              imagePullPolicy: options.imagePullPolicy,
+              command: options.shimCommand,
+              ports: [{ name: 'invoke', containerPort: SHIM_PORT, protocol: 'TCP' }],
+              env: [
+                ...Object.entries(hearthEnv).map(([name, value]) => ({ name, value })),
+                ...(spec.env ?? []).map((e) => ({ ...e }) as { name: string; value?: string }),
+              ],
+              resources: {
+                requests: { memory: `${memoryMb}Mi`, cpu: `${cpuMillis(memoryMb)}m` },
+                limits: {
+                  memory: `${memoryMb}Mi`,
+                  cpu: `${cpuMillis(memoryMb)}m`,
+                  'ephemeral-storage': `${storageMb + STORAGE_OVERHEAD_MB}Mi`,
+                },
+              },
+              readinessProbe: { ...probe(ShimPaths.readyz), periodSeconds: 1, failureThreshold: 1 },
+              livenessProbe: { ...probe(ShimPaths.healthz), periodSeconds: 10, failureThreshold: 3 },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: mounts,
+            },
+          ],
+          volumes,
+        },
+      },
+    },
+  };
+}
+
+/** The Service of one revision: its EndpointSlices tell the gateway which pods are ready. */
+export function desiredService(fn: FunctionResource, revision: string): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: revisionObjectName(fn.metadata.name, revision),
+      namespace: fn.metadata.namespace,
+      labels: labels(fn, revision),
+      ownerReferences: [ownerReference(fn)],
+    },
+    spec: {
+      selector: { [Labels.function]: fn.metadata.name, [Labels.revision]: revision },
+      ports: [{ name: 'invoke', port: SHIM_PORT, targetPort: SHIM_PORT, protocol: 'TCP' }],
+    },
+  };
+}
