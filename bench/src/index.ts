@@ -1,1 +1,15 @@
-export {};
+/**
+ * The benchmarks' entry: `npm run bench -- <name> [options]`. Each benchmark runs Hearth side
+ * by side with its peers in one run and prints a markdown table.
+ */
+import { main as shim } from './shim.js';
+
+const benchmarks: Record<string, (argv: string[]) => Promise<void>> = { shim };
+
+const [name, ...argv] = process.argv.slice(2);
+const run = name === undefined ? undefined : benchmarks[name];
+if (!run) {
+  console.error(`usage: npm run bench -- <${Object.keys(benchmarks).join('|')}> [options]`);
+  process.exit(2);
+}
+await run(argv);

@@ -1,0 +1,448 @@
+/**
+ * The shim benchmark: warm invocations of a no-op Node handler through Hearth's runtime shim,
+ * side by side with the same handler behind OpenFaaS's of-watchdog, behind AWS's Runtime
+ * Interface Emulator with AWS's Node runtime interface client, and called directly by a plain
+ * Node HTTP server (the floor); then cold starts, spawn to first answer.
+ *
+ * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
+ *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,floor,...] [--out results.md]
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ShimEnv, ShimPaths } from '@hearth/api';
+import { freePort } from '@hearth/test';
+import { findPeer, repoRoot } from '@hearth/test/conformance/peers';
+import { spawnServer, type ServerProcess } from './server-process.js';
+
+const benchDir = join(repoRoot, 'bench');
+const handlerDir = join(benchDir, 'fixtures', 'noop');
+const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
+const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const expectedResult = { ok: true };
+
+/** One way of serving the handler over HTTP. */
+interface Target {
+  key: string;
+  label: string;
+  /** Why it is not measured, when it cannot be. */
+  missing?: string;
+  /** Callers it can serve at once, when limited, and why. */
+  maxCallers?: { callers: number; why: string };
+  /** Starts a fresh instance; resolves once the process is spawned (not yet serving). */
+  spawn(): Promise<{ processes: ServerProcess[]; url: string }>;
+}
+
+interface Options {
+  durationSeconds: number;
+  warmupSeconds: number;
+  callers: number[];
+  coldRuns: number;
+  hearthConcurrency: number;
+  only: string[] | undefined;
+  out: string | undefined;
+}
+
+interface WarmResult {
+  target: Target;
+  callers: number;
+  okPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  failed: number;
+}
+
+interface ColdResult {
+  target: Target;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+}
+
+/** What wrk-post-json.lua prints when a run is done. */
+interface WrkReport {
+  requests: number;
+  durationUs: number;
+  p50Us: number;
+  p99Us: number;
+  connectErrors: number;
+  readErrors: number;
+  writeErrors: number;
+  statusErrors: number;
+  timeouts: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '2' },
+      callers: { type: 'string', default: '1,32' },
+      'cold-runs': { type: 'string', default: '7' },
+      'hearth-concurrency': { type: 'string', default: '1' },
+      only: { type: 'string' },
+      out: { type: 'string' },
+    },
+  });
+  const positive = (name: string, raw: string) => {
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+    return value;
+  };
+  return {
+    durationSeconds: positive('duration', values.duration),
+    warmupSeconds: positive('warmup', values.warmup),
+    callers: values.callers.split(',').map((c) => positive('callers', c)),
+    coldRuns: positive('cold-runs', values['cold-runs']),
+    hearthConcurrency: positive('hearth-concurrency', values['hearth-concurrency']),
+    only: values.only?.split(','),
+    out: values.out,
+  };
+}
+
+function targets(options: Options, stateDir: string): Target[] {
+  const watchdog = findPeer('of-watchdog');
+  const rie = findPeer('aws-lambda-rie');
+  const ric = findPeer('aws-lambda-ric');
+  const notInstalled = 'not installed (scripts/peers/install.sh)';
+  let shimInstances = 0;
+
+  const list: Target[] = [
+    {
+      key: 'hearth',
+      label: 'Hearth shim + Node runtime',
+      ...(existsSync(shimMain) ? {} : { missing: `${shimMain} is not built (npx tsc -b runtime-shim)` }),
+      async spawn() {
+        const port = await freePort();
+        const processes = [
+          spawnServer({
+            logDir: stateDir,
+            name: 'hearth-shim',
+            command: process.execPath,
+            args: [shimMain],
+            env: {
+              PATH: process.env.PATH,
+              HOME: process.env.HOME,
+              [ShimEnv.functionName]: 'bench-noop',
+              [ShimEnv.runtime]: 'nodejs20.x',
+              [ShimEnv.handler]: 'index.handler',
+              [ShimEnv.codeDir]: handlerDir,
+              [ShimEnv.host]: '127.0.0.1',
+              [ShimEnv.port]: String(port),
+              [ShimEnv.concurrency]: String(options.hearthConcurrency),
+              [ShimEnv.stateDir]: join(stateDir, `shim-${shimInstances++}`),
+              // Every invocation logs START/END/REPORT; the benchmark drains the pipe as
+              // Kubernetes would, at the shim's ordinary log level.
+              [ShimEnv.logLevel]: 'info',
+            },
+          }),
+        ];
+        return { processes, url: `http://127.0.0.1:${port}${ShimPaths.invoke}` };
+      },
+    },
+    {
+      key: 'of-watchdog',
+      label: 'of-watchdog (http mode) + Node server',
+      ...(watchdog ? {} : { missing: `of-watchdog ${notInstalled}` }),
+      async spawn() {
+        const [port, upstreamPort] = [await freePort(), await freePort()];
+        const processes = [
+          spawnServer({
+            logDir: stateDir,
+            name: 'of-watchdog',
+            command: watchdog!,
+            cwd: benchDir,
+            env: {
+              PATH: process.env.PATH,
+              mode: 'http',
+              port: String(port),
+              upstream_url: `http://127.0.0.1:${upstreamPort}`,
+              fprocess: `${process.execPath} ${directServer}`,
+              SERVER_PORT: String(upstreamPort),
+              HANDLER_MODULE: join(handlerDir, 'index.mjs'),
+              // No per-request log line on either side, as with the floor.
+              prefix_logs: 'false',
+              log_buffer_size: '0',
+            },
+          }),
+        ];
+        return { processes, url: `http://127.0.0.1:${port}/` };
+      },
+    },
+    {
+      key: 'rie',
+      label: 'aws-lambda-rie + aws-lambda-ric',
+      // One emulated execution environment, one call at a time, as on Lambda; a second call
+      // while one runs makes this RIE panic (nil pointer in rapidcore's Server.Invoke).
+      maxCallers: { callers: 1, why: 'crashes on concurrent invocations (one call at a time)' },
+      ...(rie && ric ? {} : { missing: `aws-lambda-rie or aws-lambda-ric ${notInstalled}` }),
+      async spawn() {
+        const [port, runtimeApiPort] = [await freePort(), await freePort()];
+        const processes = [
+          spawnServer({
+            logDir: stateDir,
+            name: 'aws-lambda-rie',
+            command: rie!,
+            args: [
+              '--runtime-interface-emulator-address',
+              `127.0.0.1:${port}`,
+              '--runtime-api-address',
+              `127.0.0.1:${runtimeApiPort}`,
+              '--log-level',
+              'error',
+              process.execPath,
+              ric!,
+              'index.handler',
+            ],
+            cwd: handlerDir,
+            env: { PATH: process.env.PATH, HOME: process.env.HOME, LAMBDA_TASK_ROOT: handlerDir },
+          }),
+        ];
+        return { processes, url: `http://127.0.0.1:${port}/2015-03-31/functions/function/invocations` };
+      },
+    },
+    {
+      key: 'floor',
+      label: 'plain Node server (floor)',
+      async spawn() {
+        const port = await freePort();
+        const processes = [
+          spawnServer({
+            logDir: stateDir,
+            name: 'direct-server',
+            command: process.execPath,
+            args: [directServer],
+            env: {
+              PATH: process.env.PATH,
+              SERVER_PORT: String(port),
+              HANDLER_MODULE: join(handlerDir, 'index.mjs'),
+            },
+          }),
+        ];
+        return { processes, url: `http://127.0.0.1:${port}/` };
+      },
+    },
+  ];
+  return list.filter((t) => !options.only || options.only.includes(t.key));
+}
+
+/** One invocation; true when it answered 200 with the handler's result. */
+async function invokeOnce(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url, {
+      method: 'POST',
+      body: '{"bench":true}',
+      headers: { 'content-type': 'application/json' },
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await response.text();
+    return response.status === 200 && isDeepStrictEqual(JSON.parse(text), expectedResult);
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until the first successful invocation; the time from `since` to it, in ms. */
+async function untilFirstAnswer(url: string, processes: ServerProcess[], since: number): Promise<number> {
+  const deadline = since + 15_000;
+  while (performance.now() < deadline) {
+    if (await invokeOnce(url)) return performance.now() - since;
+    const dead = processes.find((p) => p.hasExited());
+    if (dead) throw new Error(`${dead.name} exited before answering:\n${dead.logs()}`);
+    await sleep(1);
+  }
+  throw new Error(
+    `no successful answer from ${url} within 15 s:\n${processes.map((p) => p.logs()).join('\n')}`,
+  );
+}
+
+async function stopAll(processes: ServerProcess[]) {
+  await Promise.all(processes.map((p) => p.stop()));
+}
+
+function runWrk(url: string, callers: number, seconds: number): WrkReport {
+  // One wrk thread: it keeps the load generator to one core's share of a small machine.
+  const output = execFileSync(
+    'wrk',
+    ['-t1', `-c${callers}`, `-d${seconds}s`, '--timeout', '10s', '-s', wrkScript, url],
+    { encoding: 'utf8' },
+  );
+  const line = output.split('\n').find((l) => l.startsWith('WRK_RESULT '));
+  if (!line) throw new Error(`wrk printed no result:\n${output}`);
+  return JSON.parse(line.slice('WRK_RESULT '.length)) as WrkReport;
+}
+
+async function measureWarm(target: Target, options: Options): Promise<WarmResult[]> {
+  const { processes, url } = await target.spawn();
+  try {
+    await untilFirstAnswer(url, processes, performance.now());
+    const results: WarmResult[] = [];
+    for (const callers of options.callers) {
+      if (target.maxCallers && callers > target.maxCallers.callers) continue;
+      runWrk(url, callers, options.warmupSeconds);
+      const report = runWrk(url, callers, options.durationSeconds);
+      const failed =
+        report.statusErrors + report.connectErrors + report.readErrors + report.writeErrors + report.timeouts;
+      results.push({
+        target,
+        callers,
+        okPerSecond: (report.requests - report.statusErrors) / (report.durationUs / 1e6),
+        p50Ms: report.p50Us / 1000,
+        p99Ms: report.p99Us / 1000,
+        failed,
+      });
+      console.error(`  ${target.key} x${callers}: ${results.at(-1)!.okPerSecond.toFixed(0)} ok/s`);
+    }
+    return results;
+  } finally {
+    await stopAll(processes);
+  }
+}
+
+async function measureCold(target: Target, runs: number): Promise<ColdResult> {
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const since = performance.now();
+    const { processes, url } = await target.spawn();
+    try {
+      times.push(await untilFirstAnswer(url, processes, since));
+    } finally {
+      await stopAll(processes);
+    }
+  }
+  times.sort((a, b) => a - b);
+  return { target, medianMs: times[Math.floor(times.length / 2)]!, minMs: times[0]!, maxMs: times.at(-1)! };
+}
+
+const ms = (value: number) => value.toFixed(2);
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+
+function report(warm: WarmResult[], cold: ColdResult[], skipped: Target[], options: Options): string {
+  const lines: string[] = [];
+  const cpus = execFileSync('nproc', { encoding: 'utf8' }).trim();
+  lines.push(
+    `### Shim benchmark: no-op Node handler, warm (${options.durationSeconds} s per cell after ${options.warmupSeconds} s warm-up, wrk, ${cpus} CPUs, Node ${process.version})`,
+    '',
+    '| target | callers | ok req/s | p50 ms | p99 ms | failed |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const r of warm) {
+    lines.push(
+      `| ${r.target.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
+    );
+  }
+  if (cold.length > 0) {
+    lines.push(
+      '',
+      `### Cold start: spawn to first successful answer (${options.coldRuns} runs)`,
+      '',
+      '| target | median ms | min ms | max ms |',
+      '| --- | ---: | ---: | ---: |',
+    );
+    for (const c of cold)
+      lines.push(`| ${c.target.label} | ${ms(c.medianMs)} | ${ms(c.minMs)} | ${ms(c.maxMs)} |`);
+  }
+
+  const cell = (key: string, callers: number) =>
+    warm.find((r) => r.target.key === key && r.callers === callers);
+  const goals: string[] = [];
+  for (const callers of options.callers) {
+    const hearth = cell('hearth', callers);
+    if (!hearth) continue;
+    const watchdog = cell('of-watchdog', callers);
+    const rie = cell('rie', callers);
+    const floor = cell('floor', callers);
+    if (watchdog) {
+      const ratio = hearth.okPerSecond / watchdog.okPerSecond;
+      goals.push(
+        `| throughput >= of-watchdog's | ${callers} | ${ratio.toFixed(2)}x | ${verdict(ratio >= 1)} |`,
+      );
+    }
+    if (rie) {
+      const ratio = hearth.okPerSecond / rie.okPerSecond;
+      goals.push(
+        `| throughput >= 3x aws-lambda-rie's | ${callers} | ${ratio.toFixed(2)}x | ${verdict(ratio >= 3)} |`,
+      );
+    }
+    if (floor) {
+      const extra = hearth.p50Ms - floor.p50Ms;
+      goals.push(
+        `| p50 within 0.5 ms of the floor | ${callers} | +${ms(extra)} ms | ${verdict(extra <= 0.5)} |`,
+      );
+    }
+  }
+  const hearthCold = cold.find((c) => c.target.key === 'hearth');
+  if (hearthCold) {
+    const rieCold = cold.find((c) => c.target.key === 'rie');
+    const versus = rieCold ? ` (aws-lambda-rie + ric: ${ms(rieCold.medianMs)} ms)` : '';
+    goals.push(
+      `| cold start < 150 ms | - | ${ms(hearthCold.medianMs)} ms${versus} | ${verdict(hearthCold.medianMs < 150)} |`,
+    );
+  }
+  if (goals.length > 0) {
+    lines.push(
+      '',
+      '### Hearth against its goals',
+      '',
+      '| goal | callers | Hearth | |',
+      '| --- | ---: | ---: | --- |',
+      ...goals,
+    );
+  }
+  for (const t of skipped) lines.push('', `Not measured: ${t.label}: ${t.missing}.`);
+  for (const t of new Set(warm.map((r) => r.target))) {
+    const limit = t.maxCallers;
+    if (limit && options.callers.some((c) => c > limit.callers)) {
+      lines.push('', `Not measured above ${limit.callers} caller(s): ${t.label}: ${limit.why}.`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const options = parseOptions(argv);
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+  } catch (error) {
+    // wrk --version exits 1 after printing its version; only a missing binary is a problem.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('wrk is not installed: run scripts/install-deps.sh (Debian package wrk)', {
+        cause: error,
+      });
+    }
+  }
+  const stateDir = await mkdtemp(join(tmpdir(), 'hearth-bench-'));
+  try {
+    const all = targets(options, stateDir);
+    const available = all.filter((t) => !t.missing);
+    const skipped = all.filter((t) => t.missing);
+    const warm: WarmResult[] = [];
+    for (const target of available) {
+      console.error(`warm: ${target.label}`);
+      warm.push(...(await measureWarm(target, options)));
+    }
+    const cold: ColdResult[] = [];
+    for (const target of available) {
+      console.error(`cold: ${target.label}`);
+      cold.push(await measureCold(target, options.coldRuns));
+    }
+    const markdown = report(warm, cold, skipped, options);
+    process.stdout.write(markdown);
+    if (options.out) await writeFile(options.out, markdown);
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+
+// Also runnable on its own: node bench/dist/shim.js [options]
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main(process.argv.slice(2));
+}
