@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FunctionRoute, InstanceEndpoint } from '@hearth/api';
+import { validateFunctionSpec } from '@hearth/api';
+import { StaticDiscovery } from '../discovery/static.js';
+import { GatewayError } from '../core/errors.js';
+import { InstanceRouter, pickInstance, type InstanceSlot } from './router.js';
+
+const spec = (perInstance = 1) => {
+  const result = validateFunctionSpec({ runtime: 'nodejs20.x', code: { inline: { files: {} } }, concurrency: { perInstance } });
+  assert.ok(result.spec);
+  return result.spec;
+};
+const route = (perInstance = 1, revision = 'r1'): FunctionRoute => ({ name: 'f', revision, spec: spec(perInstance), state: 'Active', lastModified: '' });
+const instance = (id: string, over: Partial<InstanceEndpoint> = {}): InstanceEndpoint => ({
+  id,
+  function: 'f',
+  revision: 'r1',
+  url: `http://127.0.0.1/${id}`,
+  ready: true,
+  draining: false,
+  ...over,
+});
+const slot = (id: string, inFlight: number, over: Partial<InstanceEndpoint> = {}): InstanceSlot => ({ endpoint: instance(id, over), inFlight, skipUntil: 0 });
+
+test('pickInstance: only ready, non-draining instances of the current revision with room; the busiest first', () => {
+  assert.equal(pickInstance([slot('a', 0, { ready: false }), slot('b', 0, { draining: true }), slot('c', 0, { revision: 'old' })], 'r1', 1, 0), undefined);
+  assert.equal(pickInstance([slot('a', 1), slot('b', 0)], 'r1', 1, 0)?.endpoint.id, 'b');
+  assert.equal(pickInstance([slot('a', 1), slot('b', 2), slot('c', 0)], 'r1', 3, 0)?.endpoint.id, 'b');
+  assert.equal(pickInstance([{ ...slot('a', 0), skipUntil: 100 }], 'r1', 1, 50), undefined);
+});
+
+test('a call waits for an instance that appears, demand is signalled, peaks are reported', async () => {
+  const discovery = new StaticDiscovery();
+  const waitingFor: string[] = [];
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 2000, onWaiting: (n) => waitingFor.push(n) });
+  const r = route();
+  discovery.setFunction(r);
+  const pending = router.lease(r);
+  assert.deepEqual(waitingFor, ['f']);
+  assert.equal(router.load()[0]?.waiting, 1);
+  discovery.setInstances('f', [instance('a')]);
+  const lease = await pending;
+  assert.equal(lease.endpoint.id, 'a');
+  assert.deepEqual(router.load(true)[0], { name: 'f', inFlight: 1, waiting: 0, peakInFlight: 1, peakWaiting: 1 });
+  lease.release();
+  assert.deepEqual(router.load()[0], { name: 'f', inFlight: 0, waiting: 0, peakInFlight: 1, peakWaiting: 0 });
+  router.close();
+});
+
+test('perInstance bounds calls per instance; a released place goes to the first waiter', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 2000, onWaiting: () => {} });
+  const r = route(2);
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a')]);
+  const first = await router.lease(r);
+  const second = await router.lease(r);
+  const order: string[] = [];
+  const third = router.lease(r).then((l) => (order.push('third'), l));
+  const fourth = router.lease(r).then((l) => (order.push('fourth'), l));
+  first.release();
+  (await third).release();
+  await fourth;
+  assert.deepEqual(order, ['third', 'fourth']);
+  second.release();
+  router.close();
+});
+
+test('draining and removed instances take no new calls; a refused instance is skipped for a while', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 100, onWaiting: () => {}, refusedSkipMs: 60_000 });
+  const r = route();
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a'), instance('b')]);
+  const a = await router.lease(r);
+  a.release(true);
+  const b = await router.lease(r);
+  assert.equal(b.endpoint.id, 'b', 'a refused, so b');
+  b.release();
+  discovery.setInstances('f', [instance('b', { draining: true })]);
+  const error = await router.lease(r).catch((e: unknown) => e);
+  assert.ok(error instanceof GatewayError);
+  assert.equal(error.code, 'ResourceNotReadyException');
+  router.close();
+});
+
+test('when every instance stays busy past the budget, the call is throttled (429)', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 50, onWaiting: () => {} });
+  const r = route();
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a')]);
+  const busy = await router.lease(r);
+  const error = await router.lease(r).catch((e: unknown) => e);
+  assert.ok(error instanceof GatewayError);
+  assert.equal(error.code, 'TooManyRequestsException');
+  busy.release();
+  const controller = new AbortController();
+  const held = await router.lease(r);
+  const aborted = router.lease(r, controller.signal).catch((e: unknown) => e);
+  controller.abort();
+  assert.ok((await aborted) instanceof GatewayError);
+  assert.equal(router.load()[0]?.waiting, 0, 'an aborted call stops waiting');
+  held.release();
+  router.close();
+});
