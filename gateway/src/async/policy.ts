@@ -1,0 +1,108 @@
+/**
+ * The decisions of the async path, as pure functions: what happens to an event after an
+ * invocation (or before one), and when it runs next. The workers wire these to Redis.
+ */
+
+export type DeadLetterCondition = 'RetriesExhausted' | 'EventAgeExceeded';
+
+/** Lambda's async retry schedule: about 1 minute before the 2nd attempt, 2 minutes before the 3rd. */
+export const LAMBDA_RETRY_DELAYS_MS = [60_000, 120_000] as const;
+
+/** Throttles and system errors: exponential backoff between these bounds (Lambda: 1 s .. 5 min). */
+export const LAMBDA_REQUEUE_BACKOFF = { initialMs: 1000, maxMs: 300_000 } as const;
+
+export interface BackoffBounds {
+  initialMs: number;
+  maxMs: number;
+}
+
+/**
+ * Delay before retry number `retry` (1 = the 2nd attempt) after a function error. Past the end of
+ * the configured list the last delay repeats, so a short list still covers every retry.
+ */
+export function functionErrorRetryDelayMs(retry: number, delaysMs: readonly number[]): number {
+  if (delaysMs.length === 0) return 0;
+  const index = Math.min(Math.max(retry, 1), delaysMs.length) - 1;
+  return delaysMs[index]!;
+}
+
+/** Delay before running a throttled event again; `requeues` counts earlier throttles of it. */
+export function requeueBackoffMs(requeues: number, bounds: BackoffBounds): number {
+  // 2 ** 40 already exceeds any sane maximum; capping the exponent keeps the number finite.
+  const exponent = Math.min(Math.max(requeues, 0), 40);
+  return Math.min(bounds.maxMs, bounds.initialMs * 2 ** exponent);
+}
+
+/** True when an event of this age may no longer be invoked. */
+export function isEventTooOld(ageMs: number, maxEventAgeSeconds: number): boolean {
+  return ageMs > maxEventAgeSeconds * 1000;
+}
+
+/** How one run of an event ended, as far as the retry policy cares. */
+export type RunOutcome =
+  | { kind: 'success' }
+  /** The handler failed or timed out: uses an attempt. */
+  | { kind: 'functionError' }
+  /** Throttled (429) or the platform failed (5xx): back on the queue, no attempt used. */
+  | { kind: 'requeue' }
+  /** The call can never succeed (unknown function, payload refused): no point retrying. */
+  | { kind: 'rejected' };
+
+export interface EventProgress {
+  /** Invocations that ended in a function error so far, this run's included. */
+  functionErrors: number;
+  /** Throttles and system errors so far, before this run's. */
+  requeues: number;
+  /** Age of the event now (ms since it was accepted). */
+  ageMs: number;
+}
+
+export interface AsyncPolicy {
+  maxRetryAttempts: number;
+  maxEventAgeSeconds: number;
+  retryDelaysMs: readonly number[];
+  requeueBackoff: BackoffBounds;
+}
+
+export type NextStep =
+  | { action: 'succeed' }
+  | { action: 'retry'; delayMs: number; usesAttempt: boolean }
+  | { action: 'deadLetter'; condition: DeadLetterCondition };
+
+/** What to do with an event after a run ended with `outcome`. */
+export function nextStep(outcome: RunOutcome, progress: EventProgress, policy: AsyncPolicy): NextStep {
+  switch (outcome.kind) {
+    case 'success':
+      return { action: 'succeed' };
+    case 'rejected':
+      return { action: 'deadLetter', condition: 'RetriesExhausted' };
+    case 'functionError': {
+      const retriesUsed = progress.functionErrors - 1;
+      if (retriesUsed >= policy.maxRetryAttempts) return { action: 'deadLetter', condition: 'RetriesExhausted' };
+      const delayMs = functionErrorRetryDelayMs(retriesUsed + 1, policy.retryDelaysMs);
+      return withinAge(progress.ageMs + delayMs, policy) ? { action: 'retry', delayMs, usesAttempt: true } : expired();
+    }
+    case 'requeue': {
+      const delayMs = requeueBackoffMs(progress.requeues, policy.requeueBackoff);
+      return withinAge(progress.ageMs + delayMs, policy) ? { action: 'retry', delayMs, usesAttempt: false } : expired();
+    }
+  }
+}
+
+// An event whose next run would come after its maximum age is discarded now rather than held
+// until then: no run could happen anyway, and its failure destination hears of it sooner.
+function withinAge(ageAtNextRunMs: number, policy: AsyncPolicy): boolean {
+  return !isEventTooOld(ageAtNextRunMs, policy.maxEventAgeSeconds);
+}
+
+function expired(): NextStep {
+  return { action: 'deadLetter', condition: 'EventAgeExceeded' };
+}
+
+/**
+ * Job ids are request ids, and BullMQ refuses ids with `:` and reads all-digit ids as its own
+ * counters.
+ */
+export function isUsableRequestId(requestId: string): boolean {
+  return requestId.length > 0 && requestId.length <= 128 && !requestId.includes(':') && !/^[0-9]+$/.test(requestId);
+}
