@@ -4,6 +4,7 @@
 # addon compiles libcurl-based code: it needs g++, make, cmake, autoconf, automake, libtool and
 # libcurl headers (scripts/install-deps.sh installs them) and takes a few minutes cold.
 set -euo pipefail
+peer_mode="${1:-}"
 source "$(dirname "$0")/lib.sh"
 
 version="3.3.0"
@@ -11,6 +12,8 @@ dir="$peers_cache/aws-lambda-ric/$version"
 entry="$dir/node_modules/aws-lambda-ric/bin/index.mjs"
 # Written last, so an interrupted build is redone rather than taken for a finished one.
 marker="$dir/.complete"
+
+only_if_installed "$entry" "$marker"
 
 if [ ! -f "$marker" ]; then
   log "installing aws-lambda-ric $version (cold: about 3-4 minutes, compiles a native addon)"

@@ -18,3 +18,14 @@ find_go() {
 log() {
   echo "[peers] $*" >&2
 }
+
+# `<script> --installed` prints the peer's path only when it is already built, and fails
+# otherwise: the tests and the benchmark locate peers this way, never building one themselves.
+only_if_installed() {
+  local path="$1" marker="$2"
+  if [ "${peer_mode:-}" = "--installed" ]; then
+    [ -e "$marker" ] || { echo "not installed: run scripts/peers/install.sh" >&2; exit 1; }
+    echo "$path"
+    exit 0
+  fi
+}

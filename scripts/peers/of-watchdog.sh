@@ -4,11 +4,14 @@
 # Exits 1 with a message when the module cannot be fetched: some module proxies do not serve it,
 # and the benchmark then reports of-watchdog as not measured instead of failing.
 set -euo pipefail
+peer_mode="${1:-}"
 source "$(dirname "$0")/lib.sh"
 
 version="v0.9.15"
 dir="$peers_cache/of-watchdog/$version"
 binary="$dir/of-watchdog"
+
+only_if_installed "$binary" "$binary"
 
 if [ ! -x "$binary" ]; then
   go="$(find_go)"
