@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  LAMBDA_REQUEUE_BACKOFF,
+  LAMBDA_RETRY_DELAYS_MS,
+  functionErrorRetryDelayMs,
+  isEventTooOld,
+  isUsableRequestId,
+  nextStep,
+  requeueBackoffMs,
+  type AsyncPolicy,
+} from './policy.js';
+
+const lambda: AsyncPolicy = {
+  maxRetryAttempts: 2,
+  maxEventAgeSeconds: 21_600,
+  retryDelaysMs: LAMBDA_RETRY_DELAYS_MS,
+  requeueBackoff: LAMBDA_REQUEUE_BACKOFF,
+};
+
+test('a function error is retried after 1 minute, then 2 minutes, then dead-lettered', () => {
+  const fresh = { requeues: 0, ageMs: 1000 };
+  assert.deepEqual(nextStep({ kind: 'functionError' }, { ...fresh, functionErrors: 1 }, lambda), {
+    action: 'retry',
+    delayMs: 60_000,
+    usesAttempt: true,
+  });
+  assert.deepEqual(nextStep({ kind: 'functionError' }, { ...fresh, functionErrors: 2 }, lambda), {
+    action: 'retry',
+    delayMs: 120_000,
+    usesAttempt: true,
+  });
+  assert.deepEqual(nextStep({ kind: 'functionError' }, { ...fresh, functionErrors: 3 }, lambda), {
+    action: 'deadLetter',
+    condition: 'RetriesExhausted',
+  });
+});
+
+test('maxRetryAttempts 0 dead-letters on the first function error', () => {
+  const step = nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 0 }, { ...lambda, maxRetryAttempts: 0 });
+  assert.deepEqual(step, { action: 'deadLetter', condition: 'RetriesExhausted' });
+});
+
+test('a throttle is requeued without using an attempt, however many times, with growing backoff', () => {
+  const delays = [0, 1, 2, 3, 12].map((requeues) => {
+    const step = nextStep({ kind: 'requeue' }, { functionErrors: 2, requeues, ageMs: 0 }, lambda);
+    assert.equal(step.action, 'retry');
+    assert.equal(step.action === 'retry' && step.usesAttempt, false);
+    return step.action === 'retry' ? step.delayMs : -1;
+  });
+  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 300_000]);
+});
+
+test('backoff is capped and stays finite for huge counts', () => {
+  assert.equal(requeueBackoffMs(10_000, { initialMs: 100, maxMs: 5000 }), 5000);
+  assert.equal(requeueBackoffMs(0, { initialMs: 100, maxMs: 5000 }), 100);
+});
+
+test('a retry that would run after the maximum age dead-letters the event now as EventAgeExceeded', () => {
+  const policy = { ...lambda, maxEventAgeSeconds: 90 };
+  assert.deepEqual(nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 31_000 }, policy), {
+    action: 'deadLetter',
+    condition: 'EventAgeExceeded',
+  });
+  assert.equal(nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 29_000 }, policy).action, 'retry');
+  assert.deepEqual(nextStep({ kind: 'requeue' }, { functionErrors: 0, requeues: 9, ageMs: 89_000 }, policy), {
+    action: 'deadLetter',
+    condition: 'EventAgeExceeded',
+  });
+});
+
+test('a rejected call (unknown function, refused payload) is not retried', () => {
+  assert.deepEqual(nextStep({ kind: 'rejected' }, { functionErrors: 0, requeues: 0, ageMs: 0 }, lambda), {
+    action: 'deadLetter',
+    condition: 'RetriesExhausted',
+  });
+});
+
+test('success ends the event', () => {
+  assert.deepEqual(nextStep({ kind: 'success' }, { functionErrors: 1, requeues: 3, ageMs: 0 }, lambda), { action: 'succeed' });
+});
+
+test('retry delays repeat the last configured one past the end of the list', () => {
+  assert.equal(functionErrorRetryDelayMs(1, [100, 200]), 100);
+  assert.equal(functionErrorRetryDelayMs(2, [100, 200]), 200);
+  assert.equal(functionErrorRetryDelayMs(3, [100, 200]), 200);
+  assert.equal(functionErrorRetryDelayMs(1, []), 0);
+});
+
+test('event age is compared with maxEventAgeSeconds', () => {
+  assert.equal(isEventTooOld(60_000, 60), false);
+  assert.equal(isEventTooOld(60_001, 60), true);
+});
+
+test('request ids with a colon or only digits cannot be job ids', () => {
+  assert.equal(isUsableRequestId('c0ffee00-1111-2222-3333-444455556666'), true);
+  assert.equal(isUsableRequestId('a:b'), false);
+  assert.equal(isUsableRequestId('12345'), false);
+  assert.equal(isUsableRequestId(''), false);
+});
