@@ -65,4 +65,14 @@ export const ShimEnv = {
   /** Where the shim keeps the instance's private /tmp image and scratch files. */
   stateDir: 'HEARTH_STATE_DIR',
   logLevel: 'HEARTH_LOG_LEVEL',
+  /**
+   * `auto` (default): the strongest isolation the host allows (cgroup memory limit, private
+   * loop-mounted `/tmp`); `portable`: never needs root (RSS polling, a `TMPDIR` directory).
+   */
+  isolation: 'HEARTH_ISOLATION',
+  /** Init phase limit in ms (Lambda's 10 s by default); lower only in tests. */
+  initTimeoutMs: 'HEARTH_INIT_TIMEOUT_MS',
 } as const;
+
+/** The `x-hearth-error-type` of a 503: this instance cannot take the call, another one may. */
+export const SHIM_UNAVAILABLE = 'ShimUnavailable';

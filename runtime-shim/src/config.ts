@@ -1,0 +1,105 @@
+import { isAbsolute, resolve } from 'node:path';
+import { Limits, Runtimes, ShimEnv, type Runtime } from '@hearth/api';
+
+export type IsolationWish = 'auto' | 'portable';
+
+/** The shim's settings, read once from its environment. */
+export interface ShimConfig {
+  functionName: string;
+  functionVersion: string;
+  revision: string;
+  runtime: Runtime;
+  handler: string;
+  codeDir: string;
+  memoryMb: number;
+  timeoutSeconds: number;
+  ephemeralStorageMb: number;
+  host: string;
+  port: number;
+  region: string;
+  concurrency: number;
+  /** Undefined: a fresh temp dir, removed on exit. */
+  stateDir: string | undefined;
+  logLevel: string;
+  isolation: IsolationWish;
+  initTimeoutMs: number;
+  /** The function's own environment: everything not starting with `HEARTH_`. */
+  functionEnv: Record<string, string>;
+}
+
+export const MAX_CONCURRENCY = 64;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** A setting the shim cannot start with; the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function required(env: NodeJS.ProcessEnv, variable: string): string {
+  const value = env[variable];
+  if (value === undefined || value === '') throw new ConfigError(variable, 'is required');
+  return value;
+}
+
+function integer(env: NodeJS.ProcessEnv, variable: string, range: { min: number; max: number; default: number }) {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return range.default;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < range.min || value > range.max) {
+    throw new ConfigError(variable, `must be an integer from ${range.min} to ${range.max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, variable: string, allowed: readonly T[], fallback?: T): T {
+  const raw = env[variable];
+  if ((raw === undefined || raw === '') && fallback !== undefined) return fallback;
+  if (raw === undefined || raw === '') throw new ConfigError(variable, `is required (one of ${allowed.join(', ')})`);
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(variable, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+/** Reads and validates the shim's settings; throws a ConfigError naming the first bad variable. */
+export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
+  const runtime = oneOf(env, ShimEnv.runtime, Runtimes);
+  const codeDir = required(env, ShimEnv.codeDir);
+  if (!isAbsolute(codeDir)) throw new ConfigError(ShimEnv.codeDir, `must be an absolute path, got "${codeDir}"`);
+  // A provided runtime's bootstrap reads _HANDLER as it likes; Lambda still requires one.
+  const handler = runtime === 'provided.al2023' ? (env[ShimEnv.handler] ?? 'handler') : required(env, ShimEnv.handler);
+  const stateDir = env[ShimEnv.stateDir];
+  if (stateDir !== undefined && stateDir !== '' && !isAbsolute(stateDir)) {
+    throw new ConfigError(ShimEnv.stateDir, `must be an absolute path, got "${stateDir}"`);
+  }
+  const functionEnv: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (!key.startsWith('HEARTH_') && value !== undefined) functionEnv[key] = value;
+  }
+  return {
+    functionName: required(env, ShimEnv.functionName),
+    functionVersion: env[ShimEnv.functionVersion] || '$LATEST',
+    revision: env[ShimEnv.revision] ?? '',
+    runtime,
+    handler,
+    codeDir: resolve(codeDir),
+    memoryMb: integer(env, ShimEnv.memoryMb, Limits.memoryMb),
+    timeoutSeconds: integer(env, ShimEnv.timeoutSeconds, Limits.timeoutSeconds),
+    ephemeralStorageMb: integer(env, ShimEnv.ephemeralStorageMb, Limits.ephemeralStorageMb),
+    host: env[ShimEnv.host] || '0.0.0.0',
+    port: integer(env, ShimEnv.port, { min: 0, max: 65_535, default: 8080 }),
+    region: env[ShimEnv.region] || 'us-east-1',
+    concurrency: integer(env, ShimEnv.concurrency, { min: 1, max: MAX_CONCURRENCY, default: 1 }),
+    stateDir: stateDir ? resolve(stateDir) : undefined,
+    logLevel: oneOf(env, ShimEnv.logLevel, LOG_LEVELS, 'info'),
+    isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),
+    initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, { min: 100, max: Limits.initTimeoutMs, default: Limits.initTimeoutMs }),
+    functionEnv,
+  };
+}

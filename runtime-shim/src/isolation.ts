@@ -1,0 +1,337 @@
+import { execFile } from 'node:child_process';
+import { closeSync, constants, openSync, readSync, statfsSync, writeSync } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import type { IsolationWish } from './config.js';
+
+const run = promisify(execFile);
+
+export type MemoryIsolation = 'cgroup-v1' | 'cgroup-v2' | 'rss-polling';
+export type TmpIsolation = 'loop-mount' | 'directory';
+export interface IsolationPlan {
+  memory: MemoryIsolation;
+  tmp: TmpIsolation;
+}
+
+/** What the host offers; gathered once at start. */
+export interface HostFacts {
+  isRoot: boolean;
+  /** Where to create memory cgroups (v1: a memory controller directory; v2: a unified directory). */
+  cgroupV1Parent?: string;
+  cgroupV2Parent?: string;
+  hasUnshare: boolean;
+  hasMkfsExt4: boolean;
+}
+
+/** The strongest isolation the host allows, or the portable one when asked for. */
+export function chooseIsolation(wish: IsolationWish, facts: HostFacts): IsolationPlan {
+  if (wish === 'portable' || !facts.isRoot) return { memory: 'rss-polling', tmp: 'directory' };
+  const memory: MemoryIsolation = facts.cgroupV1Parent ? 'cgroup-v1' : facts.cgroupV2Parent ? 'cgroup-v2' : 'rss-polling';
+  const tmp: TmpIsolation = facts.hasUnshare && facts.hasMkfsExt4 ? 'loop-mount' : 'directory';
+  return { memory, tmp };
+}
+
+async function canWrite(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function onPath(command: string): Promise<boolean> {
+  try {
+    await run('sh', ['-c', `command -v ${command}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The cgroup v1 memory directory to nest the runtimes' groups in: the shim's own group, so that
+ * whatever limits the shim (a pod) also covers its runtimes.
+ */
+async function cgroupV1Parent(): Promise<string | undefined> {
+  const mount = '/sys/fs/cgroup/memory';
+  if (!(await canWrite(join(mount, 'cgroup.procs')))) return undefined;
+  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  const own = self.split('\n').find((line) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(line));
+  const ownPath = own?.slice(own.lastIndexOf(':') + 1);
+  if (ownPath && (await canWrite(join(mount, ownPath)))) return join(mount, ownPath);
+  return mount;
+}
+
+/** cgroup v2: groups directly under the root, where the memory controller is delegated to children. */
+async function cgroupV2Parent(): Promise<string | undefined> {
+  const root = '/sys/fs/cgroup';
+  const subtree = await readFile(join(root, 'cgroup.subtree_control'), 'utf8').catch(() => '');
+  if (!subtree.split(/\s+/).includes('memory') || !(await canWrite(root))) return undefined;
+  return root;
+}
+
+export async function detectHostFacts(): Promise<HostFacts> {
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
+  const [v1, v2, hasUnshare, hasMkfsExt4] = await Promise.all([
+    cgroupV1Parent(),
+    cgroupV2Parent(),
+    onPath('unshare'),
+    onPath('mkfs.ext4'),
+  ]);
+  const facts: HostFacts = { isRoot, hasUnshare, hasMkfsExt4 };
+  if (v1) facts.cgroupV1Parent = v1;
+  else if (v2) facts.cgroupV2Parent = v2;
+  return facts;
+}
+
+// The launcher joins the memory cgroup and mounts the private /tmp before it becomes the runtime,
+// so that nothing of the runtime ever runs outside its limits. Exit 125: the sandbox failed.
+const LAUNCH_SCRIPT =
+  'cg="$1"; img="$2"; shift 2; ' +
+  'if [ -n "$cg" ]; then echo $$ > "$cg" || exit 125; fi; ' +
+  'if [ -n "$img" ]; then mount -o loop,nosuid,nodev "$img" /tmp || exit 125; chmod 1777 /tmp; ' +
+  // Code under /tmp (a test, a quick try) would vanish under the new /tmp: the working directory
+  // still holds the original, so it is bound back at its path.
+  'cwd="$(pwd -P)"; case "$cwd" in /tmp/*) mkdir -p "$cwd" && mount --no-canonicalize --bind . "$cwd" && cd "$cwd" || exit 125;; esac; fi; ' +
+  'exec "$@"';
+
+/** The command line that starts `command` inside the sandbox (pure: the paths are given). */
+export function launchCommand(
+  target: { command: string; args: string[] },
+  sandbox: { cgroupProcsFile?: string; tmpImage?: string },
+): { command: string; args: string[] } {
+  if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return target;
+  const shell = ['sh', '-c', LAUNCH_SCRIPT, 'hearth-launch', sandbox.cgroupProcsFile ?? '', sandbox.tmpImage ?? ''];
+  const argv = [...shell, target.command, ...target.args];
+  if (sandbox.tmpImage) return { command: 'unshare', args: ['-m', '--propagation', 'private', ...argv] };
+  return { command: argv[0]!, args: argv.slice(1) };
+}
+
+/** Bytes in a cgroup file such as memory.max_usage_in_bytes, re-read in place. */
+class CgroupCounter {
+  private readonly buffer = Buffer.alloc(64);
+  private constructor(private readonly fd: number) {}
+
+  static open(path: string): CgroupCounter | undefined {
+    try {
+      return new CgroupCounter(openSync(path, 'r+'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  read(): number {
+    const length = readSync(this.fd, this.buffer, 0, this.buffer.length, 0);
+    return Number(this.buffer.toString('latin1', 0, length).trim()) || 0;
+  }
+
+  reset(): void {
+    try {
+      writeSync(this.fd, '0', 0);
+    } catch {
+      // Kernels before 6.12 do not reset cgroup v2's memory.peak: the peak then stays the highest.
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** How much memory the runtime's processes use, and whether the limit killed them. */
+export interface MemoryMeter {
+  /** Highest usage in bytes since the last reset. */
+  peakBytes(): number;
+  resetPeak(): void;
+  /** Counts the kernel's OOM kills so far (cgroups), or the shim's own kills (polling). */
+  oomKills(): Promise<number>;
+}
+
+/** One runtime slot's sandbox: its memory group and its private /tmp. */
+export class Sandbox {
+  private constructor(
+    readonly plan: IsolationPlan,
+    private readonly dir: string,
+    readonly tmpImage: string | undefined,
+    readonly tmpDir: string | undefined,
+    private readonly cgroupDir: string | undefined,
+    private readonly peak: CgroupCounter | undefined,
+    private readonly storageMb: number,
+  ) {}
+
+  /** Creates the slot's cgroup (limit `memoryMb`) and /tmp (capacity `storageMb`) under `stateDir`. */
+  static async create(
+    plan: IsolationPlan,
+    facts: HostFacts,
+    stateDir: string,
+    slot: number,
+    limits: { memoryMb: number; storageMb: number },
+  ): Promise<Sandbox> {
+    const dir = join(stateDir, `slot-${slot}`);
+    await mkdir(dir, { recursive: true });
+    let cgroupDir: string | undefined;
+    let peak: CgroupCounter | undefined;
+    const limitBytes = String(limits.memoryMb * 1024 * 1024);
+    const groupName = `hearth-${process.pid}-${slot}`;
+    if (plan.memory === 'cgroup-v1' && facts.cgroupV1Parent) {
+      cgroupDir = join(facts.cgroupV1Parent, groupName);
+      await mkdir(cgroupDir, { recursive: true });
+      await writeFile(join(cgroupDir, 'memory.limit_in_bytes'), limitBytes);
+      // Without swap accounting this file is absent; with it, swap must not stretch the limit.
+      await writeFile(join(cgroupDir, 'memory.memsw.limit_in_bytes'), limitBytes).catch(() => undefined);
+      peak = CgroupCounter.open(join(cgroupDir, 'memory.max_usage_in_bytes'));
+    } else if (plan.memory === 'cgroup-v2' && facts.cgroupV2Parent) {
+      cgroupDir = join(facts.cgroupV2Parent, groupName);
+      await mkdir(cgroupDir, { recursive: true });
+      await writeFile(join(cgroupDir, 'memory.max'), limitBytes);
+      await writeFile(join(cgroupDir, 'memory.swap.max'), '0').catch(() => undefined);
+      peak = CgroupCounter.open(join(cgroupDir, 'memory.peak')) ?? CgroupCounter.open(join(cgroupDir, 'memory.current'));
+    }
+    let tmpImage: string | undefined;
+    let tmpDir: string | undefined;
+    if (plan.tmp === 'loop-mount') tmpImage = join(dir, 'tmp.ext4');
+    else tmpDir = join(dir, 'tmp');
+    const sandbox = new Sandbox(plan, dir, tmpImage, tmpDir, cgroupDir, peak, limits.storageMb);
+    await sandbox.resetTmp();
+    return sandbox;
+  }
+
+  get cgroupProcsFile(): string | undefined {
+    return this.cgroupDir && join(this.cgroupDir, 'cgroup.procs');
+  }
+
+  /** An empty /tmp of the configured size (a fresh filesystem, or an emptied directory). */
+  async resetTmp(): Promise<void> {
+    if (this.tmpImage) {
+      await rm(this.tmpImage, { force: true });
+      const file = await open(this.tmpImage, 'w');
+      await file.truncate(this.storageMb * 1024 * 1024);
+      await file.close();
+      // No journal, lazy inode tables: about 10 ms, whatever the size.
+      await run('mkfs.ext4', [
+        '-q', '-F', '-m', '0', '-O', '^has_journal,^resize_inode', '-E', 'lazy_itable_init=1,nodiscard', this.tmpImage,
+      ]);
+    } else if (this.tmpDir) {
+      await rm(this.tmpDir, { recursive: true, force: true });
+      await mkdir(this.tmpDir, { recursive: true, mode: 0o1777 });
+    }
+  }
+
+  /**
+   * True when /tmp is at its capacity. With the loop mount, the runtime's own view of /tmp is
+   * reached through /proc/<pid>/root; there a full filesystem leaves a few blocks at most.
+   */
+  async tmpFull(pid: number): Promise<boolean> {
+    if (this.tmpImage) {
+      try {
+        const stats = statfsSync(`/proc/${pid}/root/tmp`);
+        return stats.bavail * stats.bsize < 2 * 1024 * 1024;
+      } catch {
+        return false;
+      }
+    }
+    return (await directoryBytes(this.tmpDir!)) >= this.storageMb * 1024 * 1024;
+  }
+
+  memoryMeter(pgid: () => number | undefined): MemoryMeter {
+    const peak = this.peak;
+    const cgroupDir = this.cgroupDir;
+    if (peak && cgroupDir) {
+      const eventsFile = this.plan.memory === 'cgroup-v1' ? 'memory.oom_control' : 'memory.events';
+      return {
+        peakBytes: () => peak.read(),
+        resetPeak: () => peak.reset(),
+        async oomKills() {
+          const text = await readFile(join(cgroupDir, eventsFile), 'utf8').catch(() => '');
+          return Number(/^oom_kill (\d+)/m.exec(text)?.[1] ?? 0);
+        },
+      };
+    }
+    return new RssMeter(pgid);
+  }
+
+  /** Kills whatever is left in the cgroup (processes that left the runtime's process group). */
+  async killStragglers(): Promise<void> {
+    if (!this.cgroupDir) return;
+    const procs = await readFile(join(this.cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '');
+    for (const pid of procs.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  async destroy(): Promise<void> {
+    this.peak?.close();
+    if (this.cgroupDir) {
+      // The kernel removes a group only once its last process is gone, a moment after SIGKILL.
+      for (let attempt = 0; attempt < 50; attempt++) {
+        await this.killStragglers();
+        try {
+          await rmdir(this.cgroupDir);
+          break;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') break;
+          await sleep(20);
+        }
+      }
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Bytes a directory tree takes on disk. */
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await directoryBytes(path);
+    else total += await stat(path).then((s) => s.blocks * 512, () => 0);
+  }
+  return total;
+}
+
+/**
+ * Without cgroups: the resident memory of the runtime's process group, sampled from /proc by
+ * whoever polls `sample()`; the highest sample is the peak.
+ */
+export class RssMeter implements MemoryMeter {
+  private peak = 0;
+  kills = 0;
+  constructor(private readonly pgid: () => number | undefined) {}
+
+  peakBytes(): number {
+    return this.peak;
+  }
+
+  resetPeak(): void {
+    this.peak = 0;
+  }
+
+  async oomKills(): Promise<number> {
+    return this.kills;
+  }
+
+  /** Current RSS of the process group in bytes; also raises the peak. */
+  async sample(): Promise<number> {
+    const group = this.pgid();
+    if (group === undefined) return 0;
+    let total = 0;
+    for (const name of await readdir('/proc').catch(() => [])) {
+      if (!/^\d+$/.test(name)) continue;
+      const statLine = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+      // Fields after the parenthesised command: state ppid pgrp ... rss is field 24 overall.
+      const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === group) total += Number(fields[21] ?? 0) * 4096;
+    }
+    this.peak = Math.max(this.peak, total);
+    return total;
+  }
+}
