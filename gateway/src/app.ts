@@ -1,0 +1,159 @@
+import { createServer, type Server } from 'node:http';
+import express, { type Express } from 'express';
+import { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import type { GatewayConfig } from './config.js';
+import type { Discovery } from './core/discovery.js';
+import { GatewayError } from './core/errors.js';
+import { Authenticator } from './auth/authenticate.js';
+import { ConcurrencyLeases } from './admission/concurrency.js';
+import { RedisDiscovery } from './discovery/redis.js';
+import { InstanceRouter } from './routing/router.js';
+import { DemandReporter } from './routing/demand.js';
+import { ShimClient } from './invoke/shim-client.js';
+import { LocalInvoker } from './invoke/local-invoker.js';
+import { GatewayMetrics } from './metrics.js';
+import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
+import { authenticateRequest } from './http/authenticate-middleware.js';
+import { errorHandler } from './http/errors.js';
+import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkers } from './async/index.js';
+
+export interface GatewayOverrides {
+  /** Instead of RedisDiscovery (tests, or Kubernetes discovery). */
+  discovery?: Discovery;
+  logger?: Logger;
+  /** Passed to the async workers (e.g. short retry delays in tests). */
+  workerOptions?: Partial<Parameters<typeof startWorkers>[0]>;
+}
+
+export interface Gateway {
+  readonly app: Express;
+  /** Not listening yet: the caller listens (main.ts, or a test on port 0). */
+  readonly server: Server;
+  readonly invoker: LocalInvoker;
+  readonly metrics: GatewayMetrics;
+  readonly discovery: Discovery;
+  /** Connects Redis, loads discovery and starts background loops; /healthz answers 200 after it. */
+  start(): Promise<void>;
+  /** Stops taking calls, lets running ones finish, gives concurrency leases back. */
+  close(): Promise<void>;
+}
+
+/** Builds the gateway for `config.role`: the HTTP side, the async workers, or both. */
+export function createGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Gateway {
+  const logger = overrides.logger ?? pino({ name: 'hearth-gateway', level: config.logLevel });
+  const reportRedisError = (error: unknown) => logger.warn({ err: error }, 'redis command failed');
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
+  const subscriber = overrides.discovery ? undefined : new Redis(config.redisUrl, { lazyConnect: true });
+  subscriber?.on('error', (error) => logger.debug({ err: error }, 'redis subscriber connection error'));
+  const discovery = overrides.discovery ?? new RedisDiscovery(redis, subscriber!, config.discoveryResyncMs, reportRedisError);
+
+  let demand: DemandReporter | undefined;
+  const router = new InstanceRouter(discovery, {
+    coldStartBudgetMs: config.coldStartBudgetMs,
+    onWaiting: (name) => demand?.signalWaiting(name),
+  });
+  demand = new DemandReporter(redis, config.gatewayId, config.demandReportMs, (reset) => router.load(reset), reportRedisError);
+  const leases = new ConcurrencyLeases(redis, config.gatewayId, config.leaseTtlMs, reportRedisError);
+  const shims = new ShimClient();
+  const metrics = new GatewayMetrics({ load: () => router.load(), instanceCounts: () => router.instanceCounts() });
+  const invoker = new LocalInvoker({
+    discovery,
+    router,
+    leases,
+    shims,
+    metrics,
+    logger,
+    accountConcurrency: config.accountConcurrency,
+    region: config.region,
+    accountId: config.accountId,
+  });
+  const authenticator = new Authenticator(config.auth);
+  const servesHttp = config.role !== 'worker';
+  const runsWorkers = config.role !== 'http';
+  const events: AsyncQueue | undefined = servesHttp
+    ? createAsyncQueue({
+        redisUrl: config.redisUrl,
+        discovery,
+        maxPayloadBytes: config.asyncPayloadBytes,
+        metricsRegistry: metrics.registry,
+        logger,
+        region: config.region,
+        accountId: config.accountId,
+      })
+    : undefined;
+  let workers: AsyncWorkers | undefined;
+  let ready = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.get('/healthz', (_req, res) => {
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'starting', role: config.role });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.end(await metrics.registry.metrics());
+  });
+  app.use(assignRequestId);
+  if (servesHttp) {
+    app.use(invokeRoutes({ invoker, authenticator, metrics, events, syncPayloadBytes: config.syncPayloadBytes, asyncPayloadBytes: config.asyncPayloadBytes }));
+    if (events) app.use(authenticateRequest(authenticator), createDlqRouter(events.deadLetters));
+  }
+  app.use((req) => {
+    throw new GatewayError('ResourceNotFoundException', `No operation at ${req.method} ${req.path}.`);
+  });
+  app.use(errorHandler(logger));
+
+  const server = createServer({ keepAliveTimeout: 65_000 }, app);
+  // A client that sends garbage gets a plain 400 from Node; the gateway goes on.
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  return {
+    app,
+    server,
+    invoker,
+    metrics,
+    discovery,
+    async start() {
+      await redis.connect();
+      await subscriber?.connect();
+      await discovery.start();
+      leases.start();
+      demand.start();
+      if (runsWorkers) {
+        workers = await startWorkers({
+          redisUrl: config.redisUrl,
+          invoker,
+          discovery,
+          ...(events ? { asyncQueue: events } : {}),
+          metricsRegistry: metrics.registry,
+          logger,
+          region: config.region,
+          accountId: config.accountId,
+          ...overrides.workerOptions,
+        });
+      }
+      ready = true;
+    },
+    async close() {
+      ready = false;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await closed;
+      await workers?.stop();
+      router.close();
+      demand.stop();
+      await leases.stop();
+      await events?.close();
+      await discovery.stop();
+      shims.close();
+      redis.disconnect();
+      subscriber?.disconnect();
+    },
+  };
+}
