@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// The controller's process: settings from the environment, one backend, graceful stop on signals.
+//   HEARTH_BACKEND        process (default)
+//   HEARTH_REDIS_URL      Redis of the registry (process backend); default redis://127.0.0.1:6379
+//   HEARTH_FUNCTIONS_DIR  manifest directory (process backend); default ./functions
+//   HEARTH_LOG_LEVEL      pino level; default info
+import { pino } from 'pino';
+import { startProcessController } from './process-backend.js';
+
+const logger = pino({ name: 'hearth-controller', level: process.env.HEARTH_LOG_LEVEL ?? 'info' });
+const backend = process.env.HEARTH_BACKEND ?? 'process';
+
+async function start(): Promise<{ stop(): Promise<void> }> {
+  if (backend === 'process') {
+    return startProcessController({
+      redisUrl: process.env.HEARTH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      functionsDir: process.env.HEARTH_FUNCTIONS_DIR ?? 'functions',
+      logger,
+    });
+  }
+  throw new Error(`HEARTH_BACKEND: must be process, got "${backend}"`);
+}
+
+let controller: { stop(): Promise<void> };
+try {
+  controller = await start();
+} catch (error) {
+  logger.fatal({ err: error }, 'could not start');
+  process.exit(1);
+}
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    controller.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,73 @@
+import type { Redis } from 'ioredis';
+import { RedisKeys, type DemandReport, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
+
+/**
+ * The controller's side of the Redis registry (api/registry.ts): it writes routes and instance
+ * endpoints and reads the gateways' demand reports. Every write publishes the function's name so
+ * that gateways refresh at once.
+ */
+export class RegistryWriter {
+  constructor(private readonly redis: Redis) {}
+
+  async names(): Promise<string[]> {
+    return this.redis.smembers(RedisKeys.functions);
+  }
+
+  async route(name: string): Promise<FunctionRoute | undefined> {
+    const json = await this.redis.get(RedisKeys.function(name));
+    return json ? (JSON.parse(json) as FunctionRoute) : undefined;
+  }
+
+  async putRoute(route: FunctionRoute): Promise<void> {
+    await this.redis
+      .multi()
+      .sadd(RedisKeys.functions, route.name)
+      .set(RedisKeys.function(route.name), JSON.stringify(route))
+      .publish(RedisKeys.registryChannel, route.name)
+      .exec();
+  }
+
+  async removeFunction(name: string): Promise<void> {
+    await this.redis
+      .multi()
+      .srem(RedisKeys.functions, name)
+      .del(RedisKeys.function(name), RedisKeys.instances(name))
+      .publish(RedisKeys.registryChannel, name)
+      .exec();
+  }
+
+  async instances(name: string): Promise<InstanceEndpoint[]> {
+    const hash = await this.redis.hgetall(RedisKeys.instances(name));
+    return Object.values(hash).map((json) => JSON.parse(json) as InstanceEndpoint);
+  }
+
+  async putInstance(endpoint: InstanceEndpoint): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(RedisKeys.instances(endpoint.function), endpoint.id, JSON.stringify(endpoint))
+      .publish(RedisKeys.registryChannel, endpoint.function)
+      .exec();
+  }
+
+  async removeInstance(name: string, id: string): Promise<void> {
+    await this.redis.multi().hdel(RedisKeys.instances(name), id).publish(RedisKeys.registryChannel, name).exec();
+  }
+
+  /** Forgets instances a previous controller left behind (their processes died with it). */
+  async clearInstances(name: string): Promise<void> {
+    await this.redis.multi().del(RedisKeys.instances(name)).publish(RedisKeys.registryChannel, name).exec();
+  }
+
+  async demand(name: string): Promise<DemandReport[]> {
+    const hash = await this.redis.hgetall(RedisKeys.demand(name));
+    const reports: DemandReport[] = [];
+    for (const json of Object.values(hash)) {
+      try {
+        reports.push(JSON.parse(json) as DemandReport);
+      } catch {
+        // a malformed report counts as none; its gateway rewrites it within a second
+      }
+    }
+    return reports;
+  }
+}
