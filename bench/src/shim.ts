@@ -5,7 +5,7 @@
  * Node HTTP server (the floor); then cold starts, spawn to first answer.
  *
  * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
- *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,floor,...] [--out results.md]
+ *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -108,46 +108,56 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
+let shimInstances = 0;
+
+/**
+ * Hearth's shim with its Node runtime. `auto` isolation is what a root host gets by default
+ * (cgroup memory limit, loop-mounted /tmp); `portable` needs no privileges (RSS polling, a TMPDIR
+ * directory). Both are measured so the cost of isolation shows on its own.
+ */
+function hearthTarget(isolation: 'auto' | 'portable', options: Options, stateDir: string): Target {
+  return {
+    key: isolation === 'auto' ? 'hearth' : 'hearth-portable',
+    label: `Hearth shim + Node runtime (${isolation} isolation)`,
+    ...(existsSync(shimMain) ? {} : { missing: `${shimMain} is not built (npx tsc -b runtime-shim)` }),
+    async spawn() {
+      const port = await freePort();
+      const processes = [
+        spawnServer({
+          logDir: stateDir,
+          name: 'hearth-shim',
+          command: process.execPath,
+          args: [shimMain],
+          env: {
+            PATH: process.env.PATH,
+            HOME: process.env.HOME,
+            [ShimEnv.functionName]: 'bench-noop',
+            [ShimEnv.runtime]: 'nodejs20.x',
+            [ShimEnv.handler]: 'index.handler',
+            [ShimEnv.codeDir]: handlerDir,
+            [ShimEnv.host]: '127.0.0.1',
+            [ShimEnv.port]: String(port),
+            [ShimEnv.concurrency]: String(options.hearthConcurrency),
+            [ShimEnv.isolation]: isolation,
+            [ShimEnv.stateDir]: join(stateDir, `shim-${shimInstances++}`),
+            // The function's START/END/REPORT lines are written as in production, to a file.
+            [ShimEnv.logLevel]: 'info',
+          },
+        }),
+      ];
+      return { processes, url: `http://127.0.0.1:${port}${ShimPaths.invoke}` };
+    },
+  };
+}
+
 function targets(options: Options, stateDir: string): Target[] {
   const watchdog = findPeer('of-watchdog');
   const rie = findPeer('aws-lambda-rie');
   const ric = findPeer('aws-lambda-ric');
   const notInstalled = 'not installed (scripts/peers/install.sh)';
-  let shimInstances = 0;
 
   const list: Target[] = [
-    {
-      key: 'hearth',
-      label: 'Hearth shim + Node runtime',
-      ...(existsSync(shimMain) ? {} : { missing: `${shimMain} is not built (npx tsc -b runtime-shim)` }),
-      async spawn() {
-        const port = await freePort();
-        const processes = [
-          spawnServer({
-            logDir: stateDir,
-            name: 'hearth-shim',
-            command: process.execPath,
-            args: [shimMain],
-            env: {
-              PATH: process.env.PATH,
-              HOME: process.env.HOME,
-              [ShimEnv.functionName]: 'bench-noop',
-              [ShimEnv.runtime]: 'nodejs20.x',
-              [ShimEnv.handler]: 'index.handler',
-              [ShimEnv.codeDir]: handlerDir,
-              [ShimEnv.host]: '127.0.0.1',
-              [ShimEnv.port]: String(port),
-              [ShimEnv.concurrency]: String(options.hearthConcurrency),
-              [ShimEnv.stateDir]: join(stateDir, `shim-${shimInstances++}`),
-              // Every invocation logs START/END/REPORT; the benchmark drains the pipe as
-              // Kubernetes would, at the shim's ordinary log level.
-              [ShimEnv.logLevel]: 'info',
-            },
-          }),
-        ];
-        return { processes, url: `http://127.0.0.1:${port}${ShimPaths.invoke}` };
-      },
-    },
+    ...(['auto', 'portable'] as const).map((isolation) => hearthTarget(isolation, options, stateDir)),
     {
       key: 'of-watchdog',
       label: 'of-watchdog (http mode) + Node server',
