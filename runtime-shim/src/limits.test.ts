@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isAlive, nodeHandlerFunction, removeFunction, startShim, type RunningShim } from './testing.js';
+
+// Each case is one handler behaviour; after the fault the same instance must serve `{}` again.
+const HANDLER = `
+import { existsSync, writeFileSync, openSync, writeSync, closeSync, readFileSync } from 'node:fs';
+export default async (event) => {
+  switch (event.case) {
+    case 'loop':
+      console.log('pid ' + process.pid);
+      for (;;) {}
+    case 'memory': {
+      const hold = [];
+      for (;;) hold.push(Buffer.alloc(16 * 1024 * 1024, 1));
+    }
+    case 'flood': {
+      const fd = openSync('/tmp/flood', 'w');
+      const block = Buffer.alloc(4 * 1024 * 1024, 1);
+      try {
+        for (let i = 0; i < 200; i++) writeSync(fd, block);
+      } catch (error) {
+        // A careless handler swallows ENOSPC.
+        console.log('write failed: ' + error.code);
+      }
+      closeSync(fd);
+      return 'flooded';
+    }
+    case 'exit':
+      process.exit(1);
+    case 'write-tmp':
+      writeFileSync('/tmp/keep', 'kept');
+      return 'written';
+    case 'read-tmp':
+      return existsSync('/tmp/keep') ? readFileSync('/tmp/keep', 'utf8') : null;
+    default:
+      return { ok: true, pid: process.pid };
+  }
+};
+`;
+
+const shims: RunningShim[] = [];
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(shims.map((shim) => shim.stop()));
+  await Promise.all(dirs.map(removeFunction));
+});
+
+async function start(settings: { timeoutSeconds?: number; env?: Record<string, string> } = {}) {
+  const codeDir = await nodeHandlerFunction(HANDLER);
+  dirs.push(codeDir);
+  const shim = await startShim({ codeDir, ...settings });
+  shims.push(shim);
+  return shim;
+}
+
+async function assertServesAgain(shim: RunningShim) {
+  const answer = await shim.invoke({});
+  assert.equal(answer.errorType, null, answer.text);
+  assert.equal(answer.json().ok, true);
+  assert.ok(answer.initDurationMs! > 0, 'a fresh runtime reports its init');
+}
+
+test('an infinite loop is killed at its deadline (within 100 ms) with Sandbox.Timedout', async () => {
+  const shim = await start({ timeoutSeconds: 1 });
+  const started = Date.now();
+  // The gateway's deadline; the shim caps it at the function's 1 s timeout from delivery anyway.
+  const answer = await shim.invoke({ case: 'loop' }, { requestId: 'req-loop', deadlineMs: started + 1000 });
+  const elapsed = Date.now() - started;
+  assert.equal(answer.errorType, 'Sandbox.Timedout');
+  assert.equal(answer.json().errorType, 'Sandbox.Timedout');
+  // The time the function had: up to the gateway's deadline, which started a little before delivery.
+  assert.match(answer.json().errorMessage, /^RequestId: req-loop Error: Task timed out after (0\.9\d|1\.00) seconds$/);
+  const pid = Number(/pid (\d+)/.exec(shim.stdout())![1]);
+  // Reaping the killed process takes a moment; it must be gone well within the margin.
+  const killDeadline = started + 1000 + 100;
+  while (isAlive(pid) && Date.now() < killDeadline) await sleep(5);
+  assert.equal(isAlive(pid), false, `the looping runtime outlived its deadline by more than 100 ms (answered after ${elapsed} ms, pid ${pid}, ${Date.now() - started} ms)`);
+  assert.ok(elapsed >= 1000 && elapsed < 1100, `answered after ${elapsed} ms`);
+  await assertServesAgain(shim);
+});
+
+test('a memory bomb is killed at the memory limit with Runtime.ExitError saying out of memory', async () => {
+  const shim = await start({ timeoutSeconds: 10 });
+  const answer = await shim.invoke({ case: 'memory' });
+  assert.equal(answer.errorType, 'Runtime.ExitError');
+  assert.match(answer.json().errorMessage, /Runtime exited with error: signal: killed \(out of memory.*128 MB\)/);
+  assert.equal(answer.headers.get('x-hearth-max-memory-used-mb'), '128');
+  await assertServesAgain(shim);
+});
+
+test('process.exit(1) ends the invocation with Runtime.ExitError "exit status 1"', async () => {
+  const shim = await start();
+  const answer = await shim.invoke({ case: 'exit' }, { requestId: 'req-exit' });
+  assert.deepEqual(answer.json(), {
+    errorType: 'Runtime.ExitError',
+    errorMessage: 'RequestId: req-exit Error: Runtime exited with error: exit status 1',
+  });
+  await assertServesAgain(shim);
+});
+
+test('/tmp is private, survives warm calls, and overflowing it fails the call and wipes it', async () => {
+  const shim = await start({ timeoutSeconds: 20 });
+  assert.equal((await shim.invoke({ case: 'write-tmp' })).json(), 'written');
+  assert.equal((await shim.invoke({ case: 'read-tmp' })).json(), 'kept');
+  const flood = await shim.invoke({ case: 'flood' });
+  assert.equal(flood.errorType, 'Runtime.EphemeralStorageFull', flood.text);
+  assert.match(flood.json().errorMessage, /\/tmp is full.*512 MB/);
+  await assertServesAgain(shim);
+  assert.equal((await shim.invoke({ case: 'read-tmp' })).json(), null, '/tmp was wiped');
+});
