@@ -89,6 +89,7 @@ export interface InvokeOptions {
   deadlineMs?: number;
   logTail?: boolean;
   clientContext?: unknown;
+  traceId?: string;
 }
 
 export interface InvokeAnswer {
@@ -225,6 +226,7 @@ export async function invoke(url: string, event: unknown, options: InvokeOptions
   if (options.requestId) headers[ShimHeaders.requestId] = options.requestId;
   if (options.deadlineMs) headers[ShimHeaders.deadlineMs] = String(options.deadlineMs);
   if (options.logTail) headers[ShimHeaders.logType] = 'Tail';
+  if (options.traceId) headers[ShimHeaders.traceId] = options.traceId;
   if (options.clientContext !== undefined) {
     headers[ShimHeaders.clientContext] = Buffer.from(JSON.stringify(options.clientContext)).toString('base64');
   }

@@ -119,7 +119,7 @@ describe('Node.js runtime: handler forms through the shim', () => {
       { form: 'context' },
       {
         requestId: 'ctx-request-1',
-        clientContext: Buffer.from(JSON.stringify(clientContext)).toString('base64'),
+        clientContext,
         traceId: 'Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1',
       },
     );

@@ -97,7 +97,7 @@ describe('Python runtime: handler behaviour through the shim', () => {
       { form: 'context' },
       {
         requestId: 'py-ctx-1',
-        clientContext: Buffer.from(JSON.stringify(clientContext)).toString('base64'),
+        clientContext,
         traceId: 'Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1',
       },
     );
