@@ -5,7 +5,7 @@
  * Node HTTP server (the floor); then cold starts, spawn to first answer.
  *
  * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
- *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,floor] [--out results.md]
+ *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -25,6 +25,7 @@ const handlerDir = join(benchDir, 'fixtures', 'noop');
 const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
 const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
 const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const shimNodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.js');
 const expectedResult = { ok: true };
 
 /** One way of serving the handler over HTTP. */
@@ -150,6 +151,60 @@ function hearthTarget(isolation: 'auto' | 'portable', options: Options, stateDir
   };
 }
 
+/** AWS's emulator with `runtimeEntry` (a Node program speaking the Runtime API) as the bootstrap. */
+function rieTarget(
+  key: string,
+  label: string,
+  runtimeEntry: string | undefined,
+  rie: string | undefined,
+  ric: string | undefined,
+  stateDir: string,
+): Target {
+  const missing =
+    !rie || !ric
+      ? 'aws-lambda-rie or aws-lambda-ric not installed (scripts/peers/install.sh)'
+      : !runtimeEntry || !existsSync(runtimeEntry)
+        ? `${runtimeEntry} is not built (npx tsc -b runtime-shim)`
+        : undefined;
+  return {
+    key,
+    label,
+    // One emulated execution environment, one call at a time, as on Lambda; a second call
+    // while one runs makes this RIE panic (nil pointer in rapidcore's Server.Invoke).
+    maxCallers: { callers: 1, why: 'crashes on concurrent invocations (one call at a time)' },
+    ...(missing ? { missing } : {}),
+    async spawn() {
+      const [port, runtimeApiPort] = [await freePort(), await freePort()];
+      const processes = [
+        spawnServer({
+          logDir: stateDir,
+          name: key,
+          command: rie!,
+          args: [
+            '--runtime-interface-emulator-address',
+            `127.0.0.1:${port}`,
+            '--runtime-api-address',
+            `127.0.0.1:${runtimeApiPort}`,
+            '--log-level',
+            'error',
+            process.execPath,
+            runtimeEntry!,
+            'index.handler',
+          ],
+          cwd: handlerDir,
+          env: {
+            PATH: process.env.PATH,
+            HOME: process.env.HOME,
+            LAMBDA_TASK_ROOT: handlerDir,
+            _HANDLER: 'index.handler',
+          },
+        }),
+      ];
+      return { processes, url: `http://127.0.0.1:${port}/2015-03-31/functions/function/invocations` };
+    },
+  };
+}
+
 function targets(options: Options, stateDir: string): Target[] {
   const watchdog = findPeer('of-watchdog');
   const rie = findPeer('aws-lambda-rie');
@@ -187,38 +242,17 @@ function targets(options: Options, stateDir: string): Target[] {
         return { processes, url: `http://127.0.0.1:${port}/` };
       },
     },
-    {
-      key: 'rie',
-      label: 'aws-lambda-rie + aws-lambda-ric',
-      // One emulated execution environment, one call at a time, as on Lambda; a second call
-      // while one runs makes this RIE panic (nil pointer in rapidcore's Server.Invoke).
-      maxCallers: { callers: 1, why: 'crashes on concurrent invocations (one call at a time)' },
-      ...(rie && ric ? {} : { missing: `aws-lambda-rie or aws-lambda-ric ${notInstalled}` }),
-      async spawn() {
-        const [port, runtimeApiPort] = [await freePort(), await freePort()];
-        const processes = [
-          spawnServer({
-            logDir: stateDir,
-            name: 'aws-lambda-rie',
-            command: rie!,
-            args: [
-              '--runtime-interface-emulator-address',
-              `127.0.0.1:${port}`,
-              '--runtime-api-address',
-              `127.0.0.1:${runtimeApiPort}`,
-              '--log-level',
-              'error',
-              process.execPath,
-              ric!,
-              'index.handler',
-            ],
-            cwd: handlerDir,
-            env: { PATH: process.env.PATH, HOME: process.env.HOME, LAMBDA_TASK_ROOT: handlerDir },
-          }),
-        ];
-        return { processes, url: `http://127.0.0.1:${port}/2015-03-31/functions/function/invocations` };
-      },
-    },
+    rieTarget('rie', 'aws-lambda-rie + aws-lambda-ric', ric, rie, ric, stateDir),
+    // Not run unless asked for (--only): Hearth's bootstrap in the same place as AWS's client,
+    // which separates the time spent in the runtime from the time spent in the shim.
+    rieTarget(
+      'rie-hearth-bootstrap',
+      'aws-lambda-rie + Hearth Node bootstrap',
+      shimNodeBootstrap,
+      rie,
+      ric,
+      stateDir,
+    ),
     {
       key: 'floor',
       label: 'plain Node server (floor)',
@@ -241,7 +275,8 @@ function targets(options: Options, stateDir: string): Target[] {
       },
     },
   ];
-  return list.filter((t) => !options.only || options.only.includes(t.key));
+  const diagnostic = new Set(['rie-hearth-bootstrap']);
+  return list.filter((t) => (options.only ? options.only.includes(t.key) : !diagnostic.has(t.key)));
 }
 
 /** One invocation; true when it answered 200 with the handler's result. */
