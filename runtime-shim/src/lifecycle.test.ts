@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { nodeHandlerFunction, removeFunction, SHIM_MAIN, startShim, type RunningShim } from './testing.js';
+
+const HANDLER = `
+let calls = 0;
+export default async (event, context) => {
+  calls++;
+  if (event.sleepMs) await new Promise((resolve) => setTimeout(resolve, event.sleepMs));
+  if (event.say) console.log(event.say);
+  if (event.untagged) process.stdout.write(event.untagged + '\\n');
+  return { calls, id: context.requestId, order: event.order, env: event.env ? process.env[event.env] ?? null : undefined };
+};
+`;
+
+const shims: RunningShim[] = [];
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(shims.map((shim) => shim.stop()));
+  await Promise.all(dirs.map(removeFunction));
+});
+
+async function start(settings: { concurrency?: number; env?: Record<string, string> } = {}) {
+  const codeDir = await nodeHandlerFunction(HANDLER);
+  dirs.push(codeDir);
+  const shim = await startShim({ codeDir, ...settings });
+  shims.push(shim);
+  return shim;
+}
+
+test('a warm runtime keeps its state; Init Duration only on the cold start', async () => {
+  const shim = await start();
+  const first = await shim.invoke({});
+  const second = await shim.invoke({});
+  assert.equal(first.json().calls, 1);
+  assert.equal(second.json().calls, 2);
+  assert.ok(first.initDurationMs! > 0);
+  assert.equal(second.initDurationMs, undefined);
+  assert.ok(Number(second.headers.get('x-hearth-duration-ms')) > 0);
+  assert.ok(Number(second.headers.get('x-hearth-billed-duration-ms')) >= 1);
+  assert.ok(Number(second.headers.get('x-hearth-max-memory-used-mb')) > 0);
+});
+
+test('the log stream has START, tagged lines, END and REPORT; the tail is the last 4 KB of it', async () => {
+  const shim = await start();
+  const answer = await shim.invoke({ say: 'hello from the handler' }, { requestId: 'req-log-1', logTail: true });
+  const tail = answer.logTail!;
+  assert.match(tail, /^START RequestId: req-log-1 Version: \$LATEST\n/);
+  assert.match(tail, /\n\d{4}-\d\d-\d\dT[\d:.]+Z\treq-log-1\thello from the handler\n/);
+  assert.match(tail, /\nEND RequestId: req-log-1\n/);
+  assert.match(
+    tail,
+    /\nREPORT RequestId: req-log-1\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\tMemory Size: 128 MB\tMax Memory Used: \d+ MB\tInit Duration: \d+\.\d\d ms\t\n$/,
+  );
+  await shim.waitForStdout(/REPORT RequestId: req-log-1/);
+  assert.ok(shim.stdout().includes(tail), 'the tail is what the log stream got');
+
+  const big = await shim.invoke({ say: 'x'.repeat(6000) }, { logTail: true });
+  assert.equal(Buffer.byteLength(big.logTail!), 4096);
+  assert.match(big.logTail!, /REPORT RequestId: .*\n$/);
+  const none = await shim.invoke({ say: 'quiet' });
+  assert.equal(none.logTail, undefined);
+});
+
+test('lines that already carry the request id stay as they are', async () => {
+  const shim = await start();
+  await shim.invoke({ untagged: 'custom\treq-own-1\tINFO\tformatted by the runtime' }, { requestId: 'req-own-1' });
+  await shim.waitForStdout(/END RequestId: req-own-1/);
+  assert.match(shim.stdout(), /\ncustom\treq-own-1\tINFO\tformatted by the runtime\n/);
+});
+
+test('the function env reaches the runtime, HEARTH_ settings do not; Lambda variables are set', async () => {
+  const shim = await start({ env: { GREETING: 'hi', HEARTH_LOG_LEVEL: 'warn' } });
+  const read = async (name: string) => (await shim.invoke({ env: name })).json().env;
+  assert.equal(await read('GREETING'), 'hi');
+  assert.equal(await read('HEARTH_LOG_LEVEL'), null);
+  assert.equal(await read('AWS_LAMBDA_FUNCTION_NAME'), 'test-fn');
+  assert.equal(await read('AWS_LAMBDA_LOG_GROUP_NAME'), '/aws/lambda/test-fn');
+  assert.equal(await read('AWS_LAMBDA_FUNCTION_MEMORY_SIZE'), '128');
+  assert.equal(await read('_HANDLER'), 'handler.default');
+  assert.equal(await read('TZ'), 'UTC');
+  assert.match(await read('AWS_LAMBDA_LOG_STREAM_NAME'), /^\d{4}\/\d\d\/\d\d\/\[\$LATEST\][0-9a-f]{32}$/);
+});
+
+test('one invocation at a time per runtime; callers beyond that are served in arrival order', async () => {
+  const shim = await start();
+  const answers = [];
+  for (let order = 0; order < 6; order++) {
+    answers.push(shim.invoke({ order, sleepMs: 30 }).then((answer) => ({ order, at: Date.now(), answer })));
+    await sleep(5);
+  }
+  const done = await Promise.all(answers);
+  const finishOrder = [...done].sort((a, b) => a.at - b.at).map((entry) => entry.order);
+  assert.deepEqual(finishOrder, [0, 1, 2, 3, 4, 5]);
+  // The same warm runtime served all of them, one after the other.
+  assert.deepEqual(
+    done.map((entry) => entry.answer.json().calls),
+    [1, 2, 3, 4, 5, 6],
+  );
+});
+
+test('HEARTH_CONCURRENCY=2 runs two runtimes side by side', async () => {
+  const shim = await start({ concurrency: 2 });
+  const started = Date.now();
+  const [a, b] = await Promise.all([shim.invoke({ sleepMs: 300 }), shim.invoke({ sleepMs: 300 })]);
+  assert.ok(Date.now() - started < 550, 'the two calls overlapped');
+  assert.deepEqual([a.json().calls, b.json().calls], [1, 1]);
+});
+
+test('SIGTERM: the call in flight finishes, new calls get 503, the shim exits 0', async () => {
+  const shim = await start();
+  const inFlight = shim.invoke({ sleepMs: 400 });
+  await sleep(100);
+  shim.child.kill('SIGTERM');
+  await sleep(50);
+  const refused = await fetch(`${shim.url}/invoke`, { method: 'POST', body: '{}' });
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get('x-hearth-error-type'), 'ShimUnavailable');
+  assert.equal((await fetch(`${shim.url}/readyz`)).status, 503);
+  const answer = await inFlight;
+  assert.equal(answer.status, 200);
+  assert.equal(answer.json().calls, 1);
+  assert.deepEqual(await shim.exited, { code: 0, signal: null });
+});
+
+test('a bad setting is refused at start, naming the variable and its range', async () => {
+  const child = spawn(process.execPath, [SHIM_MAIN], {
+    env: {
+      ...process.env,
+      HEARTH_FUNCTION_NAME: 'f',
+      HEARTH_RUNTIME: 'provided.al2023',
+      HEARTH_CODE_DIR: '/nonexistent',
+      HEARTH_MEMORY_MB: '64',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 2);
+  assert.match(stderr, /HEARTH_MEMORY_MB: must be an integer from 128 to 10240, got "64"/);
+});
