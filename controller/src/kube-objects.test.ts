@@ -23,16 +23,32 @@ function fn(spec: Record<string, unknown>, name = 'echo'): FunctionResource {
   };
 }
 
-const inline = { inline: { files: { 'index.mjs': 'export const handler = async (e) => e', 'lib/util.mjs': 'export {}' } } };
+const inline = {
+  inline: { files: { 'index.mjs': 'export const handler = async (e) => e', 'lib/util.mjs': 'export {}' } },
+};
 
 test('the Deployment runs the shim locked down, sized from memory, /tmp capped, ready on /readyz', () => {
-  const f = fn({ runtime: 'nodejs20.x', code: inline, memory: '1769Mi', ephemeralStorage: '1Gi', timeoutSeconds: 30, env: [{ name: 'GREETING', value: 'hi' }] });
+  const f = fn({
+    runtime: 'nodejs20.x',
+    code: inline,
+    memory: '1769Mi',
+    ephemeralStorage: '1Gi',
+    timeoutSeconds: 30,
+    env: [{ name: 'GREETING', value: 'hi' }],
+  });
   const revision = revisionHash(f.spec);
   const d = desiredDeployment(f, revision, 2);
   assert.equal(d.metadata!.name, `echo-${revision}`);
   assert.equal(d.metadata!.namespace, 'team-a');
   assert.deepEqual(d.metadata!.ownerReferences, [
-    { apiVersion: 'hearth.dev/v1alpha1', kind: 'Function', name: 'echo', uid: '1234-uid', controller: true, blockOwnerDeletion: true },
+    {
+      apiVersion: 'hearth.dev/v1alpha1',
+      kind: 'Function',
+      name: 'echo',
+      uid: '1234-uid',
+      controller: true,
+      blockOwnerDeletion: true,
+    },
   ]);
   assert.equal(d.spec!.replicas, 2);
   const pod = d.spec!.template.spec!;
@@ -67,7 +83,10 @@ test('secret references in env pass through to the pod unchanged', () => {
   const valueFrom = { secretKeyRef: { name: 'db', key: 'password' } };
   const f = fn({ runtime: 'nodejs20.x', code: inline, env: [{ name: 'DB_PASSWORD', valueFrom }] });
   const env = desiredDeployment(f, 'r1', 1).spec!.template.spec!.containers[0]!.env!;
-  assert.deepEqual(env.find((e) => e.name === 'DB_PASSWORD'), { name: 'DB_PASSWORD', valueFrom });
+  assert.deepEqual(
+    env.find((e) => e.name === 'DB_PASSWORD'),
+    { name: 'DB_PASSWORD', valueFrom },
+  );
 });
 
 test('inline code becomes a ConfigMap whose numbered keys map back to the file paths', () => {
@@ -78,12 +97,21 @@ test('inline code becomes a ConfigMap whose numbered keys map back to the file p
   assert.equal(volume.configMap!.name, cm.metadata!.name);
   assert.deepEqual(
     volume.configMap!.items!.map((i) => [i.key, i.path]),
-    [['f0', 'index.mjs'], ['f1', 'lib/util.mjs']],
+    [
+      ['f0', 'index.mjs'],
+      ['f1', 'lib/util.mjs'],
+    ],
   );
   const fromConfigMap = fn({ runtime: 'nodejs20.x', code: { configMap: { name: 'my-code' } } });
   assert.equal(desiredCodeConfigMap(fromConfigMap, 'r1'), undefined);
-  assert.equal(desiredDeployment(fromConfigMap, 'r1', 1).spec!.template.spec!.volumes![0]!.configMap!.name, 'my-code');
-  assert.match(unsupportedCodeSource(fn({ runtime: 'nodejs20.x', code: { image: 'x' } }))!, /spec\.code\.image/);
+  assert.equal(
+    desiredDeployment(fromConfigMap, 'r1', 1).spec!.template.spec!.volumes![0]!.configMap!.name,
+    'my-code',
+  );
+  assert.match(
+    unsupportedCodeSource(fn({ runtime: 'nodejs20.x', code: { image: 'x' } }))!,
+    /spec\.code\.image/,
+  );
 });
 
 test('the Service selects exactly the pods of its revision', () => {
@@ -101,6 +129,9 @@ test('object names are DNS labels even for long or digit-first function names', 
     assert.match(n, /^[a-z]([-a-z0-9]*[a-z0-9])?$/);
     assert.ok(n.length <= 63, n);
   }
-  assert.notEqual(revisionObjectName('a'.repeat(60) + 'x', 'r'), revisionObjectName('a'.repeat(60) + 'y', 'r'));
+  assert.notEqual(
+    revisionObjectName('a'.repeat(60) + 'x', 'r'),
+    revisionObjectName('a'.repeat(60) + 'y', 'r'),
+  );
   assert.equal(cpuMillis(128), 73);
 });

@@ -1,6 +1,21 @@
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1Deployment, V1OwnerReference, V1Service, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, Limits, quantityToMb, ShimEnv, ShimPaths, type FunctionResource } from '@hearth/api';
+import type {
+  V1ConfigMap,
+  V1Deployment,
+  V1OwnerReference,
+  V1Service,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
+import {
+  API_GROUP,
+  API_VERSION,
+  Limits,
+  quantityToMb,
+  ShimEnv,
+  ShimPaths,
+  type FunctionResource,
+} from '@hearth/api';
 
 /** Labels every object made for a function carries; the gateway selects pods by them. */
 export const Labels = {

@@ -54,7 +54,11 @@ spec: {}
   assert.equal(resources.length, 0);
   assert.deepEqual(
     problems.map((p) => [p.name, p.path]),
-    [['big', 'spec.memory'], ['two-sources', 'spec.code'], [undefined, 'metadata.name']],
+    [
+      ['big', 'spec.memory'],
+      ['two-sources', 'spec.code'],
+      [undefined, 'metadata.name'],
+    ],
   );
   assert.match(parseManifests('broken.yaml', 'a: [').problems[0]!.path, /yaml/);
 });

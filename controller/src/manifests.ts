@@ -29,7 +29,10 @@ export function describeProblem(p: ManifestProblem): string {
  * Parses the Functions in one file's text: the same multi-document YAML one would
  * `kubectl apply`. Documents of other kinds are skipped; bad ones become problems naming the field.
  */
-export function parseManifests(file: string, text: string): { resources: FunctionResource[]; problems: ManifestProblem[] } {
+export function parseManifests(
+  file: string,
+  text: string,
+): { resources: FunctionResource[]; problems: ManifestProblem[] } {
   const resources: FunctionResource[] = [];
   const problems: ManifestProblem[] = [];
   for (const doc of parseAllDocuments(text)) {
@@ -43,7 +46,11 @@ export function parseManifests(file: string, text: string): { resources: Functio
     const metadata = (object.metadata ?? {}) as Record<string, unknown>;
     const name = metadata.name;
     if (typeof name !== 'string' || !NAME.test(name)) {
-      problems.push({ file, path: 'metadata.name', message: 'must be a lower-case DNS label of at most 64 characters' });
+      problems.push({
+        file,
+        path: 'metadata.name',
+        message: 'must be a lower-case DNS label of at most 64 characters',
+      });
       continue;
     }
     const result = validateFunctionSpec(object.spec);
@@ -54,7 +61,11 @@ export function parseManifests(file: string, text: string): { resources: Functio
     resources.push({
       apiVersion: `${API_GROUP}/${API_VERSION}`,
       kind: 'Function',
-      metadata: { ...metadata, name, namespace: typeof metadata.namespace === 'string' ? metadata.namespace : 'default' },
+      metadata: {
+        ...metadata,
+        name,
+        namespace: typeof metadata.namespace === 'string' ? metadata.namespace : 'default',
+      },
       spec: result.spec,
     });
   }
@@ -80,7 +91,12 @@ export async function loadManifests(dir: string): Promise<ManifestSet> {
     for (const resource of resources) {
       const other = set.functions.get(resource.metadata.name);
       if (other) {
-        set.problems.push({ file, name: resource.metadata.name, path: 'metadata.name', message: `is also declared in ${other.file}` });
+        set.problems.push({
+          file,
+          name: resource.metadata.name,
+          path: 'metadata.name',
+          message: `is also declared in ${other.file}`,
+        });
         continue;
       }
       set.functions.set(resource.metadata.name, { resource, file });

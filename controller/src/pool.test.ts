@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nextPoolSize, totalDemand, wantedSize, type PoolState } from './pool.js';
 
-const spec = (scaling: Partial<{ minWarm: number; maxInstances: number; idleSeconds: number }>, perInstance = 1) => ({
+const spec = (
+  scaling: Partial<{ minWarm: number; maxInstances: number; idleSeconds: number }>,
+  perInstance = 1,
+) => ({
   concurrency: { perInstance },
   scaling: { minWarm: 0, maxInstances: 100, idleSeconds: 60, ...scaling },
 });

@@ -15,7 +15,8 @@ export interface PoolState {
 export function totalDemand(reports: Iterable<DemandReport>, now: number): number {
   let total = 0;
   for (const report of reports) {
-    if (now - report.at <= DEMAND_REPORT_TTL_MS) total += Math.max(0, report.inFlight) + Math.max(0, report.waiting);
+    if (now - report.at <= DEMAND_REPORT_TTL_MS)
+      total += Math.max(0, report.inFlight) + Math.max(0, report.waiting);
   }
   return total;
 }

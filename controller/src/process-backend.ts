@@ -8,7 +8,14 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { quantityToMb, RedisKeys, ShimEnv, ShimPaths, type FunctionRoute, type FunctionSpec } from '@hearth/api';
+import {
+  quantityToMb,
+  RedisKeys,
+  ShimEnv,
+  ShimPaths,
+  type FunctionRoute,
+  type FunctionSpec,
+} from '@hearth/api';
 import { describeProblem, loadManifests, type ManifestProblem, type ManifestSet } from './manifests.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
 import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
@@ -87,7 +94,9 @@ async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -103,7 +112,8 @@ function unsafeFileName(spec: FunctionSpec): string | undefined {
 }
 
 function unsupported(spec: FunctionSpec): string | undefined {
-  if (spec.code.configMap) return 'spec.code.configMap needs the kubernetes backend; use spec.code.inline in process mode';
+  if (spec.code.configMap)
+    return 'spec.code.configMap needs the kubernetes backend; use spec.code.inline in process mode';
   if (spec.code.archive) return 'spec.code.archive is not supported by the process backend yet';
   if (spec.code.image) return 'spec.code.image needs the kubernetes backend';
   return unsafeFileName(spec);
@@ -144,7 +154,12 @@ export async function startProcessController(options: ProcessControllerOptions):
   const stateOf = (name: string) => {
     let state = states.get(name);
     if (!state) {
-      state = { instances: new Map(), failedStarts: 0, nextStartAt: 0, lastModified: new Date().toISOString() };
+      state = {
+        instances: new Map(),
+        failedStarts: 0,
+        nextStartAt: 0,
+        lastModified: new Date().toISOString(),
+      };
       states.set(name, state);
     }
     return state;
@@ -159,7 +174,8 @@ export async function startProcessController(options: ProcessControllerOptions):
       return;
     }
     const fresh = new Set(next.problems.map(describeProblem));
-    for (const problem of fresh) if (!reported.has(problem)) log.error(`invalid Function manifest: ${problem}`);
+    for (const problem of fresh)
+      if (!reported.has(problem)) log.error(`invalid Function manifest: ${problem}`);
     reported = fresh;
     const before = manifests;
     manifests = next;
@@ -185,7 +201,14 @@ export async function startProcessController(options: ProcessControllerOptions):
     return dir;
   }
 
-  function shimEnvironment(name: string, revision: string, spec: FunctionSpec, codeDir: string, port: number, id: string) {
+  function shimEnvironment(
+    name: string,
+    revision: string,
+    spec: FunctionSpec,
+    codeDir: string,
+    port: number,
+    id: string,
+  ) {
     const env: Record<string, string> = {
       // The function's environment is what the shim passes on; keep the controller's own out of it.
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
@@ -194,7 +217,11 @@ export async function startProcessController(options: ProcessControllerOptions):
     };
     for (const variable of spec.env ?? []) {
       if (variable.value !== undefined) env[variable.name] = variable.value;
-      else log.warn({ function: name, variable: variable.name }, 'valueFrom is not supported in process mode; variable left unset');
+      else
+        log.warn(
+          { function: name, variable: variable.name },
+          'valueFrom is not supported in process mode; variable left unset',
+        );
     }
     Object.assign(env, options.shimEnv ?? {}, {
       [ShimEnv.functionName]: name,
@@ -214,7 +241,12 @@ export async function startProcessController(options: ProcessControllerOptions):
     return env;
   }
 
-  async function startInstance(name: string, revision: string, spec: FunctionSpec, codeDir: string): Promise<void> {
+  async function startInstance(
+    name: string,
+    revision: string,
+    spec: FunctionSpec,
+    codeDir: string,
+  ): Promise<void> {
     const state = stateOf(name);
     const port = await freePort();
     const id = `${revision}-${randomBytes(3).toString('hex')}`;
@@ -243,15 +275,27 @@ export async function startProcessController(options: ProcessControllerOptions):
     };
     child.stdout!.on('data', onOutput);
     child.stderr!.on('data', onOutput);
-    child.once('error', (error) => log.error({ err: error, function: name, instance: id }, 'could not start the runtime shim'));
+    child.once('error', (error) =>
+      log.error({ err: error, function: name, instance: id }, 'could not start the runtime shim'),
+    );
     state.instances.set(id, instance);
     log.info({ function: name, revision, instance: id, url: instance.url }, 'started instance');
-    await registry.putInstance({ id, function: name, revision, url: instance.url, ready: false, draining: false });
+    await registry.putInstance({
+      id,
+      function: name,
+      revision,
+      url: instance.url,
+      ready: false,
+      draining: false,
+    });
 
     void instance.exited.then(async () => {
       state.instances.delete(id);
       if (!instance.draining && !stopping) {
-        log.warn({ function: name, instance: id, code: child.exitCode, signal: child.signalCode }, 'instance exited unexpectedly');
+        log.warn(
+          { function: name, instance: id, code: child.exitCode, signal: child.signalCode },
+          'instance exited unexpectedly',
+        );
         if (!instance.ready) {
           state.failedStarts = state.failedRevision === revision ? state.failedStarts + 1 : 1;
           state.failedRevision = revision;
@@ -262,7 +306,9 @@ export async function startProcessController(options: ProcessControllerOptions):
         log.info({ function: name, instance: id }, 'instance stopped');
       }
       if (!stopping) {
-        await registry.removeInstance(name, id).catch((error) => log.error({ err: error }, 'could not unregister instance'));
+        await registry
+          .removeInstance(name, id)
+          .catch((error) => log.error({ err: error }, 'could not unregister instance'));
         queue.add(keyOf(name));
       }
     });
@@ -275,7 +321,9 @@ export async function startProcessController(options: ProcessControllerOptions):
     void instance.exited.then(() => (exited = true));
     while (!exited && !instance.draining && Date.now() < deadline) {
       try {
-        const response = await fetch(`${instance.url}${ShimPaths.readyz}`, { signal: AbortSignal.timeout(1000) });
+        const response = await fetch(`${instance.url}${ShimPaths.readyz}`, {
+          signal: AbortSignal.timeout(1000),
+        });
         await response.arrayBuffer();
         if (response.ok) {
           if (exited || instance.draining || stopping) return;
@@ -300,7 +348,10 @@ export async function startProcessController(options: ProcessControllerOptions):
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     if (!exited && !instance.draining) {
-      log.warn({ function: instance.functionName, instance: instance.id }, 'instance was not ready in time; stopped it');
+      log.warn(
+        { function: instance.functionName, instance: instance.id },
+        'instance was not ready in time; stopped it',
+      );
       instance.tail += `\nnot ready within ${READY_TIMEOUT_MS} ms`;
       killGroup(instance, 'SIGKILL');
     }
@@ -318,7 +369,10 @@ export async function startProcessController(options: ProcessControllerOptions):
   async function drain(instance: Instance, timeoutSeconds: number): Promise<void> {
     if (instance.draining) return;
     instance.draining = true;
-    log.info({ function: instance.functionName, revision: instance.revision, instance: instance.id }, 'draining instance');
+    log.info(
+      { function: instance.functionName, revision: instance.revision, instance: instance.id },
+      'draining instance',
+    );
     if (!stopping) {
       await registry.putInstance({
         id: instance.id,
@@ -379,21 +433,33 @@ export async function startProcessController(options: ProcessControllerOptions):
       for (let n = current.length; n < desired; n++) await startInstance(name, revision, spec, codeDir);
     } else if (current.length > desired) {
       // Instances still starting go first: they serve no one yet.
-      const excess = current.sort((a, b) => Number(a.ready) - Number(b.ready)).slice(0, current.length - desired);
+      const excess = current
+        .sort((a, b) => Number(a.ready) - Number(b.ready))
+        .slice(0, current.length - desired);
       for (const instance of excess) await drain(instance, spec.timeoutSeconds);
     }
 
     // The route moves to a new revision once it can serve (or nothing needs serving), so that
     // calls never wait on a rollout; then the old revision's instances drain.
     const servingReady = all.some((i) => i.revision === state.serving?.revision && i.ready && !i.draining);
-    if (!state.serving || state.serving.revision === revision || readyCurrent > 0 || desired === 0 || !servingReady) {
+    if (
+      !state.serving ||
+      state.serving.revision === revision ||
+      readyCurrent > 0 ||
+      desired === 0 ||
+      !servingReady
+    ) {
       if (state.serving && state.serving.revision !== revision) {
         log.info({ function: name, from: state.serving.revision, to: revision }, 'rolled to a new revision');
       }
       state.serving = { revision, spec };
     }
     for (const instance of all) {
-      if (instance.revision !== state.serving.revision && instance.revision !== revision && !instance.draining) {
+      if (
+        instance.revision !== state.serving.revision &&
+        instance.revision !== revision &&
+        !instance.draining
+      ) {
         await drain(instance, spec.timeoutSeconds);
       }
     }
@@ -406,7 +472,12 @@ export async function startProcessController(options: ProcessControllerOptions):
         stateReason: `instances of revision ${revision} exited before they were ready: ${state.lastFailure ?? ''}`,
       });
     } else {
-      await putRoute(name, state, { name, revision: state.serving.revision, spec: state.serving.spec, state: 'Active' });
+      await putRoute(name, state, {
+        name,
+        revision: state.serving.revision,
+        spec: state.serving.spec,
+        state: 'Active',
+      });
     }
     const waitForStart = current.length < desired ? Math.max(10, state.nextStartAt - now) : pollIntervalMs;
     return { requeueAfterMs: Math.min(pollIntervalMs, waitForStart) };

@@ -50,7 +50,11 @@ export class RegistryWriter {
   }
 
   async removeInstance(name: string, id: string): Promise<void> {
-    await this.redis.multi().hdel(RedisKeys.instances(name), id).publish(RedisKeys.registryChannel, name).exec();
+    await this.redis
+      .multi()
+      .hdel(RedisKeys.instances(name), id)
+      .publish(RedisKeys.registryChannel, name)
+      .exec();
   }
 
   /** Forgets instances a previous controller left behind (their processes died with it). */

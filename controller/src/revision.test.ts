@@ -9,7 +9,10 @@ function spec(input: Record<string, unknown>): FunctionSpec {
   return result.spec;
 }
 
-const base = { runtime: 'nodejs20.x', code: { inline: { files: { 'index.mjs': 'export const handler = async (e) => e' } } } };
+const base = {
+  runtime: 'nodejs20.x',
+  code: { inline: { files: { 'index.mjs': 'export const handler = async (e) => e' } } },
+};
 
 test('the revision does not depend on key order or on defaults being written out', () => {
   const a = spec(base);
@@ -21,7 +24,10 @@ test('the revision does not depend on key order or on defaults being written out
   });
   assert.match(revisionHash(a), /^[0-9a-f]{10}$/);
   assert.equal(revisionHash(a), revisionHash(b));
-  assert.equal(canonicalJson({ b: 1, a: { d: [2, { f: 1, e: 0 }], c: null } }), '{"a":{"c":null,"d":[2,{"e":0,"f":1}]},"b":1}');
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [2, { f: 1, e: 0 }], c: null } }),
+    '{"a":{"c":null,"d":[2,{"e":0,"f":1}]},"b":1}',
+  );
 });
 
 test('everything that shapes an instance changes the revision', () => {

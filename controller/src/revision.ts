@@ -35,5 +35,8 @@ export function canonicalJson(value: unknown): string {
  * enough for object names and labels, long enough that two revisions of one function never meet.
  */
 export function revisionHash(spec: FunctionSpec): string {
-  return createHash('sha256').update(canonicalJson(instanceShape(spec))).digest('hex').slice(0, 10);
+  return createHash('sha256')
+    .update(canonicalJson(instanceShape(spec)))
+    .digest('hex')
+    .slice(0, 10);
 }

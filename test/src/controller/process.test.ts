@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { RedisKeys, ShimHeaders, type DemandReport, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
+import {
+  RedisKeys,
+  ShimHeaders,
+  type DemandReport,
+  type FunctionRoute,
+  type InstanceEndpoint,
+} from '@hearth/api';
 import { startProcessController, type ProcessController } from '@hearth/controller';
 import { isAlive, startRedis, type RedisServer } from '../harness/index.js';
 
@@ -62,15 +68,23 @@ async function route(w: World, name: string): Promise<FunctionRoute | undefined>
 }
 
 async function instances(w: World, name: string): Promise<InstanceEndpoint[]> {
-  return Object.values(await w.client.hgetall(RedisKeys.instances(name))).map((j) => JSON.parse(j) as InstanceEndpoint);
+  return Object.values(await w.client.hgetall(RedisKeys.instances(name))).map(
+    (j) => JSON.parse(j) as InstanceEndpoint,
+  );
 }
 
-async function until<T>(what: string, w: World, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+async function until<T>(
+  what: string,
+  w: World,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${w.output.join('').slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n${w.output.join('').slice(-3000)}`);
     await sleep(25);
   }
 }
@@ -93,10 +107,16 @@ function gateway(w: World, name: string) {
   };
 }
 
-async function invoke(url: string, event: unknown): Promise<{ status: number; body: { version: string; pid: number } }> {
+async function invoke(
+  url: string,
+  event: unknown,
+): Promise<{ status: number; body: { version: string; pid: number } }> {
   const response = await fetch(`${url}/invoke`, {
     method: 'POST',
-    headers: { [ShimHeaders.requestId]: crypto.randomUUID(), [ShimHeaders.deadlineMs]: String(Date.now() + 10_000) },
+    headers: {
+      [ShimHeaders.requestId]: crypto.randomUUID(),
+      [ShimHeaders.deadlineMs]: String(Date.now() + 10_000),
+    },
     body: JSON.stringify(event),
   });
   return { status: response.status, body: (await response.json()) as { version: string; pid: number } };
@@ -118,7 +138,10 @@ test('a function goes from zero to serving on demand, scales up, and back to zer
     const signalled = Date.now();
     await gw.demand(0, 1);
     await until('an instance registered', w, async () => (await instances(w, 'echo')).length === 1, 5000);
-    assert.ok(Date.now() - signalled < 1000, `an instance was started ${Date.now() - signalled} ms after the signal`);
+    assert.ok(
+      Date.now() - signalled < 1000,
+      `an instance was started ${Date.now() - signalled} ms after the signal`,
+    );
     const [first] = await until('a ready instance', w, async () => {
       const list = await instances(w, 'echo');
       return list.some((i) => i.ready) && list;

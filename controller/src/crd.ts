@@ -1,0 +1,195 @@
+import { stringify } from 'yaml';
+import { API_GROUP, API_VERSION, FunctionSpecSchema, Limits } from '@hearth/api';
+
+/** An OpenAPI v3 schema as a CustomResourceDefinition holds it. */
+export type CrdSchema = { [key: string]: unknown };
+
+/**
+ * Turns one of api's TypeBox (JSON Schema) schemas into a structural CRD schema: every node
+ * typed, unions of constants as enums, records as `additionalProperties`, free-form objects as
+ * preserved unknown fields, defaults and descriptions kept.
+ */
+export function toStructural(schema: Record<string, unknown>): CrdSchema {
+  const out: CrdSchema = {};
+  if (typeof schema.description === 'string') out.description = schema.description;
+  if (Array.isArray(schema.anyOf)) {
+    const options = schema.anyOf as Record<string, unknown>[];
+    if (!options.every((o) => 'const' in o && o.type === 'string'))
+      throw new Error('only unions of string constants map to a CRD');
+    return { ...out, type: 'string', enum: options.map((o) => o.const) };
+  }
+  const type = schema.type;
+  switch (type) {
+    case 'object': {
+      out.type = 'object';
+      const properties = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+      const patterns = schema.patternProperties as Record<string, Record<string, unknown>> | undefined;
+      if (patterns) {
+        const [value] = Object.values(patterns);
+        out.additionalProperties = toStructural(value!);
+      } else if (Object.keys(properties).length === 0 && schema.additionalProperties === true) {
+        out['x-kubernetes-preserve-unknown-fields'] = true;
+      } else {
+        out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, toStructural(v)]));
+      }
+      if (Array.isArray(schema.required) && schema.required.length > 0) out.required = schema.required;
+      break;
+    }
+    case 'array':
+      out.type = 'array';
+      out.items = toStructural(schema.items as Record<string, unknown>);
+      break;
+    case 'string':
+    case 'integer':
+    case 'number':
+    case 'boolean':
+      out.type = type;
+      for (const key of ['pattern', 'minLength', 'maxLength', 'minimum', 'maximum', 'format']) {
+        if (schema[key] !== undefined) out[key] = schema[key];
+      }
+      break;
+    default:
+      throw new Error(`no CRD mapping for schema type ${String(type)}`);
+  }
+  if (schema.default !== undefined) out.default = schema.default;
+  return out;
+}
+
+const exactlyOne = (fields: string[]) => fields.map((f) => `(has(self.${f}) ? 1 : 0)`).join(' + ') + ' == 1';
+
+function quantityRange(field: string, minMb: number, maxMb: number) {
+  const min = `${minMb}Mi`;
+  const max = `${maxMb / 1024}Gi`;
+  return {
+    rule: `quantity(self).compareTo(quantity('${min}')) >= 0 && quantity(self).compareTo(quantity('${max}')) <= 0`,
+    message: `spec.${field} must be between ${min} and ${max}`,
+  };
+}
+
+/** The spec schema with the cross-field rules that JSON Schema cannot say, as CEL. */
+export function specSchema(): CrdSchema {
+  const spec = toStructural(FunctionSpecSchema as unknown as Record<string, unknown>);
+  const props = spec.properties as Record<string, CrdSchema>;
+  props.code!['x-kubernetes-validations'] = [
+    {
+      rule: exactlyOne(['inline', 'configMap', 'archive', 'image']),
+      message: 'spec.code must have exactly one of inline, configMap, archive, image',
+    },
+  ];
+  // Quantities match ^[0-9]+(Mi|Gi)$; the bound keeps CEL's cost estimate small.
+  for (const field of ['memory', 'ephemeralStorage']) props[field]!.maxLength = 16;
+  props.memory!['x-kubernetes-validations'] = [
+    quantityRange('memory', Limits.memoryMb.min, Limits.memoryMb.max),
+  ];
+  props.ephemeralStorage!['x-kubernetes-validations'] = [
+    quantityRange('ephemeralStorage', Limits.ephemeralStorageMb.min, Limits.ephemeralStorageMb.max),
+  ];
+  props.scaling!['x-kubernetes-validations'] = [
+    {
+      rule: 'self.minWarm <= self.maxInstances',
+      message: 'spec.scaling.minWarm must not exceed spec.scaling.maxInstances',
+    },
+  ];
+  const env = props.env!;
+  env['x-kubernetes-list-type'] = 'map';
+  env['x-kubernetes-list-map-keys'] = ['name'];
+  const async = (props.async!.properties as Record<string, CrdSchema>)!;
+  for (const key of ['onSuccess', 'onFailure']) {
+    async[key]!['x-kubernetes-validations'] = [
+      {
+        rule: exactlyOne(['function', 'url', 'stream']),
+        message: `spec.async.${key} must have exactly one of function, url, stream`,
+      },
+    ];
+  }
+  return spec;
+}
+
+const conditionSchema: CrdSchema = {
+  type: 'object',
+  required: ['type', 'status'],
+  properties: {
+    type: { type: 'string' },
+    status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+    reason: { type: 'string' },
+    message: { type: 'string' },
+    lastTransitionTime: { type: 'string', format: 'date-time' },
+    observedGeneration: { type: 'integer', format: 'int64' },
+  },
+};
+
+const statusSchema: CrdSchema = {
+  type: 'object',
+  properties: {
+    observedGeneration: { type: 'integer', format: 'int64' },
+    revision: { type: 'string' },
+    url: { type: 'string' },
+    conditions: {
+      type: 'array',
+      items: conditionSchema,
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['type'],
+    },
+    instances: {
+      type: 'object',
+      properties: { desired: { type: 'integer' }, ready: { type: 'integer' }, busy: { type: 'integer' } },
+    },
+  },
+};
+
+export const FUNCTION_PLURAL = 'functions';
+
+/** The Function CustomResourceDefinition. */
+export function functionCrd(): Record<string, unknown> {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${FUNCTION_PLURAL}.${API_GROUP}` },
+    spec: {
+      group: API_GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: 'Function',
+        listKind: 'FunctionList',
+        plural: FUNCTION_PLURAL,
+        singular: 'function',
+        shortNames: ['fn'],
+      },
+      versions: [
+        {
+          name: API_VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+            { name: 'Runtime', type: 'string', jsonPath: '.spec.runtime' },
+            { name: 'Instances', type: 'integer', jsonPath: '.status.instances.ready' },
+            { name: 'Revision', type: 'string', jsonPath: '.status.revision' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: 'A function: code and settings, run as a warm pool of instances.',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: specSchema(),
+                status: statusSchema,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function functionCrdYaml(): string {
+  const header =
+    '# Generated from api/src/function.ts by `node controller/dist/gen-crd.js`; do not edit by hand.\n';
+  return header + stringify(functionCrd(), { lineWidth: 0, singleQuote: true });
+}
