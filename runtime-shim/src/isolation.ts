@@ -73,6 +73,24 @@ async function cgroupV2Parent(): Promise<string | undefined> {
   return root;
 }
 
+/** Groups left behind by shims that were killed outright (SIGKILL leaves no time to clean up). */
+async function removeStaleGroups(parent: string): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [])) {
+    const owner = /^hearth-(\d+)-\d+$/.exec(name)?.[1];
+    if (!owner || processExists(Number(owner))) continue;
+    await rmdir(join(parent, name)).catch(() => undefined);
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function detectHostFacts(): Promise<HostFacts> {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
@@ -83,6 +101,8 @@ export async function detectHostFacts(): Promise<HostFacts> {
     onPath('mkfs.ext4'),
   ]);
   const facts: HostFacts = { isRoot, hasUnshare, hasMkfsExt4 };
+  const parent = v1 ?? v2;
+  if (parent) await removeStaleGroups(parent);
   if (v1) facts.cgroupV1Parent = v1;
   else if (v2) facts.cgroupV2Parent = v2;
   return facts;

@@ -16,10 +16,11 @@ export default async (event) => {
       for (;;) hold.push(Buffer.alloc(16 * 1024 * 1024, 1));
     }
     case 'flood': {
-      const fd = openSync('/tmp/flood', 'w');
+      // Portable isolation confines TMPDIR only.
+      const fd = openSync((process.env.TMPDIR || '/tmp') + '/flood', 'w');
       const block = Buffer.alloc(4 * 1024 * 1024, 1);
       try {
-        for (let i = 0; i < 200; i++) writeSync(fd, block);
+        for (let i = 0; i < 140; i++) writeSync(fd, block);
       } catch (error) {
         // A careless handler swallows ENOSPC.
         console.log('write failed: ' + error.code);
@@ -30,10 +31,11 @@ export default async (event) => {
     case 'exit':
       process.exit(1);
     case 'write-tmp':
-      writeFileSync('/tmp/keep', 'kept');
+      writeFileSync((process.env.TMPDIR || '/tmp') + '/keep', 'kept');
       return 'written';
     case 'read-tmp':
-      return existsSync('/tmp/keep') ? readFileSync('/tmp/keep', 'utf8') : null;
+      const keep = (process.env.TMPDIR || '/tmp') + '/keep';
+      return existsSync(keep) ? readFileSync(keep, 'utf8') : null;
     default:
       return { ok: true, pid: process.pid };
   }
@@ -109,4 +111,18 @@ test('/tmp is private, survives warm calls, and overflowing it fails the call an
   assert.match(flood.json().errorMessage, /\/tmp is full.*512 MB/);
   await assertServesAgain(shim);
   assert.equal((await shim.invoke({ case: 'read-tmp' })).json(), null, '/tmp was wiped');
+});
+
+test('portable isolation (no root needed): memory by RSS polling, /tmp as a watched TMPDIR', async () => {
+  const shim = await start({ timeoutSeconds: 20, env: { HEARTH_ISOLATION: 'portable' } });
+  assert.match(shim.stderr(), /memory by rss-polling, \/tmp by directory/);
+  const bomb = await shim.invoke({ case: 'memory' });
+  assert.equal(bomb.errorType, 'Runtime.ExitError');
+  assert.match(bomb.json().errorMessage, /signal: killed \(out of memory/);
+  await assertServesAgain(shim);
+  assert.equal((await shim.invoke({ case: 'write-tmp' })).json(), 'written');
+  const flood = await shim.invoke({ case: 'flood' });
+  assert.equal(flood.errorType, 'Runtime.EphemeralStorageFull', flood.text);
+  await assertServesAgain(shim);
+  assert.equal((await shim.invoke({ case: 'read-tmp' })).json(), null, 'TMPDIR was wiped');
 });

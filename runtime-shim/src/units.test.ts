@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseConfig, ConfigError } from './config.js';
+import { pickSlot } from './dispatcher.js';
+import { exitDescription } from './errors.js';
+import { chooseIsolation, launchCommand } from './isolation.js';
+import { billedDurationMs, LineSplitter, logTail, reportLine, tagLine } from './log-format.js';
+import { functionErrorOutcome } from './runtime-slot.js';
+import { nodeHeapLimitMb, runtimeCommand, runtimeEnvironment } from './runtime-command.js';
+
+const BASE = { HEARTH_FUNCTION_NAME: 'f', HEARTH_RUNTIME: 'nodejs20.x', HEARTH_HANDLER: 'index.handler', HEARTH_CODE_DIR: '/srv/code' };
+
+test('config: defaults as on Lambda, the function env is everything not HEARTH_', () => {
+  const config = parseConfig({ ...BASE, PATH: '/bin', MY_VAR: 'x' });
+  assert.equal(config.memoryMb, 128);
+  assert.equal(config.timeoutSeconds, 3);
+  assert.equal(config.ephemeralStorageMb, 512);
+  assert.equal(config.concurrency, 1);
+  assert.equal(config.functionVersion, '$LATEST');
+  assert.deepEqual(config.functionEnv, { PATH: '/bin', MY_VAR: 'x' });
+});
+
+test('config: each bad setting names its variable and what it accepts', () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ HEARTH_RUNTIME: 'java8' }, /^HEARTH_RUNTIME: must be one of nodejs20.x, nodejs22.x, python3.11, provided.al2023/],
+    [{ HEARTH_TIMEOUT_SECONDS: '901' }, /^HEARTH_TIMEOUT_SECONDS: must be an integer from 1 to 900, got "901"/],
+    [{ HEARTH_EPHEMERAL_STORAGE_MB: '100' }, /^HEARTH_EPHEMERAL_STORAGE_MB: must be an integer from 512 to 10240/],
+    [{ HEARTH_MEMORY_MB: '1.5' }, /^HEARTH_MEMORY_MB: must be an integer/],
+    [{ HEARTH_CODE_DIR: 'relative/dir' }, /^HEARTH_CODE_DIR: must be an absolute path/],
+    [{ HEARTH_FUNCTION_NAME: '' }, /^HEARTH_FUNCTION_NAME: is required/],
+    [{ HEARTH_CONCURRENCY: '0' }, /^HEARTH_CONCURRENCY: must be an integer from 1 to 64/],
+    [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
+  ];
+  for (const [override, message] of cases) {
+    assert.throws(() => parseConfig({ ...BASE, ...override }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+});
+
+test('runtime command and environment follow Lambda', () => {
+  const config = parseConfig({ ...BASE, HEARTH_MEMORY_MB: '1024', AWS_REGION: 'ignored', FOO: 'bar' });
+  const command = runtimeCommand(config);
+  assert.equal(command.command, process.execPath);
+  assert.deepEqual(command.args[0], `--max-old-space-size=${nodeHeapLimitMb(1024)}`);
+  assert.match(command.args[1]!, /runtimes\/nodejs\/bootstrap\.js$/);
+  const env = runtimeEnvironment(config, { runtimeApi: '127.0.0.1:1', runtimeDir: '/rt', logStream: 's' });
+  assert.equal(env.FOO, 'bar');
+  assert.equal(env.AWS_REGION, 'us-east-1', 'reserved variables win over the function env');
+  assert.equal(env.AWS_EXECUTION_ENV, 'AWS_Lambda_nodejs20.x');
+  assert.equal(env.LAMBDA_TASK_ROOT, '/srv/code');
+  assert.equal(env.AWS_LAMBDA_RUNTIME_API, '127.0.0.1:1');
+  const provided = parseConfig({ ...BASE, HEARTH_RUNTIME: 'provided.al2023' });
+  assert.equal(runtimeCommand(provided).command, '/srv/code/bootstrap');
+  assert.equal(runtimeEnvironment(provided, { runtimeApi: 'a', runtimeDir: 'b', logStream: 'c' }).AWS_EXECUTION_ENV, undefined);
+  assert.match(runtimeCommand({ ...provided, runtime: 'python3.11' }).args[0]!, /runtimes\/python3\/bootstrap\.py$/);
+});
+
+test('isolation: the strongest the host allows, portable when asked or not root', () => {
+  const root = { isRoot: true, cgroupV1Parent: '/sys/fs/cgroup/memory', hasUnshare: true, hasMkfsExt4: true };
+  assert.deepEqual(chooseIsolation('auto', root), { memory: 'cgroup-v1', tmp: 'loop-mount' });
+  assert.deepEqual(chooseIsolation('portable', root), { memory: 'rss-polling', tmp: 'directory' });
+  assert.deepEqual(chooseIsolation('auto', { ...root, isRoot: false }), { memory: 'rss-polling', tmp: 'directory' });
+  assert.deepEqual(chooseIsolation('auto', { isRoot: true, cgroupV2Parent: '/sys/fs/cgroup', hasUnshare: false, hasMkfsExt4: true }), {
+    memory: 'cgroup-v2',
+    tmp: 'directory',
+  });
+});
+
+test('launch command: joins the cgroup and mounts /tmp before becoming the runtime', () => {
+  const target = { command: '/code/bootstrap', args: ['a'] };
+  assert.deepEqual(launchCommand(target, {}), target);
+  const both = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs', tmpImage: '/state/tmp.ext4' });
+  assert.equal(both.command, 'unshare');
+  assert.deepEqual(both.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
+  assert.deepEqual(both.args.slice(-5), ['hearth-launch', '/cg/cgroup.procs', '/state/tmp.ext4', '/code/bootstrap', 'a']);
+  const cgroupOnly = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs' });
+  assert.equal(cgroupOnly.command, 'sh');
+});
+
+test('log format: REPORT, tagging, tail bytes, lines across chunks', () => {
+  assert.equal(
+    reportLine({ requestId: 'r', durationMs: 1.234, memorySizeMb: 128, maxMemoryUsedMb: 60, initDurationMs: 150 }),
+    'REPORT RequestId: r\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 60 MB\tInit Duration: 150.00 ms\t\n',
+  );
+  assert.equal(billedDurationMs(0.2), 1);
+  assert.equal(billedDurationMs(3), 3);
+  const now = new Date('2024-01-02T03:04:05.678Z');
+  assert.equal(tagLine('hi', 'r1', now), '2024-01-02T03:04:05.678Z\tr1\thi\n');
+  assert.equal(tagLine('x\tr1\tINFO\thi', 'r1', now), 'x\tr1\tINFO\thi\n');
+  assert.equal(tagLine('init line', undefined, now), 'init line\n');
+  assert.equal(Buffer.from(logTail(['a'.repeat(5000), 'END\n'], 4096), 'base64').toString(), 'a'.repeat(4092) + 'END\n');
+  const lines = new LineSplitter();
+  assert.deepEqual(lines.push('one\ntw'), ['one']);
+  assert.deepEqual(lines.push('o\nthree'), ['two']);
+  assert.equal(lines.flush(), 'three');
+});
+
+test('errors: Go-style exit wording; error reports kept as-is or wrapped', () => {
+  assert.equal(exitDescription(1, null), 'exit status 1');
+  assert.equal(exitDescription(null, 'SIGKILL'), 'signal: killed');
+  assert.equal(exitDescription(null, 'SIGSEGV'), 'signal: segmentation fault');
+  const asIs = functionErrorOutcome(Buffer.from('{"errorType":"TypeError","errorMessage":"x"}'), undefined);
+  assert.equal(asIs.errorType, 'TypeError');
+  assert.equal(asIs.body.toString(), '{"errorType":"TypeError","errorMessage":"x"}');
+  const wrapped = functionErrorOutcome(Buffer.from('plain text'), 'Custom.Error');
+  assert.deepEqual(JSON.parse(wrapped.body.toString()), { errorType: 'Custom.Error', errorMessage: 'plain text' });
+});
+
+test('dispatch prefers a warm slot over one still starting', () => {
+  const slots = [
+    { name: 'busy', busy: true, warm: false },
+    { name: 'starting', busy: false, warm: false },
+    { name: 'warm', busy: false, warm: true },
+  ];
+  assert.equal(pickSlot(slots)?.name, 'warm');
+  assert.equal(pickSlot(slots.slice(0, 2))?.name, 'starting');
+  assert.equal(pickSlot(slots.slice(0, 1)), undefined);
+});
