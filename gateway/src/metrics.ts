@@ -24,6 +24,11 @@ export class GatewayMetrics {
   constructor(sources: { load(): { name: string; inFlight: number; waiting: number }[]; instanceCounts(): { name: string; leased: number; idle: number }[] }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'hearth_' });
+    // prom-client names these gauges `_total`, which Prometheus reserves for counters (promtool
+    // flags them); the same counts are in hearth_nodejs_active_{handles,requests,resources}.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+      this.registry.removeSingleMetric(`hearth_nodejs_${name}`);
+    }
     this.invocations = new Counter({
       name: 'hearth_invocations_total',
       help: 'Invocations by function, mode (sync, async worker, dryrun) and outcome',
