@@ -41,6 +41,8 @@ export interface AsyncQueueOptions {
   logger?: Logger;
   region?: string;
   accountId?: string;
+  /** How long a call waits for a Redis connection that is (re)connecting before it is refused. */
+  connectWaitMs?: number;
 }
 
 export interface EnqueueRequest {
@@ -79,6 +81,23 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
   });
   connection.on('ready', () => (connectionDown = false));
 
+  // Without an offline queue a command sent while connecting fails; waiting a moment for the
+  // connection covers start-up and a quick reconnect, and still refuses promptly in an outage.
+  const connected = async () => {
+    if (connection.status === 'ready') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        connection.off('ready', onReady);
+        reject(new Error(`Redis not connected (${connection.status})`));
+      }, options.connectWaitMs ?? 1000);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      connection.once('ready', onReady);
+    });
+  };
+
   const queues = new Map<string, Queue>();
   const registered = new Set<string>();
   const metrics: AsyncMetrics | undefined = options.metricsRegistry ? asyncMetrics(options.metricsRegistry) : undefined;
@@ -93,9 +112,15 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     return queue;
   };
 
-  const backlog = (functionName: string) => readBacklog(connection, queueOf(functionName), Date.now());
+  const backlog = async (functionName: string) => {
+    await connected();
+    return readBacklog(connection, queueOf(functionName), Date.now());
+  };
 
-  const functionsWithEvents = () => connection.smembers(ASYNC_FUNCTIONS_KEY);
+  const functionsWithEvents = async () => {
+    await connected();
+    return connection.smembers(ASYNC_FUNCTIONS_KEY);
+  };
 
   if (options.metricsRegistry) {
     registerBacklogGauges(options.metricsRegistry, async (): Promise<BacklogSnapshot[]> => {
