@@ -3,7 +3,7 @@
 # Debian/Ubuntu (apt-get); run as root, or with sudo available.
 set -euo pipefail
 
-packages=(redis-server python3 e2fsprogs util-linux procps awscli prometheus)
+packages=(redis-server python3 e2fsprogs util-linux procps awscli prometheus mount)
 # The peers (scripts/peers): aws-lambda-ric compiles a native addon against libcurl; wrk is the
 # benchmark's load generator.
 packages+=(g++ make cmake autoconf automake libtool libcurl4-openssl-dev wrk)
