@@ -16,7 +16,7 @@ import { GatewayMetrics } from './metrics.js';
 import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
 import { authenticateRequest } from './http/authenticate-middleware.js';
 import { errorHandler } from './http/errors.js';
-import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkers } from './async/index.js';
+import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkers, type BacklogLimits } from './async/index.js';
 
 export interface GatewayOverrides {
   /** Instead of RedisDiscovery (tests, or Kubernetes discovery). */
@@ -24,6 +24,8 @@ export interface GatewayOverrides {
   logger?: Logger;
   /** Passed to the async workers (e.g. short retry delays in tests). */
   workerOptions?: Partial<Parameters<typeof startWorkers>[0]>;
+  /** Per-function async backlog limits (HEARTH_ASYNC_MAX_DEPTH, HEARTH_ASYNC_MAX_OLDEST_AGE_SECONDS). */
+  backlogLimits?: Partial<BacklogLimits>;
 }
 
 export interface Gateway {
@@ -77,6 +79,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
         redisUrl: config.redisUrl,
         discovery,
         maxPayloadBytes: config.asyncPayloadBytes,
+        ...(overrides.backlogLimits ? { limits: overrides.backlogLimits } : {}),
         metricsRegistry: metrics.registry,
         logger,
         region: config.region,

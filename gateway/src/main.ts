@@ -4,12 +4,15 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { ConfigError, parseConfig } from './config.js';
 import { createGateway } from './app.js';
+import { parseAsyncSettings, type AsyncSettings } from './async/index.js';
 
 /** The gateway process: config, listen, signals, graceful close. */
 async function main() {
   let config;
+  let asyncSettings: AsyncSettings;
   try {
     config = parseConfig(process.argv.slice(2), process.env, `${hostname()}-${randomBytes(3).toString('hex')}`);
+    asyncSettings = parseAsyncSettings(process.env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -18,7 +21,7 @@ async function main() {
     throw error;
   }
   const logger = pino({ name: 'hearth-gateway', level: config.logLevel });
-  const gateway = createGateway(config, { logger });
+  const gateway = createGateway(config, { logger, workerOptions: asyncSettings.workers, backlogLimits: asyncSettings.limits });
   await gateway.start();
   await new Promise<void>((resolve, reject) => {
     gateway.server.once('error', reject);

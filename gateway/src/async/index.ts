@@ -5,3 +5,4 @@ export { createDeadLetterQueue, type DeadLetterQueue } from './dlq.js';
 export { createDlqRouter } from './dlq-router.js';
 export { LAMBDA_RETRY_DELAYS_MS, LAMBDA_REQUEUE_BACKOFF, type BackoffBounds } from './policy.js';
 export type { DeadLetter, DestinationRecord } from './records.js';
+export { parseAsyncSettings, ASYNC_ENV, type AsyncSettings } from './settings.js';
