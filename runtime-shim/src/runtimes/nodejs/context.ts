@@ -26,20 +26,13 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/**
- * Client context and Cognito identity arrive as JSON. The gateway receives the client context
- * base64-encoded (X-Amz-Client-Context), so an encoded value is accepted too.
- */
+/** Client context and Cognito identity arrive as JSON text; a value that is not JSON is left out. */
 function parseJsonHeader(value: string | undefined): unknown {
   if (value === undefined || value === '') return undefined;
   try {
     return JSON.parse(value);
   } catch {
-    try {
-      return JSON.parse(Buffer.from(value, 'base64').toString('utf8'));
-    } catch {
-      return undefined;
-    }
+    return undefined;
   }
 }
 
