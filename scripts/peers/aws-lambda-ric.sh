@@ -21,7 +21,8 @@ if [ ! -f "$marker" ]; then
   rm -rf "$dir"
   mkdir -p "$dir"
   echo '{"name":"hearth-peer-aws-lambda-ric","private":true}' >"$dir/package.json"
-  # --foreground-scripts shows the native build's progress; scripts must run for the addon.
+  # --foreground-scripts shows the native build's progress. The install scripts must run (they
+  # build the addon); npm 11 warns that allowScripts does not cover them, and runs them.
   npm install --prefix "$dir" --no-audit --no-fund --no-save --foreground-scripts \
     --ignore-scripts=false "aws-lambda-ric@$version" >&2
   test -f "$entry"

@@ -61,6 +61,8 @@ async function startEmulator(
       AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
       AWS_LAMBDA_FUNCTION_TIMEOUT: String(TIMEOUT_SECONDS),
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
+      // Keeps Python's bytecode cache out of the fixture folder (the repository).
+      PYTHONDONTWRITEBYTECODE: '1',
     },
     ready: { check: () => portOpen(port) },
   });
