@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The controller's process: settings from the environment, one backend, graceful stop on signals.
-//   HEARTH_BACKEND        process (default)
+//   HEARTH_BACKEND        process (default) | kubernetes
 //   HEARTH_REDIS_URL      Redis of the registry (process backend); default redis://127.0.0.1:6379
 //   HEARTH_FUNCTIONS_DIR  manifest directory (process backend); default ./functions
+//   HEARTH_NAMESPACE      namespace of the leader Lease (kubernetes backend); default default
+//   HEARTH_GATEWAY_URL    the gateway's base URL, shown in status.url (kubernetes backend)
 //   HEARTH_LOG_LEVEL      pino level; default info
 import { pino } from 'pino';
 import { startProcessController } from './process-backend.js';
@@ -18,7 +20,17 @@ async function start(): Promise<{ stop(): Promise<void> }> {
       logger,
     });
   }
-  throw new Error(`HEARTH_BACKEND: must be process, got "${backend}"`);
+  if (backend === 'kubernetes') {
+    // Loaded only here: the process backend (hearth dev) never needs the Kubernetes client.
+    const { startKubeController } = await import('./kube-backend.js');
+    return startKubeController({
+      logger,
+      redisUrl: process.env.HEARTH_REDIS_URL,
+      gatewayUrl: process.env.HEARTH_GATEWAY_URL,
+      leaseNamespace: process.env.HEARTH_NAMESPACE,
+    });
+  }
+  throw new Error(`HEARTH_BACKEND: must be process or kubernetes, got "${backend}"`);
 }
 
 let controller: { stop(): Promise<void> };

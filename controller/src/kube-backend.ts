@@ -1,0 +1,390 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import {
+  ApiException,
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type Informer,
+  type KubernetesObject,
+  type ObjectCache,
+  type V1Deployment,
+} from '@kubernetes/client-node';
+import { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import {
+  API_GROUP,
+  API_VERSION,
+  validateFunctionSpec,
+  type FunctionResource,
+  type FunctionStatus,
+} from '@hearth/api';
+import { failedStatus, poolStatus, reconcilingStatus } from './conditions.js';
+import { FUNCTION_PLURAL } from './crd.js';
+import {
+  defaultKubeOptions,
+  desiredCodeConfigMap,
+  desiredDeployment,
+  desiredService,
+  Labels,
+  MANAGER,
+  revisionObjectName,
+  unsupportedCodeSource,
+  type KubeBackendOptions,
+} from './kube-objects.js';
+import { LeaderElector } from './leader.js';
+import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
+import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
+import { RegistryWriter } from './registry.js';
+import { canonicalJson, revisionHash } from './revision.js';
+
+export interface KubeControllerOptions {
+  kubeConfig?: KubeConfig;
+  logger?: Logger;
+  /** Redis where gateways report demand; without it every pool stays at minWarm. */
+  redisUrl?: string;
+  objects?: KubeBackendOptions;
+  /** This replica's name in the leader Lease; hostname plus a random suffix by default. */
+  identity?: string;
+  leaseNamespace?: string;
+  leaseName?: string;
+  leaseSeconds?: number;
+  /** The gateway's public base URL, for status.url. */
+  gatewayUrl?: string;
+  /** How often every Function is listed afresh and reconciled, whatever the watches said. */
+  resyncMs?: number;
+  /** How often a function's demand is read again while Redis is configured. */
+  pollMs?: number;
+}
+
+export interface KubeController {
+  readonly identity: string;
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+const apply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const statusOf = (error: unknown) => (error instanceof ApiException ? error.code : undefined);
+
+async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
+  try {
+    return await promise;
+  } catch (error) {
+    if (statusOf(error) === 404) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The Kubernetes backend: Functions (the CRD) into a Deployment + Service (+ code ConfigMap) per
+ * revision, owned by the Function so that Kubernetes collects them; status written back. Only
+ * the Lease holder reconciles. No finalizer: nothing it makes lives outside Kubernetes.
+ */
+export async function startKubeController(options: KubeControllerOptions = {}): Promise<KubeController> {
+  const log = options.logger ?? pino({ name: 'hearth-controller' });
+  const kc = options.kubeConfig ?? new KubeConfig();
+  if (!options.kubeConfig) kc.loadFromDefault();
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const objects = options.objects ?? defaultKubeOptions;
+  const identity = options.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const resyncMs = options.resyncMs ?? 300_000;
+  const pollMs = options.pollMs ?? 1000;
+  const redis = options.redisUrl ? new Redis(options.redisUrl) : undefined;
+  const registry = redis ? new RegistryWriter(redis) : undefined;
+  const pools = new Map<string, PoolState>();
+  const lastEvent = new Map<string, string>();
+  const fnRef = { group: API_GROUP, version: API_VERSION, plural: FUNCTION_PLURAL };
+
+  async function event(fn: FunctionResource, type: 'Normal' | 'Warning', reason: string, message: string) {
+    const key = `${fn.metadata.namespace}/${fn.metadata.name}`;
+    // The same news once, not on every pass of a level-triggered loop.
+    if (lastEvent.get(key) === `${reason}:${message}`) return;
+    lastEvent.set(key, `${reason}:${message}`);
+    const now = new Date();
+    try {
+      await core.createNamespacedEvent({
+        namespace: fn.metadata.namespace!,
+        body: {
+          metadata: { generateName: `${fn.metadata.name}.` },
+          involvedObject: {
+            apiVersion: fn.apiVersion,
+            kind: 'Function',
+            name: fn.metadata.name,
+            namespace: fn.metadata.namespace,
+            uid: fn.metadata.uid,
+          },
+          type,
+          reason,
+          message,
+          source: { component: MANAGER },
+          reportingComponent: MANAGER,
+          reportingInstance: identity,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    } catch (error) {
+      log.warn({ err: error, function: key }, 'could not record an event');
+    }
+  }
+
+  async function writeStatus(fn: FunctionResource, status: FunctionStatus) {
+    // Key order differs between what we build and what the server returns: compare canonically.
+    if (canonicalJson(status) === canonicalJson(fn.status ?? {})) return;
+    await custom.patchNamespacedCustomObjectStatus(
+      { ...fnRef, namespace: fn.metadata.namespace!, name: fn.metadata.name, body: { status } },
+      mergePatch,
+    );
+    fn.status = status;
+  }
+
+  async function deleteRevision(namespace: string, name: string) {
+    // Background propagation: the pods get SIGTERM and finish their calls in flight.
+    await ignoreNotFound(
+      apps.deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Background' }),
+    );
+    await ignoreNotFound(core.deleteNamespacedService({ namespace, name }));
+    await ignoreNotFound(core.deleteNamespacedConfigMap({ namespace, name }));
+  }
+
+  async function reconcile(key: string): Promise<ReconcileResult | void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const fn = (await ignoreNotFound(custom.getNamespacedCustomObject({ ...fnRef, namespace, name }))) as
+      FunctionResource | undefined;
+    if (!fn || (fn.metadata as KubernetesObject['metadata'])?.deletionTimestamp) {
+      // Its Deployments, Services and ConfigMaps are owned by it: the garbage collector takes them.
+      pools.delete(key);
+      lastEvent.delete(key);
+      return;
+    }
+    const generation = fn.metadata.generation;
+    const now = () => new Date().toISOString();
+    if (fn.status?.observedGeneration !== generation)
+      await writeStatus(fn, reconcilingStatus(fn.status, generation, now()));
+
+    const validated = validateFunctionSpec(fn.spec);
+    if (!validated.spec) {
+      const message = validated.problems.map((p) => `${p.path} ${p.message}`).join('; ');
+      await writeStatus(
+        fn,
+        failedStatus(
+          fn.status,
+          generation,
+          { condition: 'Ready', reason: 'InvalidSpec', message },
+          undefined,
+          now(),
+        ),
+      );
+      await event(fn, 'Warning', 'InvalidSpec', message);
+      return; // terminal: only a new spec helps
+    }
+    fn.spec = validated.spec;
+    const revision = revisionHash(fn.spec);
+    const unsupported = unsupportedCodeSource(fn);
+    if (unsupported) {
+      const failure = {
+        condition: 'CodeReady' as const,
+        reason: 'UnsupportedCodeSource',
+        message: unsupported,
+      };
+      await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
+      await event(fn, 'Warning', failure.reason, unsupported);
+      return;
+    }
+    if (fn.spec.code.configMap) {
+      const codeName = fn.spec.code.configMap.name;
+      if (!(await ignoreNotFound(core.readNamespacedConfigMap({ namespace, name: codeName })))) {
+        const failure = {
+          condition: 'CodeReady' as const,
+          reason: 'CodeNotFound',
+          message: `ConfigMap ${codeName} (spec.code.configMap.name) was not found`,
+        };
+        await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
+        await event(fn, 'Warning', failure.reason, failure.message);
+        return { requeueAfterMs: 10_000 };
+      }
+    }
+
+    const demand = registry ? totalDemand(await registry.demand(name), Date.now()) : 0;
+    const pool = nextPoolSize(pools.get(key), demand, fn.spec, Date.now());
+    pools.set(key, pool);
+    const objectName = revisionObjectName(name, revision);
+    const existing = (
+      await apps.listNamespacedDeployment({ namespace, labelSelector: `${Labels.function}=${name}` })
+    ).items;
+    const isNew = !existing.some((d) => d.metadata?.labels?.[Labels.revision] === revision);
+
+    const configMap = desiredCodeConfigMap(fn, revision);
+    if (configMap) {
+      // The revision's code never changes under its name, so Kubernetes may treat it as immutable.
+      configMap.immutable = true;
+      await core.patchNamespacedConfigMap(
+        { namespace, name: objectName, body: configMap, fieldManager: MANAGER, force: true },
+        apply,
+      );
+    }
+    const deployment = await apps.patchNamespacedDeployment(
+      {
+        namespace,
+        name: objectName,
+        body: desiredDeployment(fn, revision, pool.size, objects),
+        fieldManager: MANAGER,
+        force: true,
+      },
+      apply,
+    );
+    await core.patchNamespacedService(
+      { namespace, name: objectName, body: desiredService(fn, revision), fieldManager: MANAGER, force: true },
+      apply,
+    );
+    if (isNew)
+      await event(
+        fn,
+        'Normal',
+        'RevisionCreated',
+        `Created Deployment ${objectName} for revision ${revision}`,
+      );
+
+    // Old revisions go once the new one serves (or nothing needs serving): never a gap in service.
+    const ready = deployment.status?.readyReplicas ?? 0;
+    let old = existing.filter((d: V1Deployment) => d.metadata?.labels?.[Labels.revision] !== revision);
+    if (old.length > 0 && (ready > 0 || pool.size === 0)) {
+      for (const d of old) await deleteRevision(namespace, d.metadata!.name!);
+      const revisions = old.map((d) => d.metadata?.labels?.[Labels.revision]).join(', ');
+      await event(
+        fn,
+        'Normal',
+        'RolledOut',
+        `Rolled out revision ${revision}; deleted revision ${revisions}`,
+      );
+      old = [];
+    }
+    const busy = registry ? Math.min(demand, ready * fn.spec.concurrency.perInstance) : 0;
+    const url = options.gatewayUrl ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${name}` : undefined;
+    const status = poolStatus(
+      fn.status,
+      generation,
+      { revision, desired: pool.size, ready, busy, oldRevisions: old.length },
+      now(),
+      url,
+    );
+    await writeStatus(fn, status);
+    return { requeueAfterMs: registry ? pollMs : resyncMs };
+  }
+
+  let term: { stop(): Promise<void> } | undefined;
+
+  function lead() {
+    const queue = new WorkQueue();
+    const informers: (Informer<KubernetesObject> & ObjectCache<KubernetesObject>)[] = [];
+    let stopped = false;
+    const watchInformer = (
+      informer: Informer<KubernetesObject> & ObjectCache<KubernetesObject>,
+      what: string,
+      keyOf: (o: KubernetesObject) => string | undefined,
+    ) => {
+      const enqueue = (o: KubernetesObject) => {
+        const key = keyOf(o);
+        if (key) queue.add(key);
+      };
+      informer.on('add', enqueue);
+      informer.on('update', enqueue);
+      informer.on('delete', enqueue);
+      let failures = 0;
+      informer.on('connect', () => (failures = 0));
+      // The client stops an informer on any error but 410: start it again, with backoff.
+      informer.on('error', (error: unknown) => {
+        if (stopped) return;
+        const delay = Math.min(30_000, 500 * 2 ** failures++);
+        log.warn({ err: error, watch: what, retryInMs: delay }, 'watch failed; restarting');
+        setTimeout(() => {
+          if (!stopped) void informer.start().catch(() => undefined);
+        }, delay).unref();
+      });
+      informers.push(informer);
+    };
+    const fnInformer = makeInformer<KubernetesObject>(
+      kc,
+      `/apis/${API_GROUP}/${API_VERSION}/${FUNCTION_PLURAL}`,
+      () => custom.listClusterCustomObject(fnRef),
+    );
+    watchInformer(fnInformer, 'functions', (o) => `${o.metadata?.namespace}/${o.metadata?.name}`);
+    const selector = `${Labels.managedBy}=${MANAGER}`;
+    const deploymentInformer = makeInformer<KubernetesObject>(
+      kc,
+      '/apis/apps/v1/deployments',
+      () => apps.listDeploymentForAllNamespaces({ labelSelector: selector }),
+      selector,
+    );
+    watchInformer(deploymentInformer, 'deployments', (o) => {
+      const fn = o.metadata?.labels?.[Labels.function];
+      return fn ? `${o.metadata?.namespace}/${fn}` : undefined;
+    });
+    for (const informer of informers) void informer.start().catch(() => undefined);
+
+    // A watch can hang without an error; a periodic full list catches anything it missed.
+    const resync = async () => {
+      try {
+        const list = (await custom.listClusterCustomObject(fnRef)) as { items: KubernetesObject[] };
+        for (const o of list.items) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+      } catch (error) {
+        log.warn({ err: error }, 'could not list Functions for a resync');
+      }
+    };
+    const resyncTimer = setInterval(() => void resync(), resyncMs);
+    const workers = runWorkers(queue, reconcile, {
+      workers: 4,
+      onError: (key, error) => log.error({ err: error, function: key }, 'reconcile failed; will retry'),
+    });
+    return {
+      async stop() {
+        stopped = true;
+        clearInterval(resyncTimer);
+        queue.shutDown();
+        for (const informer of informers) await informer.stop();
+        await workers;
+      },
+    };
+  }
+
+  const elector = new LeaderElector({
+    api: kc.makeApiClient(CoordinationV1Api),
+    namespace: options.leaseNamespace ?? process.env.HEARTH_NAMESPACE ?? 'default',
+    name: options.leaseName ?? 'hearth-controller',
+    identity,
+    leaseSeconds: options.leaseSeconds ?? 15,
+    retryMs: Math.max(500, ((options.leaseSeconds ?? 15) * 1000) / 5),
+    logger: log,
+  });
+  elector.run(
+    () => {
+      term = lead();
+    },
+    () => {
+      const ending = term;
+      term = undefined;
+      void ending?.stop();
+    },
+  );
+  log.info({ identity }, 'kubernetes controller started; waiting for the lease');
+  return {
+    identity,
+    isLeader: () => elector.isLeader,
+    async stop() {
+      await term?.stop();
+      term = undefined;
+      await elector.stop();
+      redis?.disconnect();
+      log.info('kubernetes controller stopped');
+    },
+  };
+}
