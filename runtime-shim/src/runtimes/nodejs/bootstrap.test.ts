@@ -271,6 +271,12 @@ module.exports = Object.fromEntries([['handlers', handlers]]);
       errorMessage: /Cannot find package 'not-installed-anywhere'/,
     },
     {
+      title: 'a module that throws while loading fails init with that error',
+      files: { 'index.mjs': "throw new TypeError('DATABASE_URL is not set');" },
+      errorType: 'TypeError',
+      errorMessage: /^DATABASE_URL is not set$/,
+    },
+    {
       title: 'a missing export is Runtime.HandlerNotFound',
       files: { 'index.cjs': 'exports.other = () => {}' },
       errorType: 'Runtime.HandlerNotFound',

@@ -206,6 +206,12 @@ describe('Python runtime: modules and init errors', () => {
       errorMessage: /^Unable to import module 'app': No module named 'not_installed_anywhere'$/,
     },
     {
+      title: 'a module that raises while importing fails init with that exception',
+      files: { 'app.py': 'import os\nDATABASE_URL = os.environ["DATABASE_URL"]\n' },
+      errorType: 'KeyError',
+      errorMessage: /^'DATABASE_URL'$/,
+    },
+    {
       title: 'a missing function is Runtime.HandlerNotFound',
       files: { 'app.py': 'def other(event, context):\n    return 1\n' },
       errorType: 'Runtime.HandlerNotFound',
