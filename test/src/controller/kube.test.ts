@@ -1,0 +1,298 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import type { FunctionResource } from '@hearth/api';
+import { startKubeController, type KubeController } from '@hearth/controller/kube-backend';
+import { LeaderElector } from '@hearth/controller/leader';
+import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
+
+const CRD = fileURLToPath(new URL('../../../charts/hearth/crds/function.yaml', import.meta.url));
+const quiet = pino({ level: process.env.HEARTH_TEST_LOGS === '1' ? 'debug' : 'silent' });
+
+function manifest(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'hearth.dev/v1alpha1', kind: 'Function', metadata: { name }, spec });
+}
+const code = (body: string) => ({
+  inline: { files: { 'index.mjs': `export const handler = async (e) => ${body}` } },
+});
+
+describe(
+  'the Kubernetes backend against a real kube-apiserver',
+  { skip: kubeBinaries() ? false : KUBE_MISSING },
+  () => {
+    let cp: ControlPlane;
+    let controller: KubeController;
+    let namespaces = 0;
+
+    before(async () => {
+      cp = await startControlPlane({ controllerManager: true, crds: [CRD] });
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromFile(cp.kubeconfig);
+      controller = await startKubeController({
+        kubeConfig,
+        logger: quiet,
+        leaseSeconds: 5,
+        identity: 'test-controller',
+      });
+    });
+    after(async () => {
+      await controller?.stop();
+      await cp?.stop();
+    });
+
+    async function namespace(): Promise<string> {
+      const ns = `t${++namespaces}-${Date.now().toString(36)}`;
+      await cp.kubectl(['create', 'namespace', ns]);
+      return ns;
+    }
+    const getJson = async <T>(ns: string, ...what: string[]) =>
+      JSON.parse(await cp.kubectl(['-n', ns, 'get', ...what, '-o', 'json'])) as T;
+    const fnOf = (ns: string, name: string) => getJson<FunctionResource>(ns, 'fn', name);
+    type Named = {
+      metadata: {
+        name: string;
+        labels?: Record<string, string>;
+        ownerReferences?: { uid: string; kind: string }[];
+      };
+    };
+    const deployments = async (ns: string) =>
+      (await getJson<{ items: (Named & { spec: { replicas: number } })[] }>(ns, 'deployments')).items;
+
+    async function until<T>(
+      what: string,
+      check: () => Promise<T | undefined | false>,
+      timeoutMs = 30_000,
+    ): Promise<T> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const value = await check().catch(() => undefined);
+        if (value) return value;
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for ${what}\n${cp.logs().slice(-2000)}`);
+        await sleep(100);
+      }
+    }
+
+    test('kubectl rejects bad Functions, naming the field', async () => {
+      const ns = await namespace();
+      const cases: [Record<string, unknown>, RegExp][] = [
+        [{ runtime: 'nodejs20.x', memory: '64Gi', code: code('e') }, /spec\.memory/],
+        [{ runtime: 'nodejs20.x', ephemeralStorage: '100Mi', code: code('e') }, /spec\.ephemeralStorage/],
+        [{ runtime: 'nodejs20.x', code: { ...code('e'), image: 'repo/fn:1' } }, /spec\.code/],
+        [{ runtime: 'nodejs20.x', code: {} }, /spec\.code/],
+        [{ runtime: 'java8', code: code('e') }, /spec\.runtime/],
+        [{ runtime: 'nodejs20.x', timeoutSeconds: 901, code: code('e') }, /spec\.timeoutSeconds/],
+        [
+          { runtime: 'nodejs20.x', scaling: { minWarm: 5, maxInstances: 2 }, code: code('e') },
+          /spec\.scaling/,
+        ],
+        [{ runtime: 'nodejs20.x', code: code('e'), memroy: '256Mi' }, /memroy/],
+      ];
+      for (const [spec, field] of cases) {
+        await assert.rejects(
+          cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest('bad', spec)),
+          field,
+          JSON.stringify(spec),
+        );
+      }
+      await assert.rejects(cp.kubectl(['-n', ns, 'get', 'fn', 'bad']), /NotFound/);
+    });
+
+    test('a Function gets a Deployment, a Service and code per revision, owned by it, and a status', async () => {
+      const ns = await namespace();
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('echo', {
+          runtime: 'nodejs20.x',
+          memory: '256Mi',
+          code: code('e'),
+          scaling: { minWarm: 2 },
+        }),
+      );
+      const fn = await until('a status for generation 1', async () => {
+        const f = await fnOf(ns, 'echo');
+        return (
+          f.status?.observedGeneration === 1 && f.status.conditions?.some((c) => c.type === 'PoolReady') && f
+        );
+      });
+      assert.equal(fn.spec.timeoutSeconds, 3, 'the CRD filled in the defaults');
+      const revision = fn.status!.revision!;
+      assert.match(revision, /^[0-9a-f]{10}$/);
+      const conditions = Object.fromEntries(fn.status!.conditions!.map((c) => [c.type, c]));
+      assert.equal(conditions.CodeReady!.status, 'True');
+      // No kubelet in tier 1: the pods never become ready, which the status says.
+      assert.equal(conditions.PoolReady!.status, 'False');
+      assert.match(conditions.PoolReady!.message!, /0\/2 instances ready/);
+      assert.equal(conditions.Ready!.status, 'False');
+      assert.equal(conditions.Ready!.observedGeneration, 1);
+      assert.deepEqual(fn.status!.instances, { desired: 2, ready: 0, busy: 0 });
+
+      const [deployment] = await deployments(ns);
+      assert.equal(deployment!.metadata.name, `echo-${revision}`);
+      assert.equal(deployment!.spec.replicas, 2);
+      for (const kind of ['deployment', 'service', 'configmap']) {
+        const object = await getJson<Named>(ns, kind, `echo-${revision}`);
+        assert.equal(
+          object.metadata.ownerReferences?.[0]?.uid,
+          fn.metadata.uid,
+          `${kind} owned by the Function`,
+        );
+      }
+      await until('the ReplicaSet made its pods', async () => {
+        const pods = await getJson<{ items: Named[] }>(ns, 'pods');
+        return pods.items.length === 2;
+      });
+      const table = await cp.kubectl(['-n', ns, 'get', 'fn']);
+      assert.match(table, /NAME\s+READY\s+RUNTIME\s+INSTANCES\s+REVISION\s+AGE/);
+      assert.match(table, new RegExp(`echo\\s+False\\s+nodejs20.x\\s+0\\s+${revision}`));
+      const events = await cp.kubectl([
+        '-n',
+        ns,
+        'get',
+        'events',
+        '--field-selector',
+        'involvedObject.name=echo',
+      ]);
+      assert.match(events, /RevisionCreated/);
+    });
+
+    test('a code change makes a new revision; the old one stays until the new one serves', async () => {
+      const ns = await namespace();
+      const apply = (body: string, minWarm: number) =>
+        cp.kubectl(
+          ['-n', ns, 'apply', '-f', '-'],
+          manifest('roll', { runtime: 'nodejs20.x', code: code(body), scaling: { minWarm } }),
+        );
+      await apply('1', 1);
+      const first = await until('revision 1', async () => (await fnOf(ns, 'roll')).status?.revision);
+      await apply('2', 1);
+      const second = await until('revision 2', async () => {
+        const f = await fnOf(ns, 'roll');
+        return f.status?.observedGeneration === 2 && f.status.revision !== first && f.status.revision;
+      });
+      await until('both Deployments', async () => (await deployments(ns)).length === 2);
+      await sleep(1000);
+      assert.deepEqual(
+        (await deployments(ns)).map((d) => d.metadata.labels?.['hearth.dev/revision']).sort(),
+        [first, second].sort(),
+        'with no ready instance of the new revision the old one keeps serving',
+      );
+      // Scaled to zero, nothing needs serving: the old revision goes at once.
+      await apply('3', 0);
+      const third = await until('revision 3', async () => {
+        const f = await fnOf(ns, 'roll');
+        return f.status?.observedGeneration === 3 && f.status.revision;
+      });
+      await until('only revision 3 left', async () => {
+        const list = await deployments(ns);
+        return list.length === 1 && list[0]!.metadata.labels?.['hearth.dev/revision'] === third;
+      });
+      const f = await fnOf(ns, 'roll');
+      assert.equal(
+        f.status!.conditions!.find((c) => c.type === 'Ready')!.status,
+        'True',
+        'scaled to zero is Ready',
+      );
+      const services = await getJson<{ items: Named[] }>(ns, 'services');
+      assert.deepEqual(
+        services.items.map((s) => s.metadata.name),
+        [`roll-${third}`],
+      );
+    });
+
+    test('an unsupported or missing code source is recorded in status, not retried in a loop', async () => {
+      const ns = await namespace();
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('cm', { runtime: 'nodejs20.x', code: { configMap: { name: 'cm-code' } } }),
+      );
+      const missing = await until('CodeReady False', async () => {
+        const f = await fnOf(ns, 'cm');
+        return f.status?.conditions?.find((c) => c.type === 'CodeReady' && c.status === 'False');
+      });
+      assert.equal(missing.reason, 'CodeNotFound');
+      assert.match(missing.message!, /cm-code/);
+      await cp.kubectl([
+        '-n',
+        ns,
+        'create',
+        'configmap',
+        'cm-code',
+        '--from-literal=index.mjs=export const handler = async () => 1',
+      ]);
+      await until(
+        'CodeReady True once the ConfigMap exists',
+        async () => {
+          const f = await fnOf(ns, 'cm');
+          return f.status?.conditions?.some((c) => c.type === 'CodeReady' && c.status === 'True');
+        },
+        20_000,
+      );
+      assert.equal((await deployments(ns)).length, 1);
+    });
+
+    test('deleting a Function lets Kubernetes collect everything made for it', async () => {
+      const ns = await namespace();
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('gone', {
+          runtime: 'python3.11',
+          handler: 'app.handler',
+          code: { inline: { files: { 'app.py': 'def handler(e, c): return e' } } },
+        }),
+      );
+      await until('a Deployment', async () => (await deployments(ns)).length === 1);
+      await cp.kubectl(['-n', ns, 'delete', 'fn', 'gone', '--wait=true']);
+      await until('nothing left', async () => {
+        const rest = await getJson<{ items: Named[] }>(
+          ns,
+          'deployments,services,configmaps',
+          '-l',
+          'hearth.dev/function=gone',
+        );
+        return rest.items.length === 0;
+      });
+    });
+
+    test('one leader at a time; a stepping-down leader hands over at once', async () => {
+      const ns = await namespace();
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromFile(cp.kubeconfig);
+      const api = kubeConfig.makeApiClient(CoordinationV1Api);
+      const leading = new Set<string>();
+      const electors = ['a', 'b'].map((identity) => {
+        const elector = new LeaderElector({
+          api,
+          namespace: ns,
+          name: 'test-lease',
+          identity,
+          leaseSeconds: 5,
+          retryMs: 200,
+          logger: quiet,
+        });
+        elector.run(
+          () => leading.add(identity),
+          () => leading.delete(identity),
+        );
+        return { identity, elector };
+      });
+      try {
+        await until('a leader', async () => leading.size === 1);
+        await sleep(1000);
+        assert.equal(leading.size, 1, 'never two leaders');
+        const leader = electors.find((e) => leading.has(e.identity))!;
+        const other = electors.find((e) => e !== leader)!;
+        const handover = Date.now();
+        await leader.elector.stop();
+        leading.delete(leader.identity);
+        await until('the other took over', async () => leading.has(other.identity), 4000);
+        assert.ok(Date.now() - handover < 4000, 'well before the 5 s lease would have expired');
+      } finally {
+        for (const { elector } of electors) await elector.stop();
+      }
+    });
+  },
+);
