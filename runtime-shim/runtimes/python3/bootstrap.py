@@ -58,7 +58,8 @@ class RuntimeApiClient:
     def _post(self, path, body, function_error_type=None):
         headers = {"Content-Type": "application/json"}
         if function_error_type:
-            headers["Lambda-Runtime-Function-Error-Type"] = function_error_type
+            # Header values are printable ASCII; a class name may be any identifier.
+            headers["Lambda-Runtime-Function-Error-Type"] = "".join(c for c in function_error_type if " " <= c <= "~")
         status, _, answer = self._call("POST", path, body, headers)
         # A 4xx refuses this one report (already answered, too large): the platform has settled
         # the invocation and the runtime goes on. A 5xx means the platform is broken: exit.
