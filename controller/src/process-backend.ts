@@ -165,7 +165,14 @@ export async function startProcessController(options: ProcessControllerOptions):
     return state;
   };
 
-  async function scan(): Promise<void> {
+  // Scans run one after another, so a slow one never overwrites what a later one read.
+  let scanning = Promise.resolve();
+  function scan(): Promise<void> {
+    scanning = scanning.then(readManifests);
+    return scanning;
+  }
+
+  async function readManifests(): Promise<void> {
     let next: ManifestSet;
     try {
       next = await loadManifests(options.functionsDir);
