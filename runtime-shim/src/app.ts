@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -30,7 +36,11 @@ export interface Shim {
 }
 
 /** The invocation a `POST /invoke` asks for (pure: headers and body in, request out). */
-export function parseInvokeRequest(headers: IncomingHttpHeaders, event: Buffer, config: ShimConfig): InvokeRequest {
+export function parseInvokeRequest(
+  headers: IncomingHttpHeaders,
+  event: Buffer,
+  config: ShimConfig,
+): InvokeRequest {
   const header = (name: string) => {
     const value = headers[name];
     return Array.isArray(value) ? value[0] : value;
@@ -41,7 +51,8 @@ export function parseInvokeRequest(headers: IncomingHttpHeaders, event: Buffer, 
     requestId: header(ShimHeaders.requestId) || randomUUID(),
     event,
     deadlineMs: deadline > 0 ? deadline : Infinity,
-    invokedFunctionArn: header(ShimHeaders.invokedFunctionArn) || functionArn(config.functionName, config.region),
+    invokedFunctionArn:
+      header(ShimHeaders.invokedFunctionArn) || functionArn(config.functionName, config.region),
     wantsLogTail: header(ShimHeaders.logType)?.toLowerCase() === 'tail',
   };
   const traceId = header(ShimHeaders.traceId);
@@ -53,7 +64,10 @@ export function parseInvokeRequest(headers: IncomingHttpHeaders, event: Buffer, 
 }
 
 /** The headers of a `POST /invoke` answer. */
-export function invokeResponseHeaders(result: InvokeResult, revision: string): Record<string, string | number> {
+export function invokeResponseHeaders(
+  result: InvokeResult,
+  revision: string,
+): Record<string, string | number> {
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': result.body.length,
@@ -66,7 +80,8 @@ export function invokeResponseHeaders(result: InvokeResult, revision: string): R
     headers[ShimHeaders.functionError] = 'Unhandled';
     headers[ShimHeaders.errorType] = result.errorType;
   }
-  if (result.initDurationMs !== undefined) headers[ShimHeaders.initDurationMs] = result.initDurationMs.toFixed(2);
+  if (result.initDurationMs !== undefined)
+    headers[ShimHeaders.initDurationMs] = result.initDurationMs.toFixed(2);
   if (result.logTail !== undefined) headers[ShimHeaders.logResult] = result.logTail;
   return headers;
 }
@@ -93,7 +108,9 @@ function readEvent(request: IncomingMessage): Promise<Buffer | undefined> {
       if (length > Limits.syncPayloadBytes) tooLarge = true;
       else chunks.push(chunk);
     });
-    request.on('end', () => resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    request.on('end', () =>
+      resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
+    );
     request.on('error', reject);
   });
 }
@@ -111,7 +128,9 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       memoryMb: config.memoryMb,
       storageMb: config.ephemeralStorageMb,
     });
-    slots.push(await RuntimeSlot.create(index, config, sandbox, options.functionLog, logger, () => dispatcher.pump()));
+    slots.push(
+      await RuntimeSlot.create(index, config, sandbox, options.functionLog, logger, () => dispatcher.pump()),
+    );
   }
   logger.info(
     {
@@ -148,7 +167,12 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
     try {
       const result = await dispatcher.submit(invocation);
       if (result === 'unavailable') {
-        return serviceError(response, 503, SHIM_UNAVAILABLE, draining ? 'The instance is shutting down' : 'The instance is at capacity');
+        return serviceError(
+          response,
+          503,
+          SHIM_UNAVAILABLE,
+          draining ? 'The instance is shutting down' : 'The instance is at capacity',
+        );
       }
       response.writeHead(200, invokeResponseHeaders(result, config.revision));
       response.end(result.body);
@@ -163,7 +187,8 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
     if (request.method === 'POST' && path === ShimPaths.invoke) {
       invoke(request, response).catch((error: Error) => {
         logger.error({ err: error }, 'invoke failed');
-        if (!response.headersSent) serviceError(response, 500, 'ServiceException', 'Internal error in the function instance');
+        if (!response.headersSent)
+          serviceError(response, 500, 'ServiceException', 'Internal error in the function instance');
       });
       return;
     }
@@ -172,7 +197,9 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else if (request.method === 'GET' && path === ShimPaths.readyz) {
       const status = ready && !draining ? 200 : 503;
-      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: status === 200 }));
+      response
+        .writeHead(status, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ready: status === 200 }));
     } else {
       serviceError(response, 404, 'ResourceNotFoundException', `No route for ${request.method} ${path}`);
     }

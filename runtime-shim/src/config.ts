@@ -47,7 +47,11 @@ function required(env: NodeJS.ProcessEnv, variable: string): string {
   return value;
 }
 
-function integer(env: NodeJS.ProcessEnv, variable: string, range: { min: number; max: number; default: number }) {
+function integer(
+  env: NodeJS.ProcessEnv,
+  variable: string,
+  range: { min: number; max: number; default: number },
+) {
   const raw = env[variable];
   if (raw === undefined || raw === '') return range.default;
   const value = Number(raw);
@@ -57,10 +61,16 @@ function integer(env: NodeJS.ProcessEnv, variable: string, range: { min: number;
   return value;
 }
 
-function oneOf<T extends string>(env: NodeJS.ProcessEnv, variable: string, allowed: readonly T[], fallback?: T): T {
+function oneOf<T extends string>(
+  env: NodeJS.ProcessEnv,
+  variable: string,
+  allowed: readonly T[],
+  fallback?: T,
+): T {
   const raw = env[variable];
   if ((raw === undefined || raw === '') && fallback !== undefined) return fallback;
-  if (raw === undefined || raw === '') throw new ConfigError(variable, `is required (one of ${allowed.join(', ')})`);
+  if (raw === undefined || raw === '')
+    throw new ConfigError(variable, `is required (one of ${allowed.join(', ')})`);
   if (!(allowed as readonly string[]).includes(raw)) {
     throw new ConfigError(variable, `must be one of ${allowed.join(', ')}, got "${raw}"`);
   }
@@ -71,9 +81,11 @@ function oneOf<T extends string>(env: NodeJS.ProcessEnv, variable: string, allow
 export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   const runtime = oneOf(env, ShimEnv.runtime, Runtimes);
   const codeDir = required(env, ShimEnv.codeDir);
-  if (!isAbsolute(codeDir)) throw new ConfigError(ShimEnv.codeDir, `must be an absolute path, got "${codeDir}"`);
+  if (!isAbsolute(codeDir))
+    throw new ConfigError(ShimEnv.codeDir, `must be an absolute path, got "${codeDir}"`);
   // A provided runtime's bootstrap reads _HANDLER as it likes; Lambda still requires one.
-  const handler = runtime === 'provided.al2023' ? (env[ShimEnv.handler] ?? 'handler') : required(env, ShimEnv.handler);
+  const handler =
+    runtime === 'provided.al2023' ? (env[ShimEnv.handler] ?? 'handler') : required(env, ShimEnv.handler);
   const stateDir = env[ShimEnv.stateDir];
   if (stateDir !== undefined && stateDir !== '' && !isAbsolute(stateDir)) {
     throw new ConfigError(ShimEnv.stateDir, `must be an absolute path, got "${stateDir}"`);
@@ -99,7 +111,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
     stateDir: stateDir ? resolve(stateDir) : undefined,
     logLevel: oneOf(env, ShimEnv.logLevel, LOG_LEVELS, 'info'),
     isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),
-    initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, { min: 100, max: Limits.initTimeoutMs, default: Limits.initTimeoutMs }),
+    initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, {
+      min: 100,
+      max: Limits.initTimeoutMs,
+      default: Limits.initTimeoutMs,
+    }),
     functionEnv,
   };
 }

@@ -91,6 +91,12 @@ export class Dispatcher<S extends Slot = Slot> {
     this.waiting.splice(index, 1);
     const waitedMs = Date.now() - entry.arrivedAt;
     const error = timedOut(entry.request.requestId, waitedMs / 1000);
-    entry.resolve({ body: error.toBody(), errorType: error.errorType, durationMs: 0, billedDurationMs: 0, maxMemoryUsedMb: 0 });
+    entry.resolve({
+      body: error.toBody(),
+      errorType: error.errorType,
+      durationMs: 0,
+      billedDurationMs: 0,
+      maxMemoryUsedMb: 0,
+    });
   }
 }

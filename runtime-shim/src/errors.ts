@@ -52,7 +52,10 @@ export function runtimeExited(
 }
 
 export function initTimedOut(seconds: number): LambdaError {
-  return new LambdaError(FunctionErrorType.initTimeout, `Init phase timed out after ${seconds.toFixed(2)} seconds`);
+  return new LambdaError(
+    FunctionErrorType.initTimeout,
+    `Init phase timed out after ${seconds.toFixed(2)} seconds`,
+  );
 }
 
 export function ephemeralStorageFull(requestId: string, limitMb: number): LambdaError {

@@ -28,7 +28,11 @@ export interface HostFacts {
 /** The strongest isolation the host allows, or the portable one when asked for. */
 export function chooseIsolation(wish: IsolationWish, facts: HostFacts): IsolationPlan {
   if (wish === 'portable' || !facts.isRoot) return { memory: 'rss-polling', tmp: 'directory' };
-  const memory: MemoryIsolation = facts.cgroupV1Parent ? 'cgroup-v1' : facts.cgroupV2Parent ? 'cgroup-v2' : 'rss-polling';
+  const memory: MemoryIsolation = facts.cgroupV1Parent
+    ? 'cgroup-v1'
+    : facts.cgroupV2Parent
+      ? 'cgroup-v2'
+      : 'rss-polling';
   const tmp: TmpIsolation = facts.hasUnshare && facts.hasMkfsExt4 ? 'loop-mount' : 'directory';
   return { memory, tmp };
 }
@@ -125,7 +129,14 @@ export function launchCommand(
   sandbox: { cgroupProcsFile?: string; tmpImage?: string },
 ): { command: string; args: string[] } {
   if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return target;
-  const shell = ['sh', '-c', LAUNCH_SCRIPT, 'hearth-launch', sandbox.cgroupProcsFile ?? '', sandbox.tmpImage ?? ''];
+  const shell = [
+    'sh',
+    '-c',
+    LAUNCH_SCRIPT,
+    'hearth-launch',
+    sandbox.cgroupProcsFile ?? '',
+    sandbox.tmpImage ?? '',
+  ];
   const argv = [...shell, target.command, ...target.args];
   if (sandbox.tmpImage) return { command: 'unshare', args: ['-m', '--propagation', 'private', ...argv] };
   return { command: argv[0]!, args: argv.slice(1) };
@@ -209,7 +220,9 @@ export class Sandbox {
       await mkdir(cgroupDir, { recursive: true });
       await writeFile(join(cgroupDir, 'memory.max'), limitBytes);
       await writeFile(join(cgroupDir, 'memory.swap.max'), '0').catch(() => undefined);
-      peak = CgroupCounter.open(join(cgroupDir, 'memory.peak')) ?? CgroupCounter.open(join(cgroupDir, 'memory.current'));
+      peak =
+        CgroupCounter.open(join(cgroupDir, 'memory.peak')) ??
+        CgroupCounter.open(join(cgroupDir, 'memory.current'));
     }
     let tmpImage: string | undefined;
     let tmpDir: string | undefined;
@@ -233,7 +246,15 @@ export class Sandbox {
       await file.close();
       // No journal, lazy inode tables: about 10 ms, whatever the size.
       await run('mkfs.ext4', [
-        '-q', '-F', '-m', '0', '-O', '^has_journal,^resize_inode', '-E', 'lazy_itable_init=1,nodiscard', this.tmpImage,
+        '-q',
+        '-F',
+        '-m',
+        '0',
+        '-O',
+        '^has_journal,^resize_inode',
+        '-E',
+        'lazy_itable_init=1,nodiscard',
+        this.tmpImage,
       ]);
     } else if (this.tmpDir) {
       await rm(this.tmpDir, { recursive: true, force: true });
@@ -313,7 +334,11 @@ async function directoryBytes(dir: string): Promise<number> {
   for (const entry of entries) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) total += await directoryBytes(path);
-    else total += await stat(path).then((s) => s.blocks * 512, () => 0);
+    else
+      total += await stat(path).then(
+        (s) => s.blocks * 512,
+        () => 0,
+      );
   }
   return total;
 }

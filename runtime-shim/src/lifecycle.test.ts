@@ -47,7 +47,10 @@ test('a warm runtime keeps its state; Init Duration only on the cold start', asy
 
 test('the log stream has START, tagged lines, END and REPORT; the tail is the last 4 KB of it', async () => {
   const shim = await start();
-  const answer = await shim.invoke({ say: 'hello from the handler' }, { requestId: 'req-log-1', logTail: true });
+  const answer = await shim.invoke(
+    { say: 'hello from the handler' },
+    { requestId: 'req-log-1', logTail: true },
+  );
   const tail = answer.logTail!;
   assert.match(tail, /^START RequestId: req-log-1 Version: \$LATEST\n/);
   assert.match(tail, /\n\d{4}-\d\d-\d\dT[\d:.]+Z\treq-log-1\thello from the handler\n/);
@@ -68,7 +71,10 @@ test('the log stream has START, tagged lines, END and REPORT; the tail is the la
 
 test('lines that already carry the request id stay as they are', async () => {
   const shim = await start();
-  await shim.invoke({ untagged: 'custom\treq-own-1\tINFO\tformatted by the runtime' }, { requestId: 'req-own-1' });
+  await shim.invoke(
+    { untagged: 'custom\treq-own-1\tINFO\tformatted by the runtime' },
+    { requestId: 'req-own-1' },
+  );
   await shim.waitForStdout(/END RequestId: req-own-1/);
   assert.match(shim.stdout(), /\ncustom\treq-own-1\tINFO\tformatted by the runtime\n/);
 });
@@ -106,8 +112,8 @@ test('one invocation at a time per runtime; callers beyond that are served in ar
 
 test('HEARTH_CONCURRENCY=2 runs two runtimes side by side', async () => {
   const shim = await start({ concurrency: 2 });
-  const [a, b] = (await Promise.all([shim.invoke({ sleepMs: 300 }), shim.invoke({ sleepMs: 300 })])).map((answer) =>
-    answer.json(),
+  const [a, b] = (await Promise.all([shim.invoke({ sleepMs: 300 }), shim.invoke({ sleepMs: 300 })])).map(
+    (answer) => answer.json(),
   );
   assert.deepEqual([a.calls, b.calls], [1, 1], 'each runtime served one call');
   assert.ok(a.startedAt < b.endedAt && b.startedAt < a.endedAt, 'the two calls overlapped');

@@ -73,12 +73,19 @@ test('an infinite loop is killed at its deadline (within 100 ms) with Sandbox.Ti
   assert.equal(answer.errorType, 'Sandbox.Timedout');
   assert.equal(answer.json().errorType, 'Sandbox.Timedout');
   // The time the function had: up to the gateway's deadline, which started a little before delivery.
-  assert.match(answer.json().errorMessage, /^RequestId: req-loop Error: Task timed out after (0\.9\d|1\.00) seconds$/);
+  assert.match(
+    answer.json().errorMessage,
+    /^RequestId: req-loop Error: Task timed out after (0\.9\d|1\.00) seconds$/,
+  );
   const pid = Number(/pid (\d+)/.exec(shim.stdout())![1]);
   // Reaping the killed process takes a moment; it must be gone well within the margin.
   const killDeadline = started + 1000 + 100;
   while (isAlive(pid) && Date.now() < killDeadline) await sleep(5);
-  assert.equal(isAlive(pid), false, `the looping runtime outlived its deadline by more than 100 ms (answered after ${elapsed} ms, pid ${pid}, ${Date.now() - started} ms)`);
+  assert.equal(
+    isAlive(pid),
+    false,
+    `the looping runtime outlived its deadline by more than 100 ms (answered after ${elapsed} ms, pid ${pid}, ${Date.now() - started} ms)`,
+  );
   // The answer itself may reach a busy test process a little later than the kill.
   assert.ok(elapsed >= 1000 && elapsed < 1500, `answered after ${elapsed} ms`);
   await assertServesAgain(shim);
@@ -88,7 +95,10 @@ test('a memory bomb is killed at the memory limit with Runtime.ExitError saying 
   const shim = await start({ timeoutSeconds: 10 });
   const answer = await shim.invoke({ case: 'memory' });
   assert.equal(answer.errorType, 'Runtime.ExitError');
-  assert.match(answer.json().errorMessage, /Runtime exited with error: signal: killed \(out of memory.*128 MB\)/);
+  assert.match(
+    answer.json().errorMessage,
+    /Runtime exited with error: signal: killed \(out of memory.*128 MB\)/,
+  );
   assert.equal(answer.headers.get('x-hearth-max-memory-used-mb'), '128');
   await assertServesAgain(shim);
 });

@@ -28,7 +28,10 @@ await new Promise<void>((resolve, reject) => {
 });
 const address = shim.server.address();
 const port = typeof address === 'object' && address ? address.port : config.port;
-logger.info({ host: config.host, port, runtime: config.runtime }, `hearth-shim listening on http://${config.host}:${port}`);
+logger.info(
+  { host: config.host, port, runtime: config.runtime },
+  `hearth-shim listening on http://${config.host}:${port}`,
+);
 
 let stopping = false;
 async function stop(signal: string) {

@@ -63,8 +63,14 @@ test('/next carries every Lambda-Runtime header, a JSON content type and the dec
   assert.equal(headers['content-type'], 'application/json');
   assert.equal(headers['lambda-runtime-aws-request-id'], 'req-headers-1');
   assert.equal(Number(headers['lambda-runtime-deadline-ms']), deadline);
-  assert.equal(headers['lambda-runtime-invoked-function-arn'], 'arn:aws:lambda:us-east-1:000000000000:function:test-fn');
-  assert.match(headers['lambda-runtime-trace-id'], /^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0$/);
+  assert.equal(
+    headers['lambda-runtime-invoked-function-arn'],
+    'arn:aws:lambda:us-east-1:000000000000:function:test-fn',
+  );
+  assert.match(
+    headers['lambda-runtime-trace-id'],
+    /^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0$/,
+  );
   assert.deepEqual(JSON.parse(headers['lambda-runtime-client-context']), { custom: { a: 1 } });
 });
 
@@ -72,7 +78,10 @@ test('the deadline given to the runtime is capped by the function timeout', asyn
   const before = Date.now();
   const headers = (await shim.invoke({ case: 'headers' }, { deadlineMs: before + 60_000 })).json();
   const deadline = Number(headers['lambda-runtime-deadline-ms']);
-  assert.ok(deadline >= before + 3000 && deadline <= Date.now() + 3000, `deadline ${deadline - before} ms ahead`);
+  assert.ok(
+    deadline >= before + 3000 && deadline <= Date.now() + 3000,
+    `deadline ${deadline - before} ms ahead`,
+  );
 });
 
 test('a second report is 403 InvalidStateTransition, an unknown id 400 InvalidRequestID', async () => {

@@ -35,7 +35,10 @@ const PREFIX = `/${RUNTIME_API_VERSION}/runtime/`;
 const ACCEPTED = JSON.stringify({ status: 'OK' });
 
 function reply(response: ServerResponse, status: number, body: string) {
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  response.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
   response.end(body);
 }
 
@@ -58,7 +61,9 @@ function readBody(request: IncomingMessage, limit: number): Promise<Buffer | und
         chunks.length = 0;
       } else chunks.push(chunk);
     });
-    request.on('end', () => resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    request.on('end', () =>
+      resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
+    );
     request.on('error', reject);
   });
 }
@@ -89,7 +94,8 @@ async function route(handler: RuntimeApiHandler, request: IncomingMessage, respo
     request.resume();
     return handler.next(response);
   }
-  if (request.method !== 'POST') return replyError(response, 405, 'MethodNotAllowed', `${request.method} ${url}`);
+  if (request.method !== 'POST')
+    return replyError(response, 405, 'MethodNotAllowed', `${request.method} ${url}`);
   const errorTypeHeader = request.headers[RuntimeApiHeaders.functionErrorType] as string | undefined;
 
   if (path === 'init/error') {
@@ -114,7 +120,12 @@ async function route(handler: RuntimeApiHandler, request: IncomingMessage, respo
   const body = await readBody(request, Limits.responseBytes);
   // The runtime may have been replaced while the body was arriving.
   if (handler.canReport(requestId) !== 'accepted') {
-    return replyError(response, 403, 'InvalidStateTransition', `Invocation ${requestId} was already reported`);
+    return replyError(
+      response,
+      403,
+      'InvalidStateTransition',
+      `Invocation ${requestId} was already reported`,
+    );
   }
   if (body === undefined) {
     handler.responseTooLarge(requestId);
@@ -131,7 +142,9 @@ async function route(handler: RuntimeApiHandler, request: IncomingMessage, respo
 }
 
 /** The Lambda Runtime API on 127.0.0.1, for one runtime process at a time. */
-export async function startRuntimeApi(handler: RuntimeApiHandler): Promise<{ server: Server; address: string }> {
+export async function startRuntimeApi(
+  handler: RuntimeApiHandler,
+): Promise<{ server: Server; address: string }> {
   const server = createServer({ keepAlive: true, noDelay: true }, (request, response) => {
     route(handler, request, response).catch((error: Error) => {
       if (!response.headersSent) replyError(response, 500, 'Runtime.InternalError', error.message);

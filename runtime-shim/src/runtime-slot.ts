@@ -5,9 +5,24 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { FunctionErrorType, Limits } from '@hearth/api';
 import type { ShimConfig } from './config.js';
-import { ephemeralStorageFull, initTimedOut, LambdaError, responseTooLarge, runtimeExited, timedOut } from './errors.js';
+import {
+  ephemeralStorageFull,
+  initTimedOut,
+  LambdaError,
+  responseTooLarge,
+  runtimeExited,
+  timedOut,
+} from './errors.js';
 import { launchCommand, RssMeter, type MemoryMeter, type Sandbox } from './isolation.js';
-import { billedDurationMs, endLine, LineSplitter, logTail, reportLine, startLine, tagLine } from './log-format.js';
+import {
+  billedDurationMs,
+  endLine,
+  LineSplitter,
+  logTail,
+  reportLine,
+  startLine,
+  tagLine,
+} from './log-format.js';
 import { sendEvent, startRuntimeApi, type ReportOutcome, type RuntimeApiHandler } from './runtime-api.js';
 import { logStreamName, runtimeCommand, runtimeEnvironment } from './runtime-command.js';
 
@@ -117,17 +132,18 @@ export class RuntimeSlot implements RuntimeApiHandler {
     logger: Logger,
     onFree: (slot: RuntimeSlot) => void,
   ): Promise<RuntimeSlot> {
-    let slot: RuntimeSlot | undefined;
+    // The server needs its handler before the slot (which needs the server's address) exists.
+    const bound: { slot?: RuntimeSlot } = {};
     const api = await startRuntimeApi({
-      next: (response) => slot!.next(response),
-      canReport: (id) => slot!.canReport(id),
-      response: (id, body) => slot!.response(id, body),
-      responseTooLarge: (id) => slot!.responseTooLarge(id),
-      error: (id, body, type) => slot!.error(id, body, type),
-      initError: (body, type) => slot!.initError(body, type),
+      next: (response) => bound.slot!.next(response),
+      canReport: (id) => bound.slot!.canReport(id),
+      response: (id, body) => bound.slot!.response(id, body),
+      responseTooLarge: (id) => bound.slot!.responseTooLarge(id),
+      error: (id, body, type) => bound.slot!.error(id, body, type),
+      initError: (body, type) => bound.slot!.initError(body, type),
     });
-    slot = new RuntimeSlot(index, config, sandbox, api, sink, logger.child({ slot: index }), onFree);
-    return slot;
+    bound.slot = new RuntimeSlot(index, config, sandbox, api, sink, logger.child({ slot: index }), onFree);
+    return bound.slot;
   }
 
   /** True when an invocation is assigned; a free slot takes the next one. */
@@ -274,7 +290,11 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   responseTooLarge(requestId: string): void {
     const error = responseTooLarge();
-    void this.complete(this.current!, { body: error.toBody(), errorType: error.errorType }, { checkTmp: true });
+    void this.complete(
+      this.current!,
+      { body: error.toBody(), errorType: error.errorType },
+      { checkTmp: true },
+    );
     this.logger.debug({ requestId }, 'response too large');
   }
 
@@ -341,7 +361,11 @@ export class RuntimeSlot implements RuntimeApiHandler {
   }
 
   /** Ends an invocation: checks /tmp, writes END and REPORT, answers, frees the slot. */
-  private async complete(invocation: Invocation, outcome: Outcome, options: { checkTmp: boolean }): Promise<void> {
+  private async complete(
+    invocation: Invocation,
+    outcome: Outcome,
+    options: { checkTmp: boolean },
+  ): Promise<void> {
     if (this.current !== invocation || invocation.settled) return;
     invocation.settled = true;
     clearTimeout(invocation.timer);
@@ -351,7 +375,8 @@ export class RuntimeSlot implements RuntimeApiHandler {
       outcome = this.tmpOverflow(invocation, runtime);
     }
     let maxMemoryUsedMb = Math.max(1, Math.ceil(this.meter.peakBytes() / MB));
-    if (runtime?.killReason === 'out-of-memory') maxMemoryUsedMb = Math.max(maxMemoryUsedMb, this.config.memoryMb);
+    if (runtime?.killReason === 'out-of-memory')
+      maxMemoryUsedMb = Math.max(maxMemoryUsedMb, this.config.memoryMb);
     this.finishedIds.add(invocation.request.requestId);
     if (this.finishedIds.size > 64) this.finishedIds.delete(this.finishedIds.values().next().value!);
     const requestId = invocation.request.requestId;
@@ -387,7 +412,10 @@ export class RuntimeSlot implements RuntimeApiHandler {
     this.tmpNeedsWipe = true;
     this.kill(runtime, 'tmp-full');
     const error = ephemeralStorageFull(invocation.request.requestId, this.config.ephemeralStorageMb);
-    this.logger.warn({ requestId: invocation.request.requestId }, '/tmp overflowed: runtime restarted with an empty /tmp');
+    this.logger.warn(
+      { requestId: invocation.request.requestId },
+      '/tmp overflowed: runtime restarted with an empty /tmp',
+    );
     return { body: error.toBody(), errorType: error.errorType };
   }
 
@@ -441,7 +469,8 @@ export class RuntimeSlot implements RuntimeApiHandler {
     this.logger.info({ pid: runtime.pid, code, signal, reason }, 'runtime exited');
     if (this.phase === 'stopped' || reason === 'init-failed') return;
     const oom =
-      reason === 'out-of-memory' || (signal === 'SIGKILL' && (await this.meter.oomKills()) > runtime.oomKillsAtStart);
+      reason === 'out-of-memory' ||
+      (signal === 'SIGKILL' && (await this.meter.oomKills()) > runtime.oomKillsAtStart);
     const exit = { code, signal };
     const limit = oom ? { limitMb: this.config.memoryMb } : undefined;
     if (this.phase === 'initializing') {
@@ -454,7 +483,11 @@ export class RuntimeSlot implements RuntimeApiHandler {
     const invocation = this.current;
     if (invocation?.delivered && !invocation.settled) {
       const error = runtimeExited(invocation.request.requestId, exit, limit);
-      await this.complete(invocation, { body: error.toBody(), errorType: error.errorType }, { checkTmp: false });
+      await this.complete(
+        invocation,
+        { body: error.toBody(), errorType: error.errorType },
+        { checkTmp: false },
+      );
     }
     // A fresh runtime right away: the next invocation pays init again, as on Lambda.
     await this.start();
@@ -521,7 +554,8 @@ export function functionErrorOutcome(body: Buffer, errorTypeHeader: string | und
   }
   if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
     const bodyType = (parsed as { errorType?: unknown }).errorType;
-    const errorType = errorTypeHeader || (typeof bodyType === 'string' ? bodyType : FunctionErrorType.unknown);
+    const errorType =
+      errorTypeHeader || (typeof bodyType === 'string' ? bodyType : FunctionErrorType.unknown);
     return { body, errorType };
   }
   const error = new LambdaError(errorTypeHeader || FunctionErrorType.unknown, body.toString('utf8'));

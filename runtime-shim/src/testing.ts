@@ -79,7 +79,9 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -96,6 +98,7 @@ export interface InvokeAnswer {
   status: number;
   headers: Headers;
   text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read whatever JSON a handler returned
   json(): any;
   /** The x-hearth-error-type header, when the function failed. */
   errorType: string | null;
@@ -157,7 +160,11 @@ export async function startShim(settings: ShimSettings): Promise<RunningShim> {
     [ShimEnv.port]: String(port),
     ...settings.env,
   };
-  const child = spawn(process.execPath, [SHIM_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, [SHIM_MAIN], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const out: string[] = [];
   const err: string[] = [];
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => out.push(chunk));
@@ -221,14 +228,20 @@ export async function startShim(settings: ShimSettings): Promise<RunningShim> {
 }
 
 /** `POST /invoke` on a shim. */
-export async function invoke(url: string, event: unknown, options: InvokeOptions = {}): Promise<InvokeAnswer> {
+export async function invoke(
+  url: string,
+  event: unknown,
+  options: InvokeOptions = {},
+): Promise<InvokeAnswer> {
   const headers: Record<string, string> = {};
   if (options.requestId) headers[ShimHeaders.requestId] = options.requestId;
   if (options.deadlineMs) headers[ShimHeaders.deadlineMs] = String(options.deadlineMs);
   if (options.logTail) headers[ShimHeaders.logType] = 'Tail';
   if (options.traceId) headers[ShimHeaders.traceId] = options.traceId;
   if (options.clientContext !== undefined) {
-    headers[ShimHeaders.clientContext] = Buffer.from(JSON.stringify(options.clientContext)).toString('base64');
+    headers[ShimHeaders.clientContext] = Buffer.from(JSON.stringify(options.clientContext)).toString(
+      'base64',
+    );
   }
   const response = await fetch(`${url}/invoke`, {
     method: 'POST',

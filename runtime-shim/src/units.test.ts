@@ -8,7 +8,12 @@ import { billedDurationMs, LineSplitter, logTail, reportLine, tagLine } from './
 import { functionErrorOutcome } from './runtime-slot.js';
 import { nodeHeapLimitMb, runtimeCommand, runtimeEnvironment } from './runtime-command.js';
 
-const BASE = { HEARTH_FUNCTION_NAME: 'f', HEARTH_RUNTIME: 'nodejs20.x', HEARTH_HANDLER: 'index.handler', HEARTH_CODE_DIR: '/srv/code' };
+const BASE = {
+  HEARTH_FUNCTION_NAME: 'f',
+  HEARTH_RUNTIME: 'nodejs20.x',
+  HEARTH_HANDLER: 'index.handler',
+  HEARTH_CODE_DIR: '/srv/code',
+};
 
 test('config: defaults as on Lambda, the function env is everything not HEARTH_', () => {
   const config = parseConfig({ ...BASE, PATH: '/bin', MY_VAR: 'x' });
@@ -22,9 +27,18 @@ test('config: defaults as on Lambda, the function env is everything not HEARTH_'
 
 test('config: each bad setting names its variable and what it accepts', () => {
   const cases: [Record<string, string>, RegExp][] = [
-    [{ HEARTH_RUNTIME: 'java8' }, /^HEARTH_RUNTIME: must be one of nodejs20.x, nodejs22.x, python3.11, provided.al2023/],
-    [{ HEARTH_TIMEOUT_SECONDS: '901' }, /^HEARTH_TIMEOUT_SECONDS: must be an integer from 1 to 900, got "901"/],
-    [{ HEARTH_EPHEMERAL_STORAGE_MB: '100' }, /^HEARTH_EPHEMERAL_STORAGE_MB: must be an integer from 512 to 10240/],
+    [
+      { HEARTH_RUNTIME: 'java8' },
+      /^HEARTH_RUNTIME: must be one of nodejs20.x, nodejs22.x, python3.11, provided.al2023/,
+    ],
+    [
+      { HEARTH_TIMEOUT_SECONDS: '901' },
+      /^HEARTH_TIMEOUT_SECONDS: must be an integer from 1 to 900, got "901"/,
+    ],
+    [
+      { HEARTH_EPHEMERAL_STORAGE_MB: '100' },
+      /^HEARTH_EPHEMERAL_STORAGE_MB: must be an integer from 512 to 10240/,
+    ],
     [{ HEARTH_MEMORY_MB: '1.5' }, /^HEARTH_MEMORY_MB: must be an integer/],
     [{ HEARTH_CODE_DIR: 'relative/dir' }, /^HEARTH_CODE_DIR: must be an absolute path/],
     [{ HEARTH_FUNCTION_NAME: '' }, /^HEARTH_FUNCTION_NAME: is required/],
@@ -32,11 +46,14 @@ test('config: each bad setting names its variable and what it accepts', () => {
     [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
   ];
   for (const [override, message] of cases) {
-    assert.throws(() => parseConfig({ ...BASE, ...override }), (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
-      assert.match(error.message, message);
-      return true;
-    });
+    assert.throws(
+      () => parseConfig({ ...BASE, ...override }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   }
 });
 
@@ -54,19 +71,36 @@ test('runtime command and environment follow Lambda', () => {
   assert.equal(env.AWS_LAMBDA_RUNTIME_API, '127.0.0.1:1');
   const provided = parseConfig({ ...BASE, HEARTH_RUNTIME: 'provided.al2023' });
   assert.equal(runtimeCommand(provided).command, '/srv/code/bootstrap');
-  assert.equal(runtimeEnvironment(provided, { runtimeApi: 'a', runtimeDir: 'b', logStream: 'c' }).AWS_EXECUTION_ENV, undefined);
-  assert.match(runtimeCommand({ ...provided, runtime: 'python3.11' }).args[0]!, /runtimes\/python3\/bootstrap\.py$/);
+  assert.equal(
+    runtimeEnvironment(provided, { runtimeApi: 'a', runtimeDir: 'b', logStream: 'c' }).AWS_EXECUTION_ENV,
+    undefined,
+  );
+  assert.match(
+    runtimeCommand({ ...provided, runtime: 'python3.11' }).args[0]!,
+    /runtimes\/python3\/bootstrap\.py$/,
+  );
 });
 
 test('isolation: the strongest the host allows, portable when asked or not root', () => {
   const root = { isRoot: true, cgroupV1Parent: '/sys/fs/cgroup/memory', hasUnshare: true, hasMkfsExt4: true };
   assert.deepEqual(chooseIsolation('auto', root), { memory: 'cgroup-v1', tmp: 'loop-mount' });
   assert.deepEqual(chooseIsolation('portable', root), { memory: 'rss-polling', tmp: 'directory' });
-  assert.deepEqual(chooseIsolation('auto', { ...root, isRoot: false }), { memory: 'rss-polling', tmp: 'directory' });
-  assert.deepEqual(chooseIsolation('auto', { isRoot: true, cgroupV2Parent: '/sys/fs/cgroup', hasUnshare: false, hasMkfsExt4: true }), {
-    memory: 'cgroup-v2',
+  assert.deepEqual(chooseIsolation('auto', { ...root, isRoot: false }), {
+    memory: 'rss-polling',
     tmp: 'directory',
   });
+  assert.deepEqual(
+    chooseIsolation('auto', {
+      isRoot: true,
+      cgroupV2Parent: '/sys/fs/cgroup',
+      hasUnshare: false,
+      hasMkfsExt4: true,
+    }),
+    {
+      memory: 'cgroup-v2',
+      tmp: 'directory',
+    },
+  );
 });
 
 test('launch command: joins the cgroup and mounts /tmp before becoming the runtime', () => {
@@ -75,14 +109,26 @@ test('launch command: joins the cgroup and mounts /tmp before becoming the runti
   const both = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs', tmpImage: '/state/tmp.ext4' });
   assert.equal(both.command, 'unshare');
   assert.deepEqual(both.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
-  assert.deepEqual(both.args.slice(-5), ['hearth-launch', '/cg/cgroup.procs', '/state/tmp.ext4', '/code/bootstrap', 'a']);
+  assert.deepEqual(both.args.slice(-5), [
+    'hearth-launch',
+    '/cg/cgroup.procs',
+    '/state/tmp.ext4',
+    '/code/bootstrap',
+    'a',
+  ]);
   const cgroupOnly = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs' });
   assert.equal(cgroupOnly.command, 'sh');
 });
 
 test('log format: REPORT, tagging, tail bytes, lines across chunks', () => {
   assert.equal(
-    reportLine({ requestId: 'r', durationMs: 1.234, memorySizeMb: 128, maxMemoryUsedMb: 60, initDurationMs: 150 }),
+    reportLine({
+      requestId: 'r',
+      durationMs: 1.234,
+      memorySizeMb: 128,
+      maxMemoryUsedMb: 60,
+      initDurationMs: 150,
+    }),
     'REPORT RequestId: r\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 60 MB\tInit Duration: 150.00 ms\t\n',
   );
   assert.equal(billedDurationMs(0.2), 1);
@@ -91,7 +137,10 @@ test('log format: REPORT, tagging, tail bytes, lines across chunks', () => {
   assert.equal(tagLine('hi', 'r1', now), '2024-01-02T03:04:05.678Z\tr1\thi\n');
   assert.equal(tagLine('x\tr1\tINFO\thi', 'r1', now), 'x\tr1\tINFO\thi\n');
   assert.equal(tagLine('init line', undefined, now), 'init line\n');
-  assert.equal(Buffer.from(logTail(['a'.repeat(5000), 'END\n'], 4096), 'base64').toString(), 'a'.repeat(4092) + 'END\n');
+  assert.equal(
+    Buffer.from(logTail(['a'.repeat(5000), 'END\n'], 4096), 'base64').toString(),
+    'a'.repeat(4092) + 'END\n',
+  );
   const lines = new LineSplitter();
   assert.deepEqual(lines.push('one\ntw'), ['one']);
   assert.deepEqual(lines.push('o\nthree'), ['two']);
@@ -106,7 +155,10 @@ test('errors: Go-style exit wording; error reports kept as-is or wrapped', () =>
   assert.equal(asIs.errorType, 'TypeError');
   assert.equal(asIs.body.toString(), '{"errorType":"TypeError","errorMessage":"x"}');
   const wrapped = functionErrorOutcome(Buffer.from('plain text'), 'Custom.Error');
-  assert.deepEqual(JSON.parse(wrapped.body.toString()), { errorType: 'Custom.Error', errorMessage: 'plain text' });
+  assert.deepEqual(JSON.parse(wrapped.body.toString()), {
+    errorType: 'Custom.Error',
+    errorMessage: 'plain text',
+  });
 });
 
 test('dispatch prefers a warm slot over one still starting', () => {
