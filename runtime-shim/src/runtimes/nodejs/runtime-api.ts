@@ -21,6 +21,16 @@ export interface ErrorReport {
   trace?: string[];
 }
 
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+interface StaleSocketError {
+  staleSocket?: boolean;
+}
+
 // An idle keep-alive socket is unref'd by the Agent, so it never keeps the event loop alive:
 // `beforeExit` still fires when the handler's own work is done.
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -69,12 +79,23 @@ export class RuntimeApiClient {
       process.stderr.write(`Runtime API answered ${answer.status}: ${answer.body}\n`);
   }
 
-  private call(
+  private async call(
     method: string,
     path: string,
     body?: string,
     functionErrorType?: string,
-  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  ): Promise<Answer> {
+    try {
+      return await this.send(method, path, body, functionErrorType);
+    } catch (error) {
+      // A server may close a keep-alive connection while it sits idle during a long invocation;
+      // a request that meets that closing socket goes again on a new one, once.
+      if ((error as StaleSocketError).staleSocket) return this.send(method, path, body, functionErrorType);
+      throw error;
+    }
+  }
+
+  private send(method: string, path: string, body?: string, functionErrorType?: string): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = {};
       if (body !== undefined) {
@@ -99,7 +120,10 @@ export class RuntimeApiClient {
           incoming.on('error', reject);
         },
       );
-      outgoing.on('error', reject);
+      outgoing.on('error', (error: NodeJS.ErrnoException & StaleSocketError) => {
+        error.staleSocket = outgoing.reusedSocket && error.code === 'ECONNRESET';
+        reject(error);
+      });
       outgoing.end(body);
     });
   }
