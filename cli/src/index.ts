@@ -1,1 +1,1 @@
-export {};
+export { describeFunction } from './dev.js';
