@@ -2,3 +2,4 @@ export * from './lambda.js';
 export * from './shim-protocol.js';
 export * from './function.js';
 export * from './registry.js';
+export * from './code-archive.js';

@@ -58,6 +58,8 @@ export const RedisKeys = {
   demandChannel: 'hearth:demand',
   /** Stream: the function's dead-letter queue. */
   dlq: (name: string) => `hearth:dlq:${name}`,
+  /** Stream: the last lines of output of the function's instances (process mode), field `line`. */
+  logs: (name: string) => `hearth:logs:${name}`,
 } as const;
 
 /** Demand reports older than this are stale (their gateway is gone). */
