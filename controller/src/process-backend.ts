@@ -16,6 +16,8 @@ import {
   type FunctionRoute,
   type FunctionSpec,
 } from '@hearth/api';
+import { ArchiveError, unpackArchive } from './archive.js';
+import { FunctionLogs } from './function-logs.js';
 import { describeProblem, loadManifests, type ManifestProblem, type ManifestSet } from './manifests.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
 import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
@@ -114,7 +116,6 @@ function unsafeFileName(spec: FunctionSpec): string | undefined {
 function unsupported(spec: FunctionSpec): string | undefined {
   if (spec.code.configMap)
     return 'spec.code.configMap needs the kubernetes backend; use spec.code.inline in process mode';
-  if (spec.code.archive) return 'spec.code.archive is not supported by the process backend yet';
   if (spec.code.image) return 'spec.code.image needs the kubernetes backend';
   return unsafeFileName(spec);
 }
@@ -143,6 +144,7 @@ export async function startProcessController(options: ProcessControllerOptions):
   await redis.connect();
   await subscriber.connect();
   const registry = new RegistryWriter(redis);
+  const logs = new FunctionLogs(redis);
   const queue = new WorkQueue();
   const states = new Map<string, FunctionState>();
   let manifests: ManifestSet = { functions: new Map(), problems: [] };
@@ -203,6 +205,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       await mkdir(dirname(file), { recursive: true });
       await writeFile(file, content);
     }
+    if (spec.code.archive) await unpackArchive(spec.code.archive, staging, { token: process.env.HEARTH_TOKEN });
     await mkdir(staging, { recursive: true });
     await rename(staging, dir);
     return dir;
@@ -279,6 +282,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       const text = data.toString();
       instance.tail = (instance.tail + text).slice(-2000);
       output(name, id, text);
+      logs.append(name, id, text);
     };
     child.stdout!.on('data', onOutput);
     child.stderr!.on('data', onOutput);
@@ -414,6 +418,7 @@ export async function startProcessController(options: ProcessControllerOptions):
     if (!entry) {
       for (const instance of state.instances.values()) await drain(instance, 30);
       await registry.removeFunction(name);
+      await logs.remove(name);
       if (state.serving) log.info({ function: name }, 'removed function');
       states.delete(name);
       return {};
@@ -427,7 +432,16 @@ export async function startProcessController(options: ProcessControllerOptions):
       await putRoute(name, state, { name, revision, spec, state: 'Failed', stateReason: problem });
       return {};
     }
-    const codeDir = await ensureCode(name, revision, spec);
+    let codeDir: string;
+    try {
+      codeDir = await ensureCode(name, revision, spec);
+    } catch (error) {
+      if (!(error instanceof ArchiveError)) throw error;
+      // A wrong hash or a bad zip stays wrong: Failed until the spec changes, no retry loop.
+      log.error({ function: name, revision }, error.message);
+      await putRoute(name, state, { name, revision, spec, state: 'Failed', stateReason: error.message });
+      return {};
+    }
     const now = Date.now();
     state.pool = nextPoolSize(state.pool, totalDemand(await registry.demand(name), now), spec, now);
     const desired = state.pool.size;

@@ -16,6 +16,7 @@ import { GatewayMetrics } from './metrics.js';
 import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
 import { authenticateRequest } from './http/authenticate-middleware.js';
 import { errorHandler } from './http/errors.js';
+import { createManagement } from './management/index.js';
 import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkers, type BacklogLimits } from './async/index.js';
 
 export interface GatewayOverrides {
@@ -68,6 +69,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     metrics,
     logger,
     accountConcurrency: config.accountConcurrency,
+    coldStartBudgetMs: config.coldStartBudgetMs,
     region: config.region,
     accountId: config.accountId,
   });
@@ -88,6 +90,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     : undefined;
   let workers: AsyncWorkers | undefined;
   let ready = false;
+  const management = config.management && servesHttp ? createManagement(config.management, config, { discovery, authenticator, redis }) : undefined;
 
   const app = express();
   app.disable('x-powered-by');
@@ -102,6 +105,8 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
   app.use(assignRequestId);
   if (servesHttp) {
     app.use(invokeRoutes({ invoker, authenticator, metrics, events, syncPayloadBytes: config.syncPayloadBytes, asyncPayloadBytes: config.asyncPayloadBytes }));
+    // Before the DLQ's authentication, which would read (and cap at 1 MB) every body it sees.
+    if (management) app.use(management.router);
     if (events) app.use(authenticateRequest(authenticator), createDlqRouter(events.deadLetters));
   }
   app.use((req) => {
@@ -126,6 +131,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       await redis.connect();
       await subscriber?.connect();
       await discovery.start();
+      await management?.start();
       leases.start();
       demand.start();
       if (runsWorkers) {

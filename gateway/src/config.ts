@@ -38,7 +38,23 @@ export interface GatewayConfig {
   syncPayloadBytes: number;
   asyncPayloadBytes: number;
   logLevel: string;
+  /** The management API (CreateFunction, ...); absent: not served. See docs/management-api.md. */
+  management?: ManagementConfig;
 }
+
+export interface ManagementConfig {
+  /** Process mode: the manifest directory the process controller watches. */
+  functionsDir: string;
+  /** Where uploaded zips are kept, one file per sha256. */
+  codeStoreDir: string;
+  /** All stored code together may not pass this (CodeStorageExceededException). */
+  codeStoreBytes: number;
+  /** The base URL the controller fetches stored code from (`{url}/hearth/v1/code/{sha256}.zip`). */
+  codeBaseUrl: string;
+}
+
+/** Lambda's default code storage quota per region: 75 GB. */
+const DEFAULT_CODE_STORE_BYTES = 75 * 1024 ** 3;
 
 export const defaultConfig: Omit<GatewayConfig, 'redisUrl' | 'gatewayId'> = {
   port: 8080,
@@ -89,6 +105,10 @@ const sources = {
   syncPayloadBytes: { flag: 'sync-payload-bytes', env: 'HEARTH_SYNC_PAYLOAD_BYTES' },
   asyncPayloadBytes: { flag: 'async-payload-bytes', env: 'HEARTH_ASYNC_PAYLOAD_BYTES' },
   logLevel: { flag: 'log-level', env: 'HEARTH_LOG_LEVEL' },
+  functionsDir: { flag: 'functions-dir', env: 'HEARTH_FUNCTIONS_DIR' },
+  codeStoreDir: { flag: 'code-store-dir', env: 'HEARTH_CODE_STORE_DIR' },
+  codeStoreBytes: { flag: 'code-store-bytes', env: 'HEARTH_CODE_STORE_BYTES' },
+  codeBaseUrl: { flag: 'code-base-url', env: 'HEARTH_CODE_BASE_URL' },
 } as const;
 
 /** Reads and validates the config once at start; throws ConfigError naming the bad field. */
@@ -151,8 +171,22 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
   }
 
   const leaseTtlMs = integer('leaseTtlMs', defaultConfig.leaseTtlMs, 300);
+  const port = integer('port', defaultConfig.port, 0, 65_535);
+  const functionsDir = raw('functionsDir');
+  const codeStoreDir = raw('codeStoreDir');
+  if (codeStoreDir && !functionsDir) throw new ConfigError('management.functionsDir', `is required with a code store (--functions-dir or ${sources.functionsDir.env})`);
+  const codeBaseUrl = raw('codeBaseUrl') ?? `http://127.0.0.1:${port}`;
+  if (!/^https?:\/\/[^/]+$/.test(codeBaseUrl)) throw new ConfigError('management.codeBaseUrl', `must be an http(s) URL without a path (got "${codeBaseUrl}")`);
+  const management: ManagementConfig | undefined = functionsDir
+    ? {
+        functionsDir,
+        codeStoreDir: codeStoreDir ?? `${functionsDir}/.hearth/code`,
+        codeStoreBytes: integer('codeStoreBytes', DEFAULT_CODE_STORE_BYTES, 1),
+        codeBaseUrl,
+      }
+    : undefined;
   return {
-    port: integer('port', defaultConfig.port, 0, 65_535),
+    port,
     host: raw('host') ?? defaultConfig.host,
     redisUrl,
     role,
@@ -168,5 +202,6 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
     syncPayloadBytes: integer('syncPayloadBytes', defaultConfig.syncPayloadBytes, 1),
     asyncPayloadBytes: integer('asyncPayloadBytes', defaultConfig.asyncPayloadBytes, 1),
     logLevel: raw('logLevel') ?? defaultConfig.logLevel,
+    ...(management ? { management } : {}),
   };
 }
