@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CodeArchiveLimits, symlinkTargetProblem, zipEntryKind, zipEntryPath, zipEntrySizeProblem } from './code-archive.js';
+import { CodeArchiveLimits, symlinkTargetProblem, throughSymlinkProblem, zipEntryKind, zipEntryPath, zipEntrySizeProblem } from './code-archive.js';
 
 test('entry paths inside the root are split into their parts', () => {
   assert.deepEqual(zipEntryPath('index.mjs'), { parts: ['index.mjs'] });
@@ -52,4 +52,9 @@ test('symlinks must resolve inside the root without passing through another syml
   const links = new Set(['d/up', 'd/out']);
   assert.equal(symlinkTargetProblem(['d', 'up'], '..', links), undefined);
   assert.match(symlinkTargetProblem(['d', 'out'], 'up/..', links) ?? '', /through another symlink \("d\/up"\)/);
+});
+
+test('an entry inside a symlink of the archive is refused', () => {
+  assert.match(throughSymlinkProblem(['lib', 'x.js'], new Set(['lib'])) ?? '', /inside the symlink "lib"/);
+  assert.equal(throughSymlinkProblem(['lib', 'x.js'], new Set(['other'])), undefined);
 });

@@ -97,6 +97,15 @@ export function symlinkTargetProblem(linkParts: string[], target: string, symlin
   return undefined;
 }
 
+/** Why an entry cannot be written where it says, if a symlink of the archive is on its way. */
+export function throughSymlinkProblem(parts: string[], symlinks: ReadonlySet<string>): string | undefined {
+  for (let n = 1; n < parts.length; n++) {
+    const prefix = parts.slice(0, n).join('/');
+    if (symlinks.has(prefix)) return `"${printable(parts.join('/'))}" lies inside the symlink "${printable(prefix)}"`;
+  }
+  return undefined;
+}
+
 /** Names in messages: control characters shown as `?`, long names cut. */
 function printable(name: string): string {
   const clean = name.replace(/[\x00-\x1f\x7f]/g, '?');
