@@ -114,7 +114,9 @@ export async function runDev(options: DevOptions): Promise<number> {
     const gateway = startChild(
       'gateway',
       process.execPath,
-      [programOf('@hearth/gateway/main'), `--port=${options.port}`, '--host=127.0.0.1', '--auth=false', '--role=all'],
+      // The management API writes manifests into the directory the controller watches, and keeps
+      // uploaded code beside them (in .hearth/code) so that they survive a restart together.
+      [programOf('@hearth/gateway/main'), `--port=${options.port}`, '--host=127.0.0.1', '--auth=false', '--role=all', `--functions-dir=${dir}`],
       env,
       say,
     );
