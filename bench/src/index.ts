@@ -3,8 +3,9 @@
  * by side with its peers in one run and prints a markdown table.
  */
 import { main as shim } from './shim.js';
+import { main as gateway } from './gateway.js';
 
-const benchmarks: Record<string, (argv: string[]) => Promise<void>> = { shim };
+const benchmarks: Record<string, (argv: string[]) => Promise<void>> = { shim, gateway };
 
 const [name, ...argv] = process.argv.slice(2);
 const run = name === undefined ? undefined : benchmarks[name];

@@ -46,7 +46,8 @@ export interface Gateway {
 export function createGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Gateway {
   const logger = overrides.logger ?? pino({ name: 'hearth-gateway', level: config.logLevel });
   const reportRedisError = (error: unknown) => logger.warn({ err: error }, 'redis command failed');
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  // Auto-pipelining sends the admissions and releases of many concurrent calls in one write.
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableAutoPipelining: true });
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const subscriber = overrides.discovery ? undefined : new Redis(config.redisUrl, { lazyConnect: true });
   subscriber?.on('error', (error) => logger.debug({ err: error }, 'redis subscriber connection error'));

@@ -37,6 +37,8 @@ export interface LocalInvokerOptions {
   metrics: GatewayMetrics;
   logger: Logger;
   accountConcurrency: number;
+  /** How long one call may look for an instance, over all its tries. */
+  coldStartBudgetMs: number;
   region: string;
   accountId: string;
 }
@@ -102,11 +104,12 @@ export class LocalInvoker implements Invoker {
 
   /** Runs the call on an instance; an instance that refuses it or cannot be reached is skipped for another. */
   private async run(route: FunctionRoute, request: InvokeRequest, signal?: AbortSignal): Promise<InvokeResult> {
-    const { router, shims, region, accountId, logger } = this.options;
+    const { router, shims, region, accountId, logger, coldStartBudgetMs } = this.options;
     const deadlineMs = Date.now() + route.spec.timeoutSeconds * 1000;
     const invokedFunctionArn = functionArn(route.name, region, accountId, request.qualifier);
+    const waitUntil = Date.now() + coldStartBudgetMs;
     for (;;) {
-      const instance = await router.lease(route, signal);
+      const instance = await router.lease(route, signal, waitUntil);
       try {
         const answer = await shims.invoke(instance.endpoint.url, {
           requestId: request.requestId,

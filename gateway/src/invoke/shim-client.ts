@@ -39,24 +39,17 @@ const MAX_ANSWER_BYTES = Limits.responseBytes + 64 * 1024;
 
 /** Calls `POST /invoke` on instances over kept-alive connections. */
 export class ShimClient {
-  private readonly agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, scheduling: 'lifo' });
+  // Idle connections are closed after 2 s, before the shim's own keep-alive timeout (Node's
+  // 5 s) could close one just as a call is written to it: such a failure could not be told
+  // apart from an instance dying mid-call, and a call is never sent twice. The timeout applies
+  // to idle connections only; a running call's connection waits as long as the call.
+  private readonly agent = new Agent({ keepAlive: true, timeout: 2000, scheduling: 'lifo' });
 
   close(): void {
     this.agent.destroy();
   }
 
-  async invoke(baseUrl: string, call: ShimCall): Promise<ShimAnswer> {
-    try {
-      return await this.send(baseUrl, call);
-    } catch (error) {
-      // A kept-alive connection the shim closed while idle fails on first write; the shim never
-      // saw the call, so one retry on a fresh connection is safe (Node's documented pattern).
-      if (error instanceof StaleSocketError) return this.send(baseUrl, call);
-      throw error;
-    }
-  }
-
-  private send(baseUrl: string, call: ShimCall): Promise<ShimAnswer> {
+  invoke(baseUrl: string, call: ShimCall): Promise<ShimAnswer> {
     const url = new URL(ShimPaths.invoke, baseUrl);
     const headers: Record<string, string | number> = {
       'content-type': 'application/json',
@@ -77,9 +70,6 @@ export class ShimClient {
       req.on('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         if (error instanceof ShimCallError) return reject(error);
-        if (!answered && req.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
-          return reject(new StaleSocketError());
-        }
         if (!answered && (error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH' || error.code === 'ENOTFOUND')) {
           return reject(new ShimCallError('unreachable', `instance unreachable: ${error.code}`));
         }
@@ -104,8 +94,6 @@ export class ShimClient {
     });
   }
 }
-
-class StaleSocketError extends Error {}
 
 function readAnswer(res: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {

@@ -105,3 +105,15 @@ test('when every instance stays busy past the budget, the call is throttled (429
   held.release();
   router.close();
 });
+
+test('tries of one call share one budget: a spent budget fails at once', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 60_000, onWaiting: () => {} });
+  const r = route();
+  discovery.setFunction(r);
+  const started = Date.now();
+  const error = await router.lease(r, undefined, Date.now() - 1).catch((e: unknown) => e);
+  assert.ok(error instanceof GatewayError);
+  assert.ok(Date.now() - started < 1000);
+  router.close();
+});

@@ -110,11 +110,16 @@ export class InstanceRouter {
     }
   }
 
-  lease(route: FunctionRoute, signal?: AbortSignal): Promise<InstanceLease> {
+  /**
+   * A place on an instance of the route's current revision. `waitUntil` (epoch ms) bounds the
+   * wait; a call that tries several instances passes the same one each time, so its whole
+   * search stays within one cold-start budget.
+   */
+  lease(route: FunctionRoute, signal?: AbortSignal, waitUntil = Date.now() + this.options.coldStartBudgetMs): Promise<InstanceLease> {
     const pool = this.pool(route);
     const slot = pickInstance(pool.slots.values(), route.revision, pool.perInstance, Date.now());
     if (slot) return Promise.resolve(this.take(pool, slot));
-    return this.wait(pool, signal);
+    return this.wait(pool, Math.max(0, waitUntil - Date.now()), signal);
   }
 
   /** Per-function load, for metrics and demand reports; `resetPeaks` starts a new reporting window. */
@@ -196,7 +201,7 @@ export class InstanceRouter {
     };
   }
 
-  private wait(pool: FunctionPool, signal?: AbortSignal): Promise<InstanceLease> {
+  private wait(pool: FunctionPool, budgetMs: number, signal?: AbortSignal): Promise<InstanceLease> {
     return new Promise<InstanceLease>((resolve, reject) => {
       const remove = () => {
         const index = pool.waiters.indexOf(waiter);
@@ -213,7 +218,7 @@ export class InstanceRouter {
         const now = Date.now();
         const hadRoutable = [...pool.slots.values()].some((s) => isRoutable(s, pool.route.revision, now));
         reject(noInstanceError(pool.route.name, this.options.coldStartBudgetMs, hadRoutable));
-      }, this.options.coldStartBudgetMs);
+      }, budgetMs);
       // Skipped instances come back by time alone, with no event to announce it: look again then.
       const recheck = setInterval(() => this.serveWaiters(pool), this.refusedSkipMs);
       const waiter: Waiter = {

@@ -77,6 +77,8 @@ export class GatewayFixture {
         [ShimEnv.logLevel]: 'warn',
       },
       ready: { url: `http://127.0.0.1:${port}/readyz` },
+      // Generous: the team's machine is shared, and a busy one starts processes slowly.
+      readyTimeoutMs: 60_000,
     });
     this.cleanups.push(() => process.stop('SIGKILL'));
     const endpoint: InstanceEndpoint = { id, function: route.name, revision: route.revision, url: `http://127.0.0.1:${port}`, ready: true, draining: false };
@@ -109,6 +111,7 @@ export class GatewayFixture {
         ...env,
       },
       ready: { url: `http://127.0.0.1:${port}/healthz` },
+      readyTimeoutMs: 60_000,
     });
     this.cleanups.push(() => process.stop('SIGTERM', 3000));
     const url = `http://127.0.0.1:${port}`;

@@ -1,0 +1,178 @@
+/**
+ * The gateway benchmark: warm no-op invocations through gateway + shim, side by side with the
+ * same shim called directly and with a plain Node HTTP server calling the handler (the floor).
+ * The gateway hop is the difference between the first two: its goals are <= 1 ms at p50 and
+ * >= 60% of the direct-to-shim throughput. Auth is off (as in `hearth dev`) unless --auth, which
+ * sends a Bearer key.
+ *
+ * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
+ *   [--shim-concurrency 4] [--auth] [--out results.md]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ShimEnv, ShimPaths } from '@hearth/api';
+import { freePort, startRedis } from '@hearth/test';
+import { repoRoot } from '@hearth/test/conformance/peers';
+import { GatewayFixture } from '@hearth/test/gateway/fixture';
+import { spawnServer, type ServerProcess } from './server-process.js';
+
+const benchDir = join(repoRoot, 'bench');
+const handlerDir = join(benchDir, 'fixtures', 'noop');
+const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
+const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const gatewayMain = join(repoRoot, 'gateway', 'dist', 'main.js');
+const BENCH_KEY = 'bench-key';
+
+interface Row {
+  label: string;
+  callers: number;
+  okPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  failed: number;
+}
+
+function runWrk(url: string, callers: number, seconds: number, headers: string[]): { okPerSecond: number; p50Ms: number; p99Ms: number; failed: number } {
+  const output = execFileSync('wrk', ['-t1', `-c${callers}`, `-d${seconds}s`, '--timeout', '10s', ...headers.flatMap((h) => ['-H', h]), '-s', wrkScript, url], {
+    encoding: 'utf8',
+  });
+  const line = output.split('\n').find((l) => l.startsWith('WRK_RESULT '));
+  if (!line) throw new Error(`wrk printed no result:\n${output}`);
+  const r = JSON.parse(line.slice('WRK_RESULT '.length)) as Record<string, number>;
+  return {
+    okPerSecond: (r.requests! - r.statusErrors!) / (r.durationUs! / 1e6),
+    p50Ms: r.p50Us! / 1000,
+    p99Ms: r.p99Us! / 1000,
+    failed: r.statusErrors! + r.connectErrors! + r.readErrors! + r.writeErrors! + r.timeouts!,
+  };
+}
+
+async function untilAnswers(url: string, processes: ServerProcess[], headers: Record<string, string> = {}) {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const ok = await fetch(url, { method: 'POST', body: '{}', headers }).then(
+      async (r) => (await r.arrayBuffer(), r.status === 200),
+      () => false,
+    );
+    if (ok) return;
+    const dead = processes.find((p) => p.hasExited());
+    if (dead) throw new Error(`${dead.name} exited:\n${dead.logs()}`);
+    await sleep(20);
+  }
+  throw new Error(`${url} never answered 200:\n${processes.map((p) => p.logs()).join('\n')}`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '2' },
+      callers: { type: 'string', default: '1,64' },
+      'shim-concurrency': { type: 'string', default: '4' },
+      auth: { type: 'boolean', default: false },
+      out: { type: 'string' },
+    },
+  });
+  const duration = Number(values.duration);
+  const warmup = Number(values.warmup);
+  const callerCounts = values.callers.split(',').map(Number);
+  const shimConcurrency = Number(values['shim-concurrency']);
+  const stateDir = await mkdtemp(join(tmpdir(), 'hearth-bench-gateway-'));
+  const processes: ServerProcess[] = [];
+  const redis = await startRedis();
+  // Plays the controller: writes the function and its one instance into the registry.
+  const registry = new GatewayFixture(redis.url);
+  try {
+    const [shimPort, gatewayPort, floorPort] = [await freePort(), await freePort(), await freePort()];
+    const shim = spawnServer({
+      logDir: stateDir,
+      name: 'hearth-shim',
+      command: process.execPath,
+      args: [shimMain],
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        [ShimEnv.functionName]: 'noop',
+        [ShimEnv.revision]: 'r1',
+        [ShimEnv.runtime]: 'nodejs20.x',
+        [ShimEnv.handler]: 'index.handler',
+        [ShimEnv.codeDir]: handlerDir,
+        [ShimEnv.host]: '127.0.0.1',
+        [ShimEnv.port]: String(shimPort),
+        [ShimEnv.concurrency]: String(shimConcurrency),
+        [ShimEnv.isolation]: 'portable',
+        [ShimEnv.stateDir]: join(stateDir, 'shim'),
+        [ShimEnv.logLevel]: 'info',
+      },
+    });
+    processes.push(shim);
+    await registry.addFunction({ name: 'noop', source: '', spec: { concurrency: { perInstance: shimConcurrency } } });
+    await registry.setInstance({ id: 'noop-1', function: 'noop', revision: 'r1', url: `http://127.0.0.1:${shimPort}`, ready: true, draining: false });
+    const gateway = spawnServer({
+      logDir: stateDir,
+      name: 'hearth-gateway',
+      command: process.execPath,
+      args: [gatewayMain, `--port=${gatewayPort}`, '--host=127.0.0.1', `--redis-url=${redis.url}`, '--role=http', '--log-level=warn', ...(values.auth ? [`--api-keys=${BENCH_KEY}`] : ['--auth=false'])],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
+    processes.push(gateway);
+    const floor = spawnServer({
+      logDir: stateDir,
+      name: 'floor',
+      command: process.execPath,
+      args: [directServer],
+      env: { PATH: process.env.PATH, SERVER_PORT: String(floorPort), HANDLER_MODULE: join(handlerDir, 'index.mjs') },
+    });
+    processes.push(floor);
+
+    const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
+    const targets = [
+      { label: 'gateway + shim + Node runtime', url: `http://127.0.0.1:${gatewayPort}/2015-03-31/functions/noop/invocations`, headers: authHeaders },
+      { label: 'shim + Node runtime (direct)', url: `http://127.0.0.1:${shimPort}${ShimPaths.invoke}`, headers: {} },
+      { label: 'plain Node server (floor)', url: `http://127.0.0.1:${floorPort}/`, headers: {} },
+    ];
+    for (const target of targets) await untilAnswers(target.url, processes, target.headers);
+
+    const rows: Row[] = [];
+    for (const callers of callerCounts) {
+      for (const target of targets) {
+        const headers = Object.entries(target.headers).map(([k, v]) => `${k}: ${v}`);
+        runWrk(target.url, callers, warmup, headers);
+        const result = runWrk(target.url, callers, duration, headers);
+        rows.push({ label: target.label, callers, ...result });
+        console.error(`  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms`);
+      }
+    }
+
+    const lines = [
+      `Gateway benchmark: no-op Node handler, ${duration} s per row after ${warmup} s warm-up, shim concurrency ${shimConcurrency}, auth ${values.auth ? 'Bearer' : 'off'}.`,
+      '',
+      '| target | callers | ok/s | p50 ms | p99 ms | failed |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      ...rows.map((r) => `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} |`),
+      '',
+    ];
+    for (const callers of callerCounts) {
+      const via = rows.find((r) => r.callers === callers && r.label.startsWith('gateway'))!;
+      const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'))!;
+      lines.push(
+        `- ${callers} caller(s): gateway hop ${(via.p50Ms - direct.p50Ms).toFixed(3)} ms at p50 (goal <= 1 ms), ` +
+          `${((100 * via.okPerSecond) / direct.okPerSecond).toFixed(0)}% of direct-to-shim throughput (goal >= 60%)`,
+      );
+    }
+    const table = lines.join('\n');
+    console.log(table);
+    if (values.out) await writeFile(values.out, `${table}\n`);
+  } finally {
+    await Promise.all(processes.map((p) => p.stop()));
+    await registry.stop();
+    await redis.stop();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
