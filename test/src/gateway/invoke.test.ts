@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,6 +159,27 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
 
     assert.equal((await fetch(`${gateway.url}/healthz`)).status, 200, '/healthz needs no credentials');
     assert.equal((await fetch(`${gateway.url}/metrics`)).status, 200, '/metrics needs no credentials');
+  });
+
+  test('garbage, half-sent bodies and callers that hang up do not hurt the gateway', async () => {
+    const { port } = new URL(gateway.url);
+    const send = (raw: string, hangUpAfterMs: number) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(raw));
+        let answer = '';
+        socket.on('data', (chunk) => (answer += chunk));
+        socket.on('close', () => resolve(answer));
+        socket.on('error', () => resolve(answer));
+        setTimeout(() => socket.destroy(), hangUpAfterMs);
+      });
+    assert.match(await send('NOT HTTP AT ALL\r\n\r\n', 2000), /^HTTP\/1\.1 400/);
+    assert.match(await send('POST /function/echo HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 2000), /^HTTP\/1\.1 400/);
+    // A body promised but never finished, and a call whose caller leaves while it runs.
+    await send(`POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 1000\r\n\r\n{"a":`, 200);
+    await send(`POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 2\r\n\r\n{}`, 5);
+    assert.equal((await fetch(`${gateway.url}/healthz`)).status, 200);
+    const after = await lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{"still":"here"}') }));
+    assert.deepEqual(JSON.parse(Buffer.from(after.Payload!).toString()).event, { still: 'here' });
   });
 
   test('the AWS CLI v2 invokes with real credentials', async () => {
