@@ -33,7 +33,7 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     redis = await startRedis();
     fixture = new GatewayFixture(redis.url);
     [gateway, impatient] = await Promise.all([
-      fixture.startGateway({ HEARTH_COLD_START_BUDGET_MS: '8000', HEARTH_GATEWAY_ID: 'gw-test' }),
+      fixture.startGateway({ HEARTH_COLD_START_BUDGET_MS: '30000', HEARTH_GATEWAY_ID: 'gw-test' }),
       fixture.startGateway({ HEARTH_COLD_START_BUDGET_MS: '300' }),
     ]);
   });
