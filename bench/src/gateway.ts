@@ -37,10 +37,29 @@ interface Row {
   failed: number;
 }
 
-function runWrk(url: string, callers: number, seconds: number, headers: string[]): { okPerSecond: number; p50Ms: number; p99Ms: number; failed: number } {
-  const output = execFileSync('wrk', ['-t1', `-c${callers}`, `-d${seconds}s`, '--timeout', '10s', ...headers.flatMap((h) => ['-H', h]), '-s', wrkScript, url], {
-    encoding: 'utf8',
-  });
+function runWrk(
+  url: string,
+  callers: number,
+  seconds: number,
+  headers: string[],
+): { okPerSecond: number; p50Ms: number; p99Ms: number; failed: number } {
+  const output = execFileSync(
+    'wrk',
+    [
+      '-t1',
+      `-c${callers}`,
+      `-d${seconds}s`,
+      '--timeout',
+      '10s',
+      ...headers.flatMap((h) => ['-H', h]),
+      '-s',
+      wrkScript,
+      url,
+    ],
+    {
+      encoding: 'utf8',
+    },
+  );
   const line = output.split('\n').find((l) => l.startsWith('WRK_RESULT '));
   if (!line) throw new Error(`wrk printed no result:\n${output}`);
   const r = JSON.parse(line.slice('WRK_RESULT '.length)) as Record<string, number>;
@@ -112,13 +131,32 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
     processes.push(shim);
-    await registry.addFunction({ name: 'noop', source: '', spec: { concurrency: { perInstance: shimConcurrency } } });
-    await registry.setInstance({ id: 'noop-1', function: 'noop', revision: 'r1', url: `http://127.0.0.1:${shimPort}`, ready: true, draining: false });
+    await registry.addFunction({
+      name: 'noop',
+      source: '',
+      spec: { concurrency: { perInstance: shimConcurrency } },
+    });
+    await registry.setInstance({
+      id: 'noop-1',
+      function: 'noop',
+      revision: 'r1',
+      url: `http://127.0.0.1:${shimPort}`,
+      ready: true,
+      draining: false,
+    });
     const gateway = spawnServer({
       logDir: stateDir,
       name: 'hearth-gateway',
       command: process.execPath,
-      args: [gatewayMain, `--port=${gatewayPort}`, '--host=127.0.0.1', `--redis-url=${redis.url}`, '--role=http', '--log-level=warn', ...(values.auth ? [`--api-keys=${BENCH_KEY}`] : ['--auth=false'])],
+      args: [
+        gatewayMain,
+        `--port=${gatewayPort}`,
+        '--host=127.0.0.1',
+        `--redis-url=${redis.url}`,
+        '--role=http',
+        '--log-level=warn',
+        ...(values.auth ? [`--api-keys=${BENCH_KEY}`] : ['--auth=false']),
+      ],
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
     });
     processes.push(gateway);
@@ -127,14 +165,26 @@ export async function main(argv: string[]): Promise<void> {
       name: 'floor',
       command: process.execPath,
       args: [directServer],
-      env: { PATH: process.env.PATH, SERVER_PORT: String(floorPort), HANDLER_MODULE: join(handlerDir, 'index.mjs') },
+      env: {
+        PATH: process.env.PATH,
+        SERVER_PORT: String(floorPort),
+        HANDLER_MODULE: join(handlerDir, 'index.mjs'),
+      },
     });
     processes.push(floor);
 
     const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
     const targets = [
-      { label: 'gateway + shim + Node runtime', url: `http://127.0.0.1:${gatewayPort}/2015-03-31/functions/noop/invocations`, headers: authHeaders },
-      { label: 'shim + Node runtime (direct)', url: `http://127.0.0.1:${shimPort}${ShimPaths.invoke}`, headers: {} },
+      {
+        label: 'gateway + shim + Node runtime',
+        url: `http://127.0.0.1:${gatewayPort}/2015-03-31/functions/noop/invocations`,
+        headers: authHeaders,
+      },
+      {
+        label: 'shim + Node runtime (direct)',
+        url: `http://127.0.0.1:${shimPort}${ShimPaths.invoke}`,
+        headers: {},
+      },
       { label: 'plain Node server (floor)', url: `http://127.0.0.1:${floorPort}/`, headers: {} },
     ];
     for (const target of targets) await untilAnswers(target.url, processes, target.headers);
@@ -146,7 +196,9 @@ export async function main(argv: string[]): Promise<void> {
         runWrk(target.url, callers, warmup, headers);
         const result = runWrk(target.url, callers, duration, headers);
         rows.push({ label: target.label, callers, ...result });
-        console.error(`  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms`);
+        console.error(
+          `  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms`,
+        );
       }
     }
 
@@ -155,7 +207,10 @@ export async function main(argv: string[]): Promise<void> {
       '',
       '| target | callers | ok/s | p50 ms | p99 ms | failed |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
-      ...rows.map((r) => `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} |`),
+      ...rows.map(
+        (r) =>
+          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} |`,
+      ),
       '',
     ];
     for (const callers of callerCounts) {

@@ -17,7 +17,14 @@ import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
 import { authenticateRequest } from './http/authenticate-middleware.js';
 import { errorHandler } from './http/errors.js';
 import { createManagement } from './management/index.js';
-import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkers, type BacklogLimits } from './async/index.js';
+import {
+  createAsyncQueue,
+  createDlqRouter,
+  startWorkers,
+  type AsyncQueue,
+  type AsyncWorkers,
+  type BacklogLimits,
+} from './async/index.js';
 
 export interface GatewayOverrides {
   /** Instead of RedisDiscovery (tests, or Kubernetes discovery). */
@@ -47,21 +54,34 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
   const logger = overrides.logger ?? pino({ name: 'hearth-gateway', level: config.logLevel });
   const reportRedisError = (error: unknown) => logger.warn({ err: error }, 'redis command failed');
   // Auto-pipelining sends the admissions and releases of many concurrent calls in one write.
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableAutoPipelining: true });
+  const redis = new Redis(config.redisUrl, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+  });
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const subscriber = overrides.discovery ? undefined : new Redis(config.redisUrl, { lazyConnect: true });
   subscriber?.on('error', (error) => logger.debug({ err: error }, 'redis subscriber connection error'));
-  const discovery = overrides.discovery ?? new RedisDiscovery(redis, subscriber!, config.discoveryResyncMs, reportRedisError);
+  const discovery =
+    overrides.discovery ?? new RedisDiscovery(redis, subscriber!, config.discoveryResyncMs, reportRedisError);
 
-  let demand: DemandReporter | undefined;
   const router = new InstanceRouter(discovery, {
     coldStartBudgetMs: config.coldStartBudgetMs,
-    onWaiting: (name) => demand?.signalWaiting(name),
+    onWaiting: (name) => demand.signalWaiting(name),
   });
-  demand = new DemandReporter(redis, config.gatewayId, config.demandReportMs, (reset) => router.load(reset), reportRedisError);
+  const demand = new DemandReporter(
+    redis,
+    config.gatewayId,
+    config.demandReportMs,
+    (reset) => router.load(reset),
+    reportRedisError,
+  );
   const leases = new ConcurrencyLeases(redis, config.gatewayId, config.leaseTtlMs, reportRedisError);
   const shims = new ShimClient();
-  const metrics = new GatewayMetrics({ load: () => router.load(), instanceCounts: () => router.instanceCounts() });
+  const metrics = new GatewayMetrics({
+    load: () => router.load(),
+    instanceCounts: () => router.instanceCounts(),
+  });
   const invoker = new LocalInvoker({
     discovery,
     router,
@@ -91,7 +111,10 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     : undefined;
   let workers: AsyncWorkers | undefined;
   let ready = false;
-  const management = config.management && servesHttp ? createManagement(config.management, config, { discovery, authenticator, redis }) : undefined;
+  const management =
+    config.management && servesHttp
+      ? createManagement(config.management, config, { discovery, authenticator, redis })
+      : undefined;
 
   const app = express();
   app.disable('x-powered-by');
@@ -105,7 +128,16 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
   });
   app.use(assignRequestId);
   if (servesHttp) {
-    app.use(invokeRoutes({ invoker, authenticator, metrics, events, syncPayloadBytes: config.syncPayloadBytes, asyncPayloadBytes: config.asyncPayloadBytes }));
+    app.use(
+      invokeRoutes({
+        invoker,
+        authenticator,
+        metrics,
+        events,
+        syncPayloadBytes: config.syncPayloadBytes,
+        asyncPayloadBytes: config.asyncPayloadBytes,
+      }),
+    );
     // Before the DLQ's authentication, which would read (and cap at 1 MB) every body it sees.
     if (management) app.use(management.router);
     if (events) app.use(authenticateRequest(authenticator), createDlqRouter(events.deadLetters));

@@ -25,7 +25,11 @@ test('defaults: Lambda limits, auth on, role all', () => {
 });
 
 test('flags beat the environment; access keys are ID:SECRET pairs', () => {
-  const config = parseConfig(['--port=9000', '--role=http', '--auth=off'], { ...base, HEARTH_GATEWAY_PORT: '8000', HEARTH_ACCESS_KEYS: 'AKID:se:cret, AK2:x' }, 'gw');
+  const config = parseConfig(
+    ['--port=9000', '--role=http', '--auth=off'],
+    { ...base, HEARTH_GATEWAY_PORT: '8000', HEARTH_ACCESS_KEYS: 'AKID:se:cret, AK2:x' },
+    'gw',
+  );
   assert.equal(config.port, 9000);
   assert.equal(config.role, 'http');
   assert.equal(config.auth.enabled, false);
@@ -36,12 +40,37 @@ test('flags beat the environment; access keys are ID:SECRET pairs', () => {
 });
 
 test('bad settings fail at start, naming the field', () => {
-  assert.equal(fieldOf(() => parseConfig([], {}, 'gw')), 'redisUrl');
-  assert.equal(fieldOf(() => parseConfig(['--port=http'], base, 'gw')), 'port');
-  assert.equal(fieldOf(() => parseConfig(['--role=both'], base, 'gw')), 'role');
-  assert.equal(fieldOf(() => parseConfig(['--account-concurrency=0'], base, 'gw')), 'accountConcurrency');
-  assert.equal(fieldOf(() => parseConfig(['--colour=blue'], base, 'gw')), '--colour');
-  assert.equal(fieldOf(() => parseConfig([], { ...base, HEARTH_ACCESS_KEYS: 'nosecret' }, 'gw')), 'auth.accessKeys[0]');
-  assert.equal(fieldOf(() => parseConfig([], { HEARTH_REDIS_URL: base.HEARTH_REDIS_URL }, 'gw')), 'auth', 'auth on without any key locks everyone out');
-  assert.equal(parseConfig(['--auth=false'], { HEARTH_REDIS_URL: base.HEARTH_REDIS_URL }, 'gw').auth.enabled, false);
+  assert.equal(
+    fieldOf(() => parseConfig([], {}, 'gw')),
+    'redisUrl',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig(['--port=http'], base, 'gw')),
+    'port',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig(['--role=both'], base, 'gw')),
+    'role',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig(['--account-concurrency=0'], base, 'gw')),
+    'accountConcurrency',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig(['--colour=blue'], base, 'gw')),
+    '--colour',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig([], { ...base, HEARTH_ACCESS_KEYS: 'nosecret' }, 'gw')),
+    'auth.accessKeys[0]',
+  );
+  assert.equal(
+    fieldOf(() => parseConfig([], { HEARTH_REDIS_URL: base.HEARTH_REDIS_URL }, 'gw')),
+    'auth',
+    'auth on without any key locks everyone out',
+  );
+  assert.equal(
+    parseConfig(['--auth=false'], { HEARTH_REDIS_URL: base.HEARTH_REDIS_URL }, 'gw').auth.enabled,
+    false,
+  );
 });

@@ -120,13 +120,19 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
     flags.set(match[1]!, match[2] ?? 'true');
   }
   const known = new Set<string>(Object.values(sources).map((s) => s.flag));
-  for (const flag of flags.keys()) if (!known.has(flag)) throw new ConfigError(`--${flag}`, 'is not a known flag');
+  for (const flag of flags.keys())
+    if (!known.has(flag)) throw new ConfigError(`--${flag}`, 'is not a known flag');
 
   const raw = (key: keyof typeof sources): string | undefined => {
     const value = flags.get(sources[key].flag) ?? env[sources[key].env];
     return value === undefined || value === '' ? undefined : value;
   };
-  const integer = (key: keyof typeof sources, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const integer = (
+    key: keyof typeof sources,
+    fallback: number,
+    min: number,
+    max = Number.MAX_SAFE_INTEGER,
+  ) => {
     const value = raw(key);
     if (value === undefined) return fallback;
     const n = Number(value);
@@ -143,7 +149,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
 
   const redisUrl = raw('redisUrl');
   if (!redisUrl) throw new ConfigError('redisUrl', `is required (--redis-url or ${sources.redisUrl.env})`);
-  if (!/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('redisUrl', `must be a redis:// URL (got "${redisUrl}")`);
+  if (!/^rediss?:\/\//.test(redisUrl))
+    throw new ConfigError('redisUrl', `must be a redis:// URL (got "${redisUrl}")`);
 
   const role = raw('role') ?? defaultConfig.role;
   if (role !== 'http' && role !== 'worker' && role !== 'all') {
@@ -167,16 +174,27 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
     accessKeys,
   };
   if (auth.enabled && auth.apiKeys.length === 0 && auth.accessKeys.length === 0) {
-    throw new ConfigError('auth', 'is enabled but has no apiKeys and no accessKeys: nobody could call the gateway');
+    throw new ConfigError(
+      'auth',
+      'is enabled but has no apiKeys and no accessKeys: nobody could call the gateway',
+    );
   }
 
   const leaseTtlMs = integer('leaseTtlMs', defaultConfig.leaseTtlMs, 300);
   const port = integer('port', defaultConfig.port, 0, 65_535);
   const functionsDir = raw('functionsDir');
   const codeStoreDir = raw('codeStoreDir');
-  if (codeStoreDir && !functionsDir) throw new ConfigError('management.functionsDir', `is required with a code store (--functions-dir or ${sources.functionsDir.env})`);
+  if (codeStoreDir && !functionsDir)
+    throw new ConfigError(
+      'management.functionsDir',
+      `is required with a code store (--functions-dir or ${sources.functionsDir.env})`,
+    );
   const codeBaseUrl = raw('codeBaseUrl') ?? `http://127.0.0.1:${port}`;
-  if (!/^https?:\/\/[^/]+$/.test(codeBaseUrl)) throw new ConfigError('management.codeBaseUrl', `must be an http(s) URL without a path (got "${codeBaseUrl}")`);
+  if (!/^https?:\/\/[^/]+$/.test(codeBaseUrl))
+    throw new ConfigError(
+      'management.codeBaseUrl',
+      `must be an http(s) URL without a path (got "${codeBaseUrl}")`,
+    );
   const management: ManagementConfig | undefined = functionsDir
     ? {
         functionsDir,

@@ -11,7 +11,11 @@ async function main() {
   let config;
   let asyncSettings: AsyncSettings;
   try {
-    config = parseConfig(process.argv.slice(2), process.env, `${hostname()}-${randomBytes(3).toString('hex')}`);
+    config = parseConfig(
+      process.argv.slice(2),
+      process.env,
+      `${hostname()}-${randomBytes(3).toString('hex')}`,
+    );
     asyncSettings = parseAsyncSettings(process.env);
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -21,7 +25,11 @@ async function main() {
     throw error;
   }
   const logger = pino({ name: 'hearth-gateway', level: config.logLevel });
-  const gateway = createGateway(config, { logger, workerOptions: asyncSettings.workers, backlogLimits: asyncSettings.limits });
+  const gateway = createGateway(config, {
+    logger,
+    workerOptions: asyncSettings.workers,
+    backlogLimits: asyncSettings.limits,
+  });
   await gateway.start();
   await new Promise<void>((resolve, reject) => {
     gateway.server.once('error', reject);
@@ -29,7 +37,10 @@ async function main() {
   });
   const address = gateway.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.info({ port, role: config.role, gatewayId: config.gatewayId, auth: config.auth.enabled }, 'gateway listening');
+  logger.info(
+    { port, role: config.role, gatewayId: config.gatewayId, auth: config.auth.enabled },
+    'gateway listening',
+  );
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -49,6 +60,8 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`gateway failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `gateway failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -1,7 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Seconds, from 1 ms to 15 minutes: no-op calls, cold starts and Lambda's longest timeout. */
-const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900];
+const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900,
+];
 
 export type InvocationMode = 'sync' | 'async' | 'dryrun';
 export type InvocationOutcome = 'success' | 'function_error' | 'throttled' | 'error';
@@ -21,7 +23,10 @@ export class GatewayMetrics {
   readonly waiting: Gauge<'function'>;
   readonly instances: Gauge<'function' | 'state'>;
 
-  constructor(sources: { load(): { name: string; inFlight: number; waiting: number }[]; instanceCounts(): { name: string; leased: number; idle: number }[] }) {
+  constructor(sources: {
+    load(): { name: string; inFlight: number; waiting: number }[];
+    instanceCounts(): { name: string; leased: number; idle: number }[];
+  }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'hearth_' });
     // prom-client names these gauges `_total`, which Prometheus reserves for counters (promtool

@@ -4,7 +4,11 @@ import { validateFunctionSpec } from '@hearth/api';
 import { admissionScope, ConcurrencyKeys } from './concurrency.js';
 
 const fn = (name: string, reserved?: number) => {
-  const { spec } = validateFunctionSpec({ runtime: 'nodejs20.x', code: { inline: { files: {} } }, concurrency: reserved === undefined ? {} : { reserved } });
+  const { spec } = validateFunctionSpec({
+    runtime: 'nodejs20.x',
+    code: { inline: { files: {} } },
+    concurrency: reserved === undefined ? {} : { reserved },
+  });
   assert.ok(spec);
   return { name, spec };
 };
@@ -19,6 +23,10 @@ test('a function with reserved concurrency runs on its reservation alone', () =>
 });
 
 test('the others share what the reservations leave of the account limit', () => {
-  assert.deepEqual(admissionScope(fn('u'), 1000, 150), { key: ConcurrencyKeys.unreserved, limit: 850, reason: 'ConcurrentInvocationLimitExceeded' });
+  assert.deepEqual(admissionScope(fn('u'), 1000, 150), {
+    key: ConcurrencyKeys.unreserved,
+    limit: 850,
+    reason: 'ConcurrentInvocationLimitExceeded',
+  });
   assert.equal(admissionScope(fn('u'), 100, 400).limit, 0, 'never negative');
 });

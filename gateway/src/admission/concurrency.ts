@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { FunctionRoute } from '@hearth/api';
 
-export type ThrottleReason = 'ConcurrentInvocationLimitExceeded' | 'ReservedFunctionConcurrentInvocationLimitExceeded';
+export type ThrottleReason =
+  'ConcurrentInvocationLimitExceeded' | 'ReservedFunctionConcurrentInvocationLimitExceeded';
 
 /** The pool of concurrency a call draws from, and what it is called when it runs dry. */
 export interface AdmissionScope {
@@ -22,12 +23,24 @@ export const ConcurrencyKeys = {
  * guarantee and a cap); every other function shares what the reservations leave of the account
  * limit.
  */
-export function admissionScope(route: Pick<FunctionRoute, 'name' | 'spec'>, accountLimit: number, totalReserved: number): AdmissionScope {
+export function admissionScope(
+  route: Pick<FunctionRoute, 'name' | 'spec'>,
+  accountLimit: number,
+  totalReserved: number,
+): AdmissionScope {
   const reserved = route.spec.concurrency.reserved;
   if (reserved !== undefined) {
-    return { key: ConcurrencyKeys.reserved(route.name), limit: reserved, reason: 'ReservedFunctionConcurrentInvocationLimitExceeded' };
+    return {
+      key: ConcurrencyKeys.reserved(route.name),
+      limit: reserved,
+      reason: 'ReservedFunctionConcurrentInvocationLimitExceeded',
+    };
   }
-  return { key: ConcurrencyKeys.unreserved, limit: Math.max(0, accountLimit - totalReserved), reason: 'ConcurrentInvocationLimitExceeded' };
+  return {
+    key: ConcurrencyKeys.unreserved,
+    limit: Math.max(0, accountLimit - totalReserved),
+    reason: 'ConcurrentInvocationLimitExceeded',
+  };
 }
 
 /** Drops expired leases, then takes one if the scope has room; Redis's clock, so gateways' clocks may differ. */
@@ -131,7 +144,9 @@ export class ConcurrencyLeases {
   private async renewAll(): Promise<void> {
     await Promise.all(
       [...this.held].map(([key, members]) =>
-        members.size === 0 ? undefined : this.redis.hearthRenewLeases(key, this.ttlMs, ...members).catch(this.onError),
+        members.size === 0
+          ? undefined
+          : this.redis.hearthRenewLeases(key, this.ttlMs, ...members).catch(this.onError),
       ),
     );
   }

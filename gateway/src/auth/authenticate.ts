@@ -4,7 +4,8 @@ import { GatewayError } from '../core/errors.js';
 import { parseAuthorization, verifySigV4, type SignedRequest } from './sigv4.js';
 
 /** Who made a call: an API key (by its position, never the key itself) or an access key id. */
-export type Principal = { kind: 'anonymous' } | { kind: 'apiKey'; index: number } | { kind: 'accessKey'; accessKeyId: string };
+export type Principal =
+  { kind: 'anonymous' } | { kind: 'apiKey'; index: number } | { kind: 'accessKey'; accessKeyId: string };
 
 /**
  * Checks callers in two steps: `precheck` on the headers alone, before the body is read, so
@@ -28,20 +29,35 @@ export class Authenticator {
   precheck(authorization: string | undefined): Principal | undefined {
     if (!this.config.enabled) return { kind: 'anonymous' };
     if (!authorization) {
-      throw new GatewayError('AccessDeniedException', 'Missing Authentication Token: sign the request with SigV4 or send Authorization: Bearer <key>.');
+      throw new GatewayError(
+        'AccessDeniedException',
+        'Missing Authentication Token: sign the request with SigV4 or send Authorization: Bearer <key>.',
+      );
     }
     if (authorization.startsWith('Bearer ')) {
       const presented = Buffer.from(authorization.slice('Bearer '.length).trim());
-      const index = this.apiKeys.findIndex((key) => key.length === presented.length && timingSafeEqual(key, presented));
-      if (index < 0) throw new GatewayError('UnrecognizedClientException', 'The API key included in the request is invalid.');
+      const index = this.apiKeys.findIndex(
+        (key) => key.length === presented.length && timingSafeEqual(key, presented),
+      );
+      if (index < 0)
+        throw new GatewayError(
+          'UnrecognizedClientException',
+          'The API key included in the request is invalid.',
+        );
       return { kind: 'apiKey', index };
     }
     const parsed = parseAuthorization(authorization);
     if (!parsed) {
-      throw new GatewayError('InvalidSignatureException', 'Authorization header requires a valid AWS4-HMAC-SHA256 Credential, SignedHeaders and Signature.');
+      throw new GatewayError(
+        'InvalidSignatureException',
+        'Authorization header requires a valid AWS4-HMAC-SHA256 Credential, SignedHeaders and Signature.',
+      );
     }
     if (!this.accessKeys.has(parsed.accessKeyId)) {
-      throw new GatewayError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+      throw new GatewayError(
+        'UnrecognizedClientException',
+        'The security token included in the request is invalid.',
+      );
     }
     return undefined;
   }

@@ -9,8 +9,17 @@ const keys = new Map([['AKIDTEST', 'secret-key']]);
 const when = new Date('2026-01-02T03:04:05Z');
 
 /** Signs the way the AWS SDK does (its own signer and hash), so verification is checked against a real peer. */
-async function signedRequest(secret: string, body: string, path = '/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af/invocations'): Promise<SignedRequest> {
-  const signer = new SignatureV4({ service: 'lambda', region: 'eu-west-1', credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: secret }, sha256: Sha256 });
+async function signedRequest(
+  secret: string,
+  body: string,
+  path = '/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af/invocations',
+): Promise<SignedRequest> {
+  const signer = new SignatureV4({
+    service: 'lambda',
+    region: 'eu-west-1',
+    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: secret },
+    sha256: Sha256,
+  });
   const signed = await signer.sign(
     {
       method: 'POST',
@@ -19,7 +28,11 @@ async function signedRequest(secret: string, body: string, path = '/2015-03-31/f
       port: 9000,
       path,
       query: { Qualifier: '$LATEST' },
-      headers: { host: '127.0.0.1:9000', 'content-type': 'application/octet-stream', 'x-amz-invocation-type': 'RequestResponse' },
+      headers: {
+        host: '127.0.0.1:9000',
+        'content-type': 'application/octet-stream',
+        'x-amz-invocation-type': 'RequestResponse',
+      },
       body,
     },
     { signingDate: when },
@@ -44,7 +57,10 @@ test('a request signed with the right secret verifies, percent-encoded path and 
 });
 
 test('a wrong secret, a changed body, path or signed header fails with InvalidSignatureException', async () => {
-  assert.equal(await failure(verifySigV4(await signedRequest('other', '{}'), keys, when)), 'InvalidSignatureException');
+  assert.equal(
+    await failure(verifySigV4(await signedRequest('other', '{}'), keys, when)),
+    'InvalidSignatureException',
+  );
   const changedBody = await signedRequest('secret-key', '{"a":1}');
   changedBody.body = Buffer.from('{"a":2}');
   assert.equal(await failure(verifySigV4(changedBody, keys, when)), 'InvalidSignatureException');
@@ -53,13 +69,19 @@ test('a wrong secret, a changed body, path or signed header fails with InvalidSi
   assert.equal(await failure(verifySigV4(changedPath, keys, when)), 'InvalidSignatureException');
   const changedHeader = await signedRequest('secret-key', '{}');
   changedHeader.headers['x-amz-invocation-type'] = 'Event';
-  assert.equal(await failure(verifySigV4(changedHeader, keys, when), ), 'InvalidSignatureException');
+  assert.equal(await failure(verifySigV4(changedHeader, keys, when)), 'InvalidSignatureException');
 });
 
 test('an unknown key is UnrecognizedClientException, an old signature is refused', async () => {
-  assert.equal(await failure(verifySigV4(await signedRequest('secret-key', '{}'), new Map(), when)), 'UnrecognizedClientException');
+  assert.equal(
+    await failure(verifySigV4(await signedRequest('secret-key', '{}'), new Map(), when)),
+    'UnrecognizedClientException',
+  );
   const later = new Date(when.getTime() + 16 * 60 * 1000);
-  assert.equal(await failure(verifySigV4(await signedRequest('secret-key', '{}'), keys, later)), 'InvalidSignatureException');
+  assert.equal(
+    await failure(verifySigV4(await signedRequest('secret-key', '{}'), keys, later)),
+    'InvalidSignatureException',
+  );
 });
 
 test('amz dates', () => {

@@ -2,7 +2,6 @@ import { createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'n
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
 import { GatewayError } from '../core/errors.js';
-import type { AccessKey } from '../config.js';
 
 /** A SigV4-signed request as it arrived, before any decoding of its path. */
 export interface SignedRequest {
@@ -24,7 +23,8 @@ export interface ParsedAuthorization {
   signature: string;
 }
 
-const AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;_.-]+),\s*Signature=([0-9a-f]{64})$/;
+const AUTHORIZATION =
+  /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;_.-]+),\s*Signature=([0-9a-f]{64})$/;
 /** Signatures older or newer than this are refused, as AWS does. */
 const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 
@@ -79,7 +79,8 @@ function queryObject(rawQuery: string): Record<string, string | string[]> {
   const query: Record<string, string | string[]> = {};
   for (const [key, value] of new URLSearchParams(rawQuery)) {
     const existing = query[key];
-    query[key] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
+    query[key] =
+      existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
   }
   return query;
 }
@@ -88,26 +89,49 @@ function queryObject(rawQuery: string): Record<string, string | string[]> {
  * Verifies an AWS Signature Version 4 (service `lambda`) by recomputing it with the caller's
  * secret key. Returns the access key id; throws 403s shaped as AWS answers them.
  */
-export async function verifySigV4(request: SignedRequest, accessKeys: ReadonlyMap<string, string>, now: Date): Promise<string> {
+export async function verifySigV4(
+  request: SignedRequest,
+  accessKeys: ReadonlyMap<string, string>,
+  now: Date,
+): Promise<string> {
   const header = request.headers.authorization;
   const authorization = typeof header === 'string' ? parseAuthorization(header) : undefined;
   if (!authorization) {
-    throw new GatewayError('InvalidSignatureException', 'Authorization header requires a valid AWS4-HMAC-SHA256 Credential, SignedHeaders and Signature.');
+    throw new GatewayError(
+      'InvalidSignatureException',
+      'Authorization header requires a valid AWS4-HMAC-SHA256 Credential, SignedHeaders and Signature.',
+    );
   }
   const secret = accessKeys.get(authorization.accessKeyId);
   if (secret === undefined) {
-    throw new GatewayError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+    throw new GatewayError(
+      'UnrecognizedClientException',
+      'The security token included in the request is invalid.',
+    );
   }
   if (authorization.service !== 'lambda') {
-    throw new GatewayError('InvalidSignatureException', `Credential should be scoped to correct service: 'lambda'.`);
+    throw new GatewayError(
+      'InvalidSignatureException',
+      `Credential should be scoped to correct service: 'lambda'.`,
+    );
   }
   const amzDate = request.headers['x-amz-date'];
   const signingDate = typeof amzDate === 'string' ? parseAmzDate(amzDate) : undefined;
-  if (!signingDate || !authorization.signedHeaders.includes('x-amz-date') || amzDate!.slice(0, 8) !== authorization.date) {
-    throw new GatewayError('InvalidSignatureException', 'The request must carry a signed X-Amz-Date matching the credential scope.');
+  if (
+    !signingDate ||
+    !authorization.signedHeaders.includes('x-amz-date') ||
+    amzDate!.slice(0, 8) !== authorization.date
+  ) {
+    throw new GatewayError(
+      'InvalidSignatureException',
+      'The request must carry a signed X-Amz-Date matching the credential scope.',
+    );
   }
   if (Math.abs(now.getTime() - signingDate.getTime()) > MAX_CLOCK_SKEW_MS) {
-    throw new GatewayError('InvalidSignatureException', `Signature expired: ${amzDate} is now earlier or later than 15 minutes from the current time.`);
+    throw new GatewayError(
+      'InvalidSignatureException',
+      `Signature expired: ${amzDate} is now earlier or later than 15 minutes from the current time.`,
+    );
   }
   if (!authorization.signedHeaders.includes('host')) {
     throw new GatewayError('InvalidSignatureException', 'The host header must be signed.');
@@ -116,13 +140,21 @@ export async function verifySigV4(request: SignedRequest, accessKeys: ReadonlyMa
   const contentSha = request.headers['x-amz-content-sha256'];
   if (typeof contentSha === 'string' && contentSha !== 'UNSIGNED-PAYLOAD') {
     const actual = createHash('sha256').update(request.body).digest('hex');
-    if (actual !== contentSha) throw new GatewayError('InvalidSignatureException', 'The provided x-amz-content-sha256 header does not match what was computed.');
+    if (actual !== contentSha)
+      throw new GatewayError(
+        'InvalidSignatureException',
+        'The provided x-amz-content-sha256 header does not match what was computed.',
+      );
   }
 
   const headers: Record<string, string> = {};
   for (const name of authorization.signedHeaders) {
     const value = request.headers[name];
-    if (value === undefined) throw new GatewayError('InvalidSignatureException', `Signed header ${name} is missing from the request.`);
+    if (value === undefined)
+      throw new GatewayError(
+        'InvalidSignatureException',
+        `Signed header ${name} is missing from the request.`,
+      );
     headers[name] = Array.isArray(value) ? value.join(',') : value;
   }
   const signer = new SignatureV4({
@@ -143,7 +175,12 @@ export async function verifySigV4(request: SignedRequest, accessKeys: ReadonlyMa
       headers,
       body: request.body,
     },
-    { signingDate, signingRegion: authorization.region, signingService: 'lambda', signableHeaders: new Set(authorization.signedHeaders) },
+    {
+      signingDate,
+      signingRegion: authorization.region,
+      signingService: 'lambda',
+      signableHeaders: new Set(authorization.signedHeaders),
+    },
   );
   const expected = parseAuthorization(String(signed.headers.authorization ?? ''));
   const matches =

@@ -12,13 +12,19 @@ const MANAGEMENT_BODY_LIMIT = 1024 * 1024;
  */
 export function authenticateRequest(authenticator: Authenticator): RequestHandler {
   return async (req, _res, next) => {
-    const principal = authenticator.precheck(typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined);
+    const principal = authenticator.precheck(
+      typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
+    );
     if (principal) return next();
     let body: Buffer;
     try {
       body = await readBody(req, MANAGEMENT_BODY_LIMIT);
     } catch (error) {
-      if (error instanceof BodyTooLargeError) throw new GatewayError('RequestTooLargeException', `Request must be smaller than ${MANAGEMENT_BODY_LIMIT} bytes.`);
+      if (error instanceof BodyTooLargeError)
+        throw new GatewayError(
+          'RequestTooLargeException',
+          `Request must be smaller than ${MANAGEMENT_BODY_LIMIT} bytes.`,
+        );
       throw error;
     }
     const query = req.originalUrl.indexOf('?');

@@ -4,7 +4,12 @@ import { GatewayError } from '../core/errors.js';
 
 /** Writes a service error the way Lambda does: `x-amzn-ErrorType` header and a `{Type, message, Message}` body. */
 export function sendServiceError(res: Response, error: GatewayError, requestId: string): void {
-  const body = JSON.stringify({ Type: error.type, message: error.message, Message: error.message, ...error.extra });
+  const body = JSON.stringify({
+    Type: error.type,
+    message: error.message,
+    Message: error.message,
+    ...error.extra,
+  });
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
@@ -28,14 +33,19 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (error instanceof GatewayError) {
-      if (error.status >= 500) logger.warn({ code: error.code, message: error.message, requestId, path: req.path }, 'call failed');
+      if (error.status >= 500)
+        logger.warn({ code: error.code, message: error.message, requestId, path: req.path }, 'call failed');
       sendServiceError(res, error, requestId);
       return;
     }
     // Express's own 4xx, e.g. a path segment that is not valid percent-encoding.
     const status = (error as { status?: unknown })?.status;
     if (typeof status === 'number' && status >= 400 && status < 500) {
-      sendServiceError(res, new GatewayError('InvalidRequestContentException', 'The request could not be read.'), requestId);
+      sendServiceError(
+        res,
+        new GatewayError('InvalidRequestContentException', 'The request could not be read.'),
+        requestId,
+      );
       return;
     }
     logger.error({ err: error, requestId, path: req.path }, 'unexpected error');

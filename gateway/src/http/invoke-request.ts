@@ -18,7 +18,10 @@ const ARN = /^(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]*:)?(?:\d{12}:)?function:([^:
  * Reads the FunctionName path segment (already percent-decoded) and the `Qualifier` query
  * parameter the way Lambda does: a name, `name:qualifier`, a full or a partial ARN.
  */
-export function parseFunctionReference(segment: string, qualifierParam: string | undefined): FunctionReference {
+export function parseFunctionReference(
+  segment: string,
+  qualifierParam: string | undefined,
+): FunctionReference {
   const invalid = (why: string) => new GatewayError('InvalidParameterValueException', why);
   let name: string;
   let qualifier: string | undefined;
@@ -33,7 +36,9 @@ export function parseFunctionReference(segment: string, qualifierParam: string |
     qualifier = parts[1];
   }
   if (!FUNCTION_NAME.test(name)) {
-    throw invalid(`1 validation error detected: Value '${segment}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern`);
+    throw invalid(
+      `1 validation error detected: Value '${segment}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern`,
+    );
   }
   if (qualifierParam !== undefined && qualifierParam !== '') {
     if (qualifier !== undefined && qualifier !== qualifierParam) {
@@ -48,8 +53,15 @@ export function parseFunctionReference(segment: string, qualifierParam: string |
 }
 
 /** Lambda's "Function not found: <arn>" error for a reference. */
-export function functionNotFound(reference: FunctionReference, region: string, account: string): GatewayError {
-  return new GatewayError('ResourceNotFoundException', `Function not found: ${functionArn(reference.name, region, account, reference.qualifier)}`);
+export function functionNotFound(
+  reference: FunctionReference,
+  region: string,
+  account: string,
+): GatewayError {
+  return new GatewayError(
+    'ResourceNotFoundException',
+    `Function not found: ${functionArn(reference.name, region, account, reference.qualifier)}`,
+  );
 }
 
 export function parseInvocationType(header: string | undefined): InvocationType {
@@ -75,29 +87,44 @@ export function parseLogType(header: string | undefined): boolean {
 export function validateClientContext(header: string | undefined): string | undefined {
   if (header === undefined || header === '') return undefined;
   if (Buffer.byteLength(header) > Limits.clientContextBytes) {
-    throw new GatewayError('InvalidParameterValueException', `Client context must be at most ${Limits.clientContextBytes} bytes.`);
+    throw new GatewayError(
+      'InvalidParameterValueException',
+      `Client context must be at most ${Limits.clientContextBytes} bytes.`,
+    );
   }
   let parsed: unknown;
   try {
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(header)) throw new Error('not base64');
     parsed = JSON.parse(Buffer.from(header, 'base64').toString('utf8'));
   } catch {
-    throw new GatewayError('InvalidParameterValueException', 'Client context must be a valid Base64-encoded JSON object.');
+    throw new GatewayError(
+      'InvalidParameterValueException',
+      'Client context must be a valid Base64-encoded JSON object.',
+    );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new GatewayError('InvalidParameterValueException', 'Client context must be a valid Base64-encoded JSON object.');
+    throw new GatewayError(
+      'InvalidParameterValueException',
+      'Client context must be a valid Base64-encoded JSON object.',
+    );
   }
   return header;
 }
 
 /** The payload limit for an invocation type: 6 MB sync, 1 MB Event. */
-export function payloadLimit(type: InvocationType, limits: { syncPayloadBytes: number; asyncPayloadBytes: number }): number {
+export function payloadLimit(
+  type: InvocationType,
+  limits: { syncPayloadBytes: number; asyncPayloadBytes: number },
+): number {
   return type === 'Event' ? limits.asyncPayloadBytes : limits.syncPayloadBytes;
 }
 
 export function requestTooLarge(type: InvocationType, limit: number): GatewayError {
   const operation = type === 'Event' ? 'InvokeAsync' : 'InvokeFunction';
-  return new GatewayError('RequestTooLargeException', `Request must be smaller than ${limit} bytes for the ${operation} operation`);
+  return new GatewayError(
+    'RequestTooLargeException',
+    `Request must be smaller than ${limit} bytes for the ${operation} operation`,
+  );
 }
 
 /**
@@ -110,7 +137,10 @@ export function eventPayload(body: Buffer): Buffer {
     JSON.parse(body.toString('utf8'));
   } catch (error) {
     const detail = error instanceof Error ? error.message : 'invalid JSON';
-    throw new GatewayError('InvalidRequestContentException', `Could not parse request body into json: ${detail}`);
+    throw new GatewayError(
+      'InvalidRequestContentException',
+      `Could not parse request body into json: ${detail}`,
+    );
   }
   return body;
 }

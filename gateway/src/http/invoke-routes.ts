@@ -21,7 +21,12 @@ import {
 
 /** What the Event path hands the async side: it stores the event and resolves once Redis has it. */
 export interface EventQueue {
-  enqueue(request: { functionName: string; qualifier?: string; requestId: string; payload: Buffer }): Promise<void>;
+  enqueue(request: {
+    functionName: string;
+    qualifier?: string;
+    requestId: string;
+    payload: Buffer;
+  }): Promise<void>;
 }
 
 export interface InvokeRoutesOptions {
@@ -48,9 +53,15 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
   const { invoker, authenticator, metrics } = options;
 
   /** Authenticates, reads and checks the request; returns it ready for the invoker. */
-  async function accept(req: Request, res: Response, reference: FunctionReference, type: InvocationType): Promise<InvokeRequest> {
+  async function accept(
+    req: Request,
+    res: Response,
+    reference: FunctionReference,
+    type: InvocationType,
+  ): Promise<InvokeRequest> {
     const requestId = String(res.locals.requestId);
-    let principal = authenticator.precheck(header(req, 'authorization'));
+    // A Bearer key (or auth off) is settled now; a SigV4 signature needs the body first.
+    const settled = authenticator.precheck(header(req, 'authorization'));
     const limit = payloadLimit(type, options);
     let body: Buffer;
     try {
@@ -59,9 +70,9 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
       if (error instanceof BodyTooLargeError) throw requestTooLarge(type, limit);
       throw error;
     }
-    if (!principal) {
+    if (!settled) {
       const query = req.originalUrl.indexOf('?');
-      principal = await authenticator.verify({
+      await authenticator.verify({
         method: req.method,
         rawPath: query < 0 ? req.originalUrl : req.originalUrl.slice(0, query),
         rawQuery: query < 0 ? '' : req.originalUrl.slice(query + 1),
@@ -107,8 +118,16 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
     }
     if (type === 'Event') {
       invoker.resolve(request);
-      if (!options.events) throw new GatewayError('ServiceException', 'Asynchronous invocation is not available on this gateway.');
-      const event: Parameters<EventQueue['enqueue']>[0] = { functionName: request.functionName, requestId, payload: request.payload };
+      if (!options.events)
+        throw new GatewayError(
+          'ServiceException',
+          'Asynchronous invocation is not available on this gateway.',
+        );
+      const event: Parameters<EventQueue['enqueue']>[0] = {
+        functionName: request.functionName,
+        requestId,
+        payload: request.payload,
+      };
       if (request.qualifier !== undefined) event.qualifier = request.qualifier;
       await options.events.enqueue(event);
       res.writeHead(202, { 'x-amzn-RequestId': requestId, 'Content-Length': 0 }).end();

@@ -16,9 +16,17 @@ export function errorTypeLabel(errorType: string | undefined): string {
 }
 
 /** Whether a call may go to the function now: it must be Active and addressed at `$LATEST`. */
-export function checkInvocable(route: FunctionRoute | undefined, request: Pick<InvokeRequest, 'functionName' | 'qualifier'>, region: string, account: string): FunctionRoute {
+export function checkInvocable(
+  route: FunctionRoute | undefined,
+  request: Pick<InvokeRequest, 'functionName' | 'qualifier'>,
+  region: string,
+  account: string,
+): FunctionRoute {
   if (!route || (request.qualifier !== undefined && request.qualifier !== '$LATEST')) {
-    throw new GatewayError('ResourceNotFoundException', `Function not found: ${functionArn(request.functionName, region, account, request.qualifier)}`);
+    throw new GatewayError(
+      'ResourceNotFoundException',
+      `Function not found: ${functionArn(request.functionName, region, account, request.qualifier)}`,
+    );
   }
   if (route.state !== 'Active') {
     throw new GatewayError(
@@ -71,8 +79,10 @@ export class LocalInvoker implements Invoker {
       const outcome: InvocationOutcome = result.functionError ? 'function_error' : 'success';
       metrics.invocations.inc({ function: route.name, mode, outcome });
       metrics.duration.observe({ function: route.name }, (performance.now() - started) / 1000);
-      if (result.initDurationMs !== undefined) metrics.initDuration.observe({ function: route.name }, result.initDurationMs / 1000);
-      if (result.functionError) metrics.errors.inc({ function: route.name, type: errorTypeLabel(result.errorType) });
+      if (result.initDurationMs !== undefined)
+        metrics.initDuration.observe({ function: route.name }, result.initDurationMs / 1000);
+      if (result.functionError)
+        metrics.errors.inc({ function: route.name, type: errorTypeLabel(result.errorType) });
       return result;
     } catch (error) {
       // Unknown names are not labels: anyone can make up unbounded numbers of them.
@@ -82,13 +92,20 @@ export class LocalInvoker implements Invoker {
         metrics.throttles.inc({ function: name, reason: String(error.extra.Reason ?? 'Unknown') });
       } else {
         metrics.invocations.inc({ function: name, mode, outcome: 'error' });
-        metrics.errors.inc({ function: name, type: error instanceof GatewayError ? error.code : 'ServiceException' });
+        metrics.errors.inc({
+          function: name,
+          type: error instanceof GatewayError ? error.code : 'ServiceException',
+        });
       }
       throw error;
     }
   }
 
-  private async admitAndRun(route: FunctionRoute, request: InvokeRequest, signal?: AbortSignal): Promise<InvokeResult> {
+  private async admitAndRun(
+    route: FunctionRoute,
+    request: InvokeRequest,
+    signal?: AbortSignal,
+  ): Promise<InvokeResult> {
     const { leases, accountConcurrency } = this.options;
     const scope = admissionScope(route, accountConcurrency, this.totalReserved());
     const lease = await leases.acquire(scope);
@@ -103,7 +120,11 @@ export class LocalInvoker implements Invoker {
   }
 
   /** Runs the call on an instance; an instance that refuses it or cannot be reached is skipped for another. */
-  private async run(route: FunctionRoute, request: InvokeRequest, signal?: AbortSignal): Promise<InvokeResult> {
+  private async run(
+    route: FunctionRoute,
+    request: InvokeRequest,
+    signal?: AbortSignal,
+  ): Promise<InvokeResult> {
     const { router, shims, region, accountId, logger, coldStartBudgetMs } = this.options;
     const deadlineMs = Date.now() + route.spec.timeoutSeconds * 1000;
     const invokedFunctionArn = functionArn(route.name, region, accountId, request.qualifier);
@@ -120,7 +141,11 @@ export class LocalInvoker implements Invoker {
           ...(request.logTail ? { logTail: true } : {}),
         });
         instance.release();
-        const result: InvokeResult = { payload: answer.payload, executedVersion: '$LATEST', durationMs: answer.durationMs ?? 0 };
+        const result: InvokeResult = {
+          payload: answer.payload,
+          executedVersion: '$LATEST',
+          durationMs: answer.durationMs ?? 0,
+        };
         if (answer.functionError) result.functionError = answer.functionError;
         if (answer.errorType) result.errorType = answer.errorType;
         if (answer.logResult) result.logResult = answer.logResult;
@@ -130,17 +155,28 @@ export class LocalInvoker implements Invoker {
         const retryElsewhere = error instanceof ShimCallError && error.kind !== 'failed';
         instance.release(retryElsewhere);
         if (retryElsewhere) {
-          logger.debug({ instance: instance.endpoint.id, reason: error.message }, 'instance did not take the call, trying another');
+          logger.debug(
+            { instance: instance.endpoint.id, reason: error.message },
+            'instance did not take the call, trying another',
+          );
           continue;
         }
-        logger.warn({ instance: instance.endpoint.id, function: route.name, requestId: request.requestId, err: error }, 'invocation failed on its instance');
-        throw new GatewayError('ServiceException', 'The instance running the function failed during the invocation.');
+        logger.warn(
+          { instance: instance.endpoint.id, function: route.name, requestId: request.requestId, err: error },
+          'invocation failed on its instance',
+        );
+        throw new GatewayError(
+          'ServiceException',
+          'The instance running the function failed during the invocation.',
+        );
       }
     }
   }
 
   private totalReserved(): number {
-    this.reservedTotal ??= this.options.discovery.listFunctions().reduce((sum, f) => sum + (f.spec.concurrency.reserved ?? 0), 0);
+    this.reservedTotal ??= this.options.discovery
+      .listFunctions()
+      .reduce((sum, f) => sum + (f.spec.concurrency.reserved ?? 0), 0);
     return this.reservedTotal;
   }
 }

@@ -70,7 +70,10 @@ export class ShimClient {
       req.on('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         if (error instanceof ShimCallError) return reject(error);
-        if (!answered && (error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH' || error.code === 'ENOTFOUND')) {
+        if (
+          !answered &&
+          (error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH' || error.code === 'ENOTFOUND')
+        ) {
           return reject(new ShimCallError('unreachable', `instance unreachable: ${error.code}`));
         }
         reject(new ShimCallError('failed', `instance connection failed: ${error.code ?? error.message}`));
@@ -86,7 +89,11 @@ export class ShimClient {
           },
           (error: Error) => {
             clearTimeout(timer);
-            reject(error instanceof ShimCallError ? error : new ShimCallError('failed', `instance answer broke off: ${error.message}`));
+            reject(
+              error instanceof ShimCallError
+                ? error
+                : new ShimCallError('failed', `instance answer broke off: ${error.message}`),
+            );
           },
         );
       });
@@ -120,7 +127,10 @@ function toAnswer(res: IncomingMessage, body: Buffer): ShimAnswer | ShimCallErro
     return typeof value === 'string' ? value : undefined;
   };
   if (res.statusCode === 503) {
-    return new ShimCallError('refused', `instance refused the call: ${header(ShimHeaders.errorType) ?? SHIM_UNAVAILABLE}`);
+    return new ShimCallError(
+      'refused',
+      `instance refused the call: ${header(ShimHeaders.errorType) ?? SHIM_UNAVAILABLE}`,
+    );
   }
   if (res.statusCode !== 200) {
     return new ShimCallError('failed', `instance answered ${res.statusCode}`);

@@ -7,11 +7,21 @@ import { GatewayError } from '../core/errors.js';
 import { InstanceRouter, pickInstance, type InstanceSlot } from './router.js';
 
 const spec = (perInstance = 1) => {
-  const result = validateFunctionSpec({ runtime: 'nodejs20.x', code: { inline: { files: {} } }, concurrency: { perInstance } });
+  const result = validateFunctionSpec({
+    runtime: 'nodejs20.x',
+    code: { inline: { files: {} } },
+    concurrency: { perInstance },
+  });
   assert.ok(result.spec);
   return result.spec;
 };
-const route = (perInstance = 1, revision = 'r1'): FunctionRoute => ({ name: 'f', revision, spec: spec(perInstance), state: 'Active', lastModified: '' });
+const route = (perInstance = 1, revision = 'r1'): FunctionRoute => ({
+  name: 'f',
+  revision,
+  spec: spec(perInstance),
+  state: 'Active',
+  lastModified: '',
+});
 const instance = (id: string, over: Partial<InstanceEndpoint> = {}): InstanceEndpoint => ({
   id,
   function: 'f',
@@ -21,10 +31,22 @@ const instance = (id: string, over: Partial<InstanceEndpoint> = {}): InstanceEnd
   draining: false,
   ...over,
 });
-const slot = (id: string, inFlight: number, over: Partial<InstanceEndpoint> = {}): InstanceSlot => ({ endpoint: instance(id, over), inFlight, skipUntil: 0 });
+const slot = (id: string, inFlight: number, over: Partial<InstanceEndpoint> = {}): InstanceSlot => ({
+  endpoint: instance(id, over),
+  inFlight,
+  skipUntil: 0,
+});
 
 test('pickInstance: only ready, non-draining instances of the current revision with room; the busiest first', () => {
-  assert.equal(pickInstance([slot('a', 0, { ready: false }), slot('b', 0, { draining: true }), slot('c', 0, { revision: 'old' })], 'r1', 1, 0), undefined);
+  assert.equal(
+    pickInstance(
+      [slot('a', 0, { ready: false }), slot('b', 0, { draining: true }), slot('c', 0, { revision: 'old' })],
+      'r1',
+      1,
+      0,
+    ),
+    undefined,
+  );
   assert.equal(pickInstance([slot('a', 1), slot('b', 0)], 'r1', 1, 0)?.endpoint.id, 'b');
   assert.equal(pickInstance([slot('a', 1), slot('b', 2), slot('c', 0)], 'r1', 3, 0)?.endpoint.id, 'b');
   assert.equal(pickInstance([{ ...slot('a', 0), skipUntil: 100 }], 'r1', 1, 50), undefined);
@@ -33,7 +55,10 @@ test('pickInstance: only ready, non-draining instances of the current revision w
 test('a call waits for an instance that appears, demand is signalled, peaks are reported', async () => {
   const discovery = new StaticDiscovery();
   const waitingFor: string[] = [];
-  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 2000, onWaiting: (n) => waitingFor.push(n) });
+  const router = new InstanceRouter(discovery, {
+    coldStartBudgetMs: 2000,
+    onWaiting: (n) => waitingFor.push(n),
+  });
   const r = route();
   discovery.setFunction(r);
   const pending = router.lease(r);
@@ -42,7 +67,13 @@ test('a call waits for an instance that appears, demand is signalled, peaks are 
   discovery.setInstances('f', [instance('a')]);
   const lease = await pending;
   assert.equal(lease.endpoint.id, 'a');
-  assert.deepEqual(router.load(true)[0], { name: 'f', inFlight: 1, waiting: 0, peakInFlight: 1, peakWaiting: 1 });
+  assert.deepEqual(router.load(true)[0], {
+    name: 'f',
+    inFlight: 1,
+    waiting: 0,
+    peakInFlight: 1,
+    peakWaiting: 1,
+  });
   lease.release();
   assert.deepEqual(router.load()[0], { name: 'f', inFlight: 0, waiting: 0, peakInFlight: 1, peakWaiting: 0 });
   router.close();
@@ -69,7 +100,11 @@ test('perInstance bounds calls per instance; a released place goes to the first 
 
 test('draining and removed instances take no new calls; a refused instance is skipped for a while', async () => {
   const discovery = new StaticDiscovery();
-  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 100, onWaiting: () => {}, refusedSkipMs: 60_000 });
+  const router = new InstanceRouter(discovery, {
+    coldStartBudgetMs: 100,
+    onWaiting: () => {},
+    refusedSkipMs: 60_000,
+  });
   const r = route();
   discovery.setFunction(r);
   discovery.setInstances('f', [instance('a'), instance('b')]);

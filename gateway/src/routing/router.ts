@@ -15,7 +15,12 @@ export interface InstanceSlot {
  * non-draining instances of the current revision with a free slot qualify; among them the
  * busiest wins, so load packs onto few instances and the others can idle and scale down.
  */
-export function pickInstance(slots: Iterable<InstanceSlot>, revision: string, perInstance: number, now: number): InstanceSlot | undefined {
+export function pickInstance(
+  slots: Iterable<InstanceSlot>,
+  revision: string,
+  perInstance: number,
+  now: number,
+): InstanceSlot | undefined {
   let best: InstanceSlot | undefined;
   for (const slot of slots) {
     if (!isRoutable(slot, revision, now) || slot.inFlight >= perInstance) continue;
@@ -35,9 +40,17 @@ export function isRoutable(slot: InstanceSlot, revision: string, now: number): b
  */
 export function noInstanceError(name: string, budgetMs: number, hadRoutableInstance: boolean): GatewayError {
   if (hadRoutableInstance) {
-    return new GatewayError('TooManyRequestsException', `Rate Exceeded: every instance of ${name} stayed busy for ${budgetMs} ms.`, { Reason: 'ConcurrentInvocationLimitExceeded' }, 1);
+    return new GatewayError(
+      'TooManyRequestsException',
+      `Rate Exceeded: every instance of ${name} stayed busy for ${budgetMs} ms.`,
+      { Reason: 'ConcurrentInvocationLimitExceeded' },
+      1,
+    );
   }
-  return new GatewayError('ResourceNotReadyException', `No instance of function ${name} became ready within ${budgetMs} ms.`);
+  return new GatewayError(
+    'ResourceNotReadyException',
+    `No instance of function ${name} became ready within ${budgetMs} ms.`,
+  );
 }
 
 /** A leased place on an instance; `release` must be called exactly once. */
@@ -115,7 +128,11 @@ export class InstanceRouter {
    * wait; a call that tries several instances passes the same one each time, so its whole
    * search stays within one cold-start budget.
    */
-  lease(route: FunctionRoute, signal?: AbortSignal, waitUntil = Date.now() + this.options.coldStartBudgetMs): Promise<InstanceLease> {
+  lease(
+    route: FunctionRoute,
+    signal?: AbortSignal,
+    waitUntil = Date.now() + this.options.coldStartBudgetMs,
+  ): Promise<InstanceLease> {
     const pool = this.pool(route);
     const slot = pickInstance(pool.slots.values(), route.revision, pool.perInstance, Date.now());
     if (slot) return Promise.resolve(this.take(pool, slot));
@@ -126,7 +143,13 @@ export class InstanceRouter {
   load(resetPeaks = false): FunctionLoad[] {
     const loads: FunctionLoad[] = [];
     for (const [name, pool] of this.pools) {
-      loads.push({ name, inFlight: pool.inFlight, waiting: pool.waiters.length, peakInFlight: pool.peakInFlight, peakWaiting: pool.peakWaiting });
+      loads.push({
+        name,
+        inFlight: pool.inFlight,
+        waiting: pool.waiters.length,
+        peakInFlight: pool.peakInFlight,
+        peakWaiting: pool.peakWaiting,
+      });
       if (resetPeaks) {
         pool.peakInFlight = pool.inFlight;
         pool.peakWaiting = pool.waiters.length;
@@ -210,7 +233,9 @@ export class InstanceRouter {
       const onAbort = () => {
         remove();
         waiter.cleanup();
-        reject(new GatewayError('ServiceException', 'The caller went away while the call waited for an instance.'));
+        reject(
+          new GatewayError('ServiceException', 'The caller went away while the call waited for an instance.'),
+        );
       };
       const timer = setTimeout(() => {
         remove();

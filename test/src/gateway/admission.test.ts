@@ -23,7 +23,8 @@ async function invoke(gateway: RunningGateway, ms: number): Promise<Outcome> {
   return { status: response.status, body: (await response.json()) as Outcome['body'] };
 }
 
-const ran = (outcomes: Outcome[]) => outcomes.filter((o) => o.status === 200).map((o) => o.body as { start: number; end: number });
+const ran = (outcomes: Outcome[]) =>
+  outcomes.filter((o) => o.status === 200).map((o) => o.body as { start: number; end: number });
 
 describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
   let redis: RedisServer;
@@ -35,7 +36,11 @@ describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
   before(async () => {
     redis = await startRedis();
     fixture = new GatewayFixture(redis.url);
-    route = await fixture.addFunction({ name: 'sleeper', source: SLEEPER, spec: { timeoutSeconds: 20, concurrency: { perInstance: LIMIT } } });
+    route = await fixture.addFunction({
+      name: 'sleeper',
+      source: SLEEPER,
+      spec: { timeoutSeconds: 20, concurrency: { perInstance: LIMIT } },
+    });
     // Twice the limit in instance slots: admission, not a lack of instances, is what caps the calls.
     await Promise.all([fixture.addInstance(route), fixture.addInstance(route)]);
     const env = { HEARTH_ACCOUNT_CONCURRENCY: String(LIMIT), HEARTH_LEASE_TTL_MS: String(LEASE_TTL_MS) };
@@ -51,11 +56,14 @@ describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
   });
 
   test('a burst split across both gateways: exactly the limit runs, the rest get 429 with the reason', async () => {
-    const outcomes = await Promise.all(Array.from({ length: 4 * LIMIT }, (_, i) => invoke(i % 2 ? first : second, 1500)));
+    const outcomes = await Promise.all(
+      Array.from({ length: 4 * LIMIT }, (_, i) => invoke(i % 2 ? first : second, 1500)),
+    );
     const statuses = outcomes.map((o) => o.status);
     assert.equal(statuses.filter((s) => s === 200).length, LIMIT, `statuses: ${statuses.join(',')}`);
     assert.equal(statuses.filter((s) => s === 429).length, 3 * LIMIT);
-    for (const o of outcomes.filter((x) => x.status === 429)) assert.equal((o.body as { Reason?: string }).Reason, 'ConcurrentInvocationLimitExceeded');
+    for (const o of outcomes.filter((x) => x.status === 429))
+      assert.equal((o.body as { Reason?: string }).Reason, 'ConcurrentInvocationLimitExceeded');
     assert.equal(maxOverlap(ran(outcomes)), LIMIT);
   });
 
@@ -74,7 +82,11 @@ describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
     assert.ok(maxOverlap(ran(outcomes)) <= LIMIT);
     const grown = (await second.residentBytes()) - before;
     assert.ok(grown < 64 * 1024 * 1024, `the gateway grew by ${Math.round(grown / 1048576)} MB`);
-    await waitFor(async () => (await fixture.redis.zcard(UNRESERVED_LEASES)) === 0, 2000, 'every lease is given back after the load');
+    await waitFor(
+      async () => (await fixture.redis.zcard(UNRESERVED_LEASES)) === 0,
+      2000,
+      'every lease is given back after the load',
+    );
   });
 
   test('calls running longer than the lease TTL keep their slots (leases are renewed)', async () => {
@@ -89,13 +101,21 @@ describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
 
   test('a gateway killed with -9 gives its slots back once its leases expire', async () => {
     const doomed = Array.from({ length: LIMIT }, () => invoke(first, 8000).catch(() => undefined));
-    await waitFor(async () => (await fixture.redis.zcard(UNRESERVED_LEASES)) === LIMIT, 5000, 'the first gateway holds every slot');
+    await waitFor(
+      async () => (await fixture.redis.zcard(UNRESERVED_LEASES)) === LIMIT,
+      5000,
+      'the first gateway holds every slot',
+    );
     await first.process.stop('SIGKILL');
     void Promise.all(doomed);
     const killedAt = Date.now();
     assert.equal((await invoke(second, 0)).status, 429, 'the dead gateway still holds its slots');
     // Expired leases are dropped by the next admission, so ask the way a caller would.
-    await waitFor(async () => (await invoke(second, 0)).status === 200, LEASE_TTL_MS + 2000, 'the leases expired');
+    await waitFor(
+      async () => (await invoke(second, 0)).status === 200,
+      LEASE_TTL_MS + 2000,
+      'the leases expired',
+    );
     assert.ok(Date.now() - killedAt >= LEASE_TTL_MS / 3, 'not given back before expiry');
     const outcomes = await Promise.all(Array.from({ length: LIMIT }, () => invoke(second, 300)));
     assert.deepEqual(

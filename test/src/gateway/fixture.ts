@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { RedisKeys, ShimEnv, validateFunctionSpec, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
+import {
+  RedisKeys,
+  ShimEnv,
+  validateFunctionSpec,
+  type FunctionRoute,
+  type InstanceEndpoint,
+} from '@hearth/api';
 import { freePort, startProcess, type RunningProcess } from '../harness/index.js';
 
 const SHIM_MAIN = fileURLToPath(import.meta.resolve('@hearth/runtime-shim/main'));
@@ -45,18 +51,38 @@ export class GatewayFixture {
   }
 
   async addFunction(fn: TestFunction, revision = 'r1'): Promise<FunctionRoute> {
-    const result = validateFunctionSpec({ runtime: 'nodejs20.x', handler: 'index.handler', code: { inline: { files: { 'index.mjs': fn.source } } }, ...fn.spec });
+    const result = validateFunctionSpec({
+      runtime: 'nodejs20.x',
+      handler: 'index.handler',
+      code: { inline: { files: { 'index.mjs': fn.source } } },
+      ...fn.spec,
+    });
     if (!result.spec) throw new Error(`bad test spec: ${JSON.stringify(result.problems)}`);
-    const route: FunctionRoute = { name: fn.name, revision, spec: result.spec, state: 'Active', lastModified: new Date().toISOString() };
-    await this.redis.multi().set(RedisKeys.function(fn.name), JSON.stringify(route)).sadd(RedisKeys.functions, fn.name).publish(RedisKeys.registryChannel, fn.name).exec();
+    const route: FunctionRoute = {
+      name: fn.name,
+      revision,
+      spec: result.spec,
+      state: 'Active',
+      lastModified: new Date().toISOString(),
+    };
+    await this.redis
+      .multi()
+      .set(RedisKeys.function(fn.name), JSON.stringify(route))
+      .sadd(RedisKeys.functions, fn.name)
+      .publish(RedisKeys.registryChannel, fn.name)
+      .exec();
     return route;
   }
 
   /** Starts a shim for the route and registers it as a ready instance. */
-  async addInstance(route: FunctionRoute, id = `${route.name}-${Math.random().toString(36).slice(2, 8)}`): Promise<RunningInstance> {
+  async addInstance(
+    route: FunctionRoute,
+    id = `${route.name}-${Math.random().toString(36).slice(2, 8)}`,
+  ): Promise<RunningInstance> {
     const codeDir = await mkdtemp(join(tmpdir(), 'hearth-gw-fn-'));
     this.cleanups.push(() => rm(codeDir, { recursive: true, force: true }));
-    for (const [file, content] of Object.entries(route.spec.code.inline?.files ?? {})) await writeFile(join(codeDir, file), content);
+    for (const [file, content] of Object.entries(route.spec.code.inline?.files ?? {}))
+      await writeFile(join(codeDir, file), content);
     const port = await freePort();
     const process = await startProcess({
       name: `shim:${id}`,
@@ -81,17 +107,32 @@ export class GatewayFixture {
       readyTimeoutMs: 60_000,
     });
     this.cleanups.push(() => process.stop('SIGKILL'));
-    const endpoint: InstanceEndpoint = { id, function: route.name, revision: route.revision, url: `http://127.0.0.1:${port}`, ready: true, draining: false };
+    const endpoint: InstanceEndpoint = {
+      id,
+      function: route.name,
+      revision: route.revision,
+      url: `http://127.0.0.1:${port}`,
+      ready: true,
+      draining: false,
+    };
     await this.setInstance(endpoint);
     return { endpoint, process };
   }
 
   async setInstance(endpoint: InstanceEndpoint): Promise<void> {
-    await this.redis.multi().hset(RedisKeys.instances(endpoint.function), endpoint.id, JSON.stringify(endpoint)).publish(RedisKeys.registryChannel, endpoint.function).exec();
+    await this.redis
+      .multi()
+      .hset(RedisKeys.instances(endpoint.function), endpoint.id, JSON.stringify(endpoint))
+      .publish(RedisKeys.registryChannel, endpoint.function)
+      .exec();
   }
 
   async removeInstance(endpoint: InstanceEndpoint): Promise<void> {
-    await this.redis.multi().hdel(RedisKeys.instances(endpoint.function), endpoint.id).publish(RedisKeys.registryChannel, endpoint.function).exec();
+    await this.redis
+      .multi()
+      .hdel(RedisKeys.instances(endpoint.function), endpoint.id)
+      .publish(RedisKeys.registryChannel, endpoint.function)
+      .exec();
   }
 
   /** A gateway process (`gateway/dist/main.js`) with auth on, on a free port. */

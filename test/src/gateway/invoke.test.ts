@@ -39,12 +39,19 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
     const echo = await fixture.addFunction({ name: 'echo', source: ECHO });
     const fails = await fixture.addFunction({ name: 'fails', source: FAILS });
     await fixture.addFunction({ name: 'blocked', source: ECHO, spec: { concurrency: { reserved: 0 } } });
-    await fixture.addFunction({ name: 'pending', source: ECHO }).then((route) =>
-      fixture.redis.set(`hearth:fn:pending`, JSON.stringify({ ...route, state: 'Pending' })),
-    );
+    await fixture
+      .addFunction({ name: 'pending', source: ECHO })
+      .then((route) =>
+        fixture.redis.set(`hearth:fn:pending`, JSON.stringify({ ...route, state: 'Pending' })),
+      );
     await Promise.all([fixture.addInstance(echo), fixture.addInstance(fails)]);
     gateway = await fixture.startGateway();
-    lambda = new LambdaClient({ endpoint: gateway.url, region: 'us-east-1', credentials: ACCESS_KEY, maxAttempts: 1 });
+    lambda = new LambdaClient({
+      endpoint: gateway.url,
+      region: 'us-east-1',
+      credentials: ACCESS_KEY,
+      maxAttempts: 1,
+    });
   });
 
   after(async () => {
@@ -55,7 +62,13 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
 
   test('sync invoke by name, by ARN and with a qualifier returns the result and Lambda headers', async () => {
     const clientContext = Buffer.from(JSON.stringify({ custom: { who: 'test' } })).toString('base64');
-    const out = await lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{"hello":"world"}'), ClientContext: clientContext }));
+    const out = await lambda.send(
+      new InvokeCommand({
+        FunctionName: 'echo',
+        Payload: Buffer.from('{"hello":"world"}'),
+        ClientContext: clientContext,
+      }),
+    );
     assert.equal(out.StatusCode, 200);
     assert.equal(out.ExecutedVersion, '$LATEST');
     assert.equal(out.FunctionError, undefined);
@@ -64,16 +77,26 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
     assert.equal(body.requestId, out.$metadata.requestId, 'the function sees the request id the caller gets');
     assert.deepEqual(body.clientContext?.custom ?? body.clientContext?.Custom, { who: 'test' });
 
-    const byArn = await lambda.send(new InvokeCommand({ FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:echo', Qualifier: '$LATEST', Payload: Buffer.from('[1]') }));
+    const byArn = await lambda.send(
+      new InvokeCommand({
+        FunctionName: 'arn:aws:lambda:us-east-1:000000000000:function:echo',
+        Qualifier: '$LATEST',
+        Payload: Buffer.from('[1]'),
+      }),
+    );
     assert.deepEqual(JSON.parse(Buffer.from(byArn.Payload!).toString()).event, [1]);
-    const partial = await lambda.send(new InvokeCommand({ FunctionName: 'echo:$LATEST', Payload: Buffer.from('2') }));
+    const partial = await lambda.send(
+      new InvokeCommand({ FunctionName: 'echo:$LATEST', Payload: Buffer.from('2') }),
+    );
     assert.equal(JSON.parse(Buffer.from(partial.Payload!).toString()).event, 2);
   });
 
   test('DryRun answers 204 without running; Tail returns the invocation log', async () => {
     const dry = await lambda.send(new InvokeCommand({ FunctionName: 'echo', InvocationType: 'DryRun' }));
     assert.equal(dry.StatusCode, 204);
-    const tail = await lambda.send(new InvokeCommand({ FunctionName: 'echo', LogType: 'Tail', Payload: Buffer.from('{}') }));
+    const tail = await lambda.send(
+      new InvokeCommand({ FunctionName: 'echo', LogType: 'Tail', Payload: Buffer.from('{}') }),
+    );
     const log = Buffer.from(tail.LogResult!, 'base64').toString();
     assert.match(log, new RegExp(`hello-from-echo ${tail.$metadata.requestId}`));
     assert.match(log, /REPORT RequestId:/);
@@ -89,30 +112,51 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
   });
 
   test('unknown function 404, too large 413, reserved 0 429: the SDK typed errors', async () => {
-    await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'nope', Payload: Buffer.from('{}') })), (error: unknown) => {
-      assert.ok(error instanceof ResourceNotFoundException);
-      assert.equal(error.message, 'Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope');
-      return true;
-    });
+    await assert.rejects(
+      lambda.send(new InvokeCommand({ FunctionName: 'nope', Payload: Buffer.from('{}') })),
+      (error: unknown) => {
+        assert.ok(error instanceof ResourceNotFoundException);
+        assert.equal(
+          error.message,
+          'Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope',
+        );
+        return true;
+      },
+    );
     const big = Buffer.from(JSON.stringify({ data: 'x'.repeat(6_291_456) }));
-    await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: big })), (error: unknown) => {
-      assert.ok(error instanceof RequestTooLargeException, String(error));
-      assert.equal(error.$metadata.httpStatusCode, 413);
-      return true;
-    });
-    await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'blocked', Payload: Buffer.from('{}') })), (error: unknown) => {
-      assert.ok(error instanceof TooManyRequestsException, String(error));
-      assert.equal(error.Reason, 'ReservedFunctionConcurrentInvocationLimitExceeded');
-      assert.equal(error.$metadata.httpStatusCode, 429);
-      return true;
-    });
+    await assert.rejects(
+      lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: big })),
+      (error: unknown) => {
+        assert.ok(error instanceof RequestTooLargeException, String(error));
+        assert.equal(error.$metadata.httpStatusCode, 413);
+        return true;
+      },
+    );
+    await assert.rejects(
+      lambda.send(new InvokeCommand({ FunctionName: 'blocked', Payload: Buffer.from('{}') })),
+      (error: unknown) => {
+        assert.ok(error instanceof TooManyRequestsException, String(error));
+        assert.equal(error.Reason, 'ReservedFunctionConcurrentInvocationLimitExceeded');
+        assert.equal(error.$metadata.httpStatusCode, 429);
+        return true;
+      },
+    );
   });
 
   test('Event answers 202 at once and the event then runs on the async side', async () => {
-    const out = await lambda.send(new InvokeCommand({ FunctionName: 'echo', InvocationType: 'Event', Payload: Buffer.from('{"async":true}') }));
+    const out = await lambda.send(
+      new InvokeCommand({
+        FunctionName: 'echo',
+        InvocationType: 'Event',
+        Payload: Buffer.from('{"async":true}'),
+      }),
+    );
     assert.equal(out.StatusCode, 202);
     const big = Buffer.from(JSON.stringify({ data: 'x'.repeat(1_048_576) }));
-    await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'echo', InvocationType: 'Event', Payload: big })), RequestTooLargeException);
+    await assert.rejects(
+      lambda.send(new InvokeCommand({ FunctionName: 'echo', InvocationType: 'Event', Payload: big })),
+      RequestTooLargeException,
+    );
     const deadline = Date.now() + 10_000;
     for (;;) {
       const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
@@ -123,37 +167,78 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
   });
 
   test('bad input and state: non-JSON 400, a Pending function 409', async () => {
-    const notJson = await fetch(`${gateway.url}/2015-03-31/functions/echo/invocations`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: '{oops' });
+    const notJson = await fetch(`${gateway.url}/2015-03-31/functions/echo/invocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: '{oops',
+    });
     assert.equal(notJson.status, 400);
     assert.equal(notJson.headers.get('x-amzn-errortype'), 'InvalidRequestContentException');
-    assert.match(((await notJson.json()) as { message: string }).message, /Could not parse request body into json/);
-    const pending = await fetch(`${gateway.url}/2015-03-31/functions/pending/invocations`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: '{}' });
+    assert.match(
+      ((await notJson.json()) as { message: string }).message,
+      /Could not parse request body into json/,
+    );
+    const pending = await fetch(`${gateway.url}/2015-03-31/functions/pending/invocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: '{}',
+    });
     assert.equal(pending.status, 409);
     assert.equal(pending.headers.get('x-amzn-errortype'), 'ResourceConflictException');
   });
 
   test('auth: a wrong secret is 403 InvalidSignatureException, no credentials 403, a Bearer key works', async () => {
-    const wrong = new LambdaClient({ endpoint: gateway.url, region: 'us-east-1', credentials: { ...ACCESS_KEY, secretAccessKey: 'wrong' }, maxAttempts: 1 });
-    await assert.rejects(wrong.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{}') })), (error: Error & { $metadata?: { httpStatusCode?: number } }) => {
-      assert.equal(error.name, 'InvalidSignatureException');
-      assert.equal(error.$metadata?.httpStatusCode, 403);
-      return true;
+    const wrong = new LambdaClient({
+      endpoint: gateway.url,
+      region: 'us-east-1',
+      credentials: { ...ACCESS_KEY, secretAccessKey: 'wrong' },
+      maxAttempts: 1,
     });
+    await assert.rejects(
+      wrong.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{}') })),
+      (error: Error & { $metadata?: { httpStatusCode?: number } }) => {
+        assert.equal(error.name, 'InvalidSignatureException');
+        assert.equal(error.$metadata?.httpStatusCode, 403);
+        return true;
+      },
+    );
     wrong.destroy();
-    const unknownKey = new LambdaClient({ endpoint: gateway.url, region: 'us-east-1', credentials: { accessKeyId: 'AKIDOTHER', secretAccessKey: 'x' }, maxAttempts: 1 });
-    await assert.rejects(unknownKey.send(new InvokeCommand({ FunctionName: 'echo' })), { name: 'UnrecognizedClientException' });
+    const unknownKey = new LambdaClient({
+      endpoint: gateway.url,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDOTHER', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    });
+    await assert.rejects(unknownKey.send(new InvokeCommand({ FunctionName: 'echo' })), {
+      name: 'UnrecognizedClientException',
+    });
     unknownKey.destroy();
 
-    const anonymous = await fetch(`${gateway.url}/2015-03-31/functions/echo/invocations`, { method: 'POST', body: '{}' });
+    const anonymous = await fetch(`${gateway.url}/2015-03-31/functions/echo/invocations`, {
+      method: 'POST',
+      body: '{}',
+    });
     assert.equal(anonymous.status, 403);
     assert.equal(anonymous.headers.get('x-amzn-errortype'), 'AccessDeniedException');
-    const badBearer = await fetch(`${gateway.url}/function/echo`, { method: 'POST', headers: { authorization: 'Bearer nope' }, body: '{}' });
+    const badBearer = await fetch(`${gateway.url}/function/echo`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer nope' },
+      body: '{}',
+    });
     assert.equal(badBearer.status, 403);
 
-    const ok = await fetch(`${gateway.url}/function/echo`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: '{"via":"curl"}' });
+    const ok = await fetch(`${gateway.url}/function/echo`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: '{"via":"curl"}',
+    });
     assert.equal(ok.status, 200);
     assert.deepEqual(((await ok.json()) as { event: unknown }).event, { via: 'curl' });
-    const failed = await fetch(`${gateway.url}/function/fails`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: '{}' });
+    const failed = await fetch(`${gateway.url}/function/fails`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: '{}',
+    });
     assert.equal(failed.status, 500, 'the curl route shows a function error as a 500');
     assert.equal(((await failed.json()) as { errorType: string }).errorType, 'TypeError');
 
@@ -173,12 +258,23 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
         setTimeout(() => socket.destroy(), hangUpAfterMs);
       });
     assert.match(await send('NOT HTTP AT ALL\r\n\r\n', 2000), /^HTTP\/1\.1 400/);
-    assert.match(await send('POST /function/echo HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 2000), /^HTTP\/1\.1 400/);
+    assert.match(
+      await send('POST /function/echo HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 2000),
+      /^HTTP\/1\.1 400/,
+    );
     // A body promised but never finished, and a call whose caller leaves while it runs.
-    await send(`POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 1000\r\n\r\n{"a":`, 200);
-    await send(`POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 2\r\n\r\n{}`, 5);
+    await send(
+      `POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 1000\r\n\r\n{"a":`,
+      200,
+    );
+    await send(
+      `POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 2\r\n\r\n{}`,
+      5,
+    );
     assert.equal((await fetch(`${gateway.url}/healthz`)).status, 200);
-    const after = await lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{"still":"here"}') }));
+    const after = await lambda.send(
+      new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{"still":"here"}') }),
+    );
     assert.deepEqual(JSON.parse(Buffer.from(after.Payload!).toString()).event, { still: 'here' });
   });
 
@@ -188,7 +284,19 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
       const outFile = join(dir, 'out.json');
       const { stdout } = await run(
         '/usr/bin/aws',
-        ['lambda', 'invoke', '--endpoint-url', gateway.url, '--function-name', 'echo', '--cli-binary-format', 'raw-in-base64-out', '--payload', '{"from":"cli"}', outFile],
+        [
+          'lambda',
+          'invoke',
+          '--endpoint-url',
+          gateway.url,
+          '--function-name',
+          'echo',
+          '--cli-binary-format',
+          'raw-in-base64-out',
+          '--payload',
+          '{"from":"cli"}',
+          outFile,
+        ],
         {
           env: {
             PATH: process.env.PATH,
@@ -215,14 +323,20 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
     const text = await (await fetch(`${gateway.url}/metrics`)).text();
     assert.match(text, /hearth_invocations_total\{function="echo",mode="sync",outcome="success"\} \d+/);
     assert.match(text, /hearth_invocations_total\{function="fails",mode="sync",outcome="function_error"\} 2/);
-    assert.match(text, /hearth_throttles_total\{function="blocked",reason="ReservedFunctionConcurrentInvocationLimitExceeded"\} 1/);
+    assert.match(
+      text,
+      /hearth_throttles_total\{function="blocked",reason="ReservedFunctionConcurrentInvocationLimitExceeded"\} 1/,
+    );
     assert.match(text, /hearth_invocation_duration_seconds_bucket\{le="900",function="echo"\}/);
     assert.match(text, /hearth_init_duration_seconds_count\{function="echo"\} 1/);
     assert.match(text, /hearth_instances\{function="echo",state="idle"\} 1/);
     const dir = await mkdtemp(join(tmpdir(), 'hearth-promtool-'));
     try {
       await writeFile(join(dir, 'metrics.txt'), text);
-      const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${join(dir, 'metrics.txt')}`]).catch((error: { stdout: string; stderr: string }) => {
+      const { stdout, stderr } = await run('sh', [
+        '-c',
+        `promtool check metrics < ${join(dir, 'metrics.txt')}`,
+      ]).catch((error: { stdout: string; stderr: string }) => {
         assert.fail(`promtool found problems:\n${error.stdout}${error.stderr}`);
       });
       assert.equal(stdout + stderr, '');

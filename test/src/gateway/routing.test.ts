@@ -20,7 +20,11 @@ async function invoke(gateway: RunningGateway, name: string, ms = 0) {
     headers: { authorization: `Bearer ${API_KEY}` },
     body: JSON.stringify({ ms }),
   });
-  return { status: response.status, errorType: response.headers.get('x-amzn-errortype'), body: (await response.json()) as { pid?: number; message?: string } };
+  return {
+    status: response.status,
+    errorType: response.headers.get('x-amzn-errortype'),
+    body: (await response.json()) as { pid?: number; message?: string },
+  };
 }
 
 describe('routing to instances: cold-start hold, demand, draining, instances that vanish or die', () => {
@@ -52,7 +56,9 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     try {
       const call = invoke(gateway, 'cold');
       await waitFor(() => wakeUps.includes('cold'), 2000, 'a wake-up on the demand channel');
-      const report = JSON.parse((await fixture.redis.hget(RedisKeys.demand('cold'), 'gw-test'))!) as DemandReport;
+      const report = JSON.parse(
+        (await fixture.redis.hget(RedisKeys.demand('cold'), 'gw-test'))!,
+      ) as DemandReport;
       assert.equal(report.waiting, 1);
       assert.ok(Date.now() - report.at < 2000);
       await fixture.addInstance(route);
@@ -103,7 +109,11 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     test('an instance that refuses (503, shutting down) or cannot be reached is skipped for another', async () => {
       // a is busy with a call the gateway does not know about, then told to shut down: it drains,
       // refusing new calls with 503, while the registry still calls it ready.
-      const direct = fetch(`${a.endpoint.url}/invoke`, { method: 'POST', headers: { 'x-hearth-request-id': 'direct-1' }, body: JSON.stringify({ ms: 2000 }) });
+      const direct = fetch(`${a.endpoint.url}/invoke`, {
+        method: 'POST',
+        headers: { 'x-hearth-request-id': 'direct-1' },
+        body: JSON.stringify({ ms: 2000 }),
+      });
       await sleep(200);
       a.process.child.kill('SIGTERM');
       await sleep(100);
