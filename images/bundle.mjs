@@ -29,10 +29,19 @@ function copyPackage(from, to, own) {
   if (own) {
     cpSync(join(from, 'package.json'), join(to, 'package.json'));
     for (const dir of ['dist', 'runtimes']) {
-      if (existsSync(join(from, dir))) cpSync(join(from, dir), join(to, dir), { recursive: true, filter: (s) => !/\.(tsbuildinfo|test\.js|test\.js\.map|test\.d\.ts)$/.test(s) && !/__pycache__/.test(s) });
+      if (existsSync(join(from, dir)))
+        cpSync(join(from, dir), join(to, dir), {
+          recursive: true,
+          filter: (s) =>
+            !/\.(tsbuildinfo|test\.js|test\.js\.map|test\.d\.ts)$/.test(s) && !/__pycache__/.test(s),
+        });
     }
   } else {
-    cpSync(from, to, { recursive: true, dereference: true, filter: (s) => !s.slice(from.length).includes('/node_modules/') && !skip(s.slice(from.length)) });
+    cpSync(from, to, {
+      recursive: true,
+      dereference: true,
+      filter: (s) => !s.slice(from.length).includes('/node_modules/') && !skip(s.slice(from.length)),
+    });
   }
 }
 
