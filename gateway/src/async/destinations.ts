@@ -30,7 +30,12 @@ export interface DeliverySettings {
   streamMaxLength: number;
 }
 
-export const DEFAULT_DELIVERY: DeliverySettings = { attempts: 5, backoffMs: 1000, httpTimeoutMs: 10_000, streamMaxLength: 100_000 };
+export const DEFAULT_DELIVERY: DeliverySettings = {
+  attempts: 5,
+  backoffMs: 1000,
+  httpTimeoutMs: 10_000,
+  streamMaxLength: 100_000,
+};
 
 export function destinationKindOf(destination: Destination): 'function' | 'url' | 'stream' {
   if (destination.function) return 'function';
@@ -91,7 +96,8 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Worker<Deli
         });
       } catch (error) {
         // A missing function or a refused payload will not change by retrying; a 429 or 500 may.
-        if (error instanceof GatewayError && error.status !== 429 && error.status < 500) throw new UnrecoverableError(error.message);
+        if (error instanceof GatewayError && error.status !== 429 && error.status < 500)
+          throw new UnrecoverableError(error.message);
         throw error;
       }
     } else if (destination.url) {
@@ -125,7 +131,12 @@ export function startDeliveryWorker(options: DeliveryWorkerOptions): Worker<Deli
     if (!job) return;
     const final = error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
     metrics?.destinationDeliveries.inc(labels(job, final ? 'failed' : 'retried'));
-    const context = { function: job.data.sourceFunction, destination: job.data.kind, requestId: job.data.record.requestContext.requestId, err: error };
+    const context = {
+      function: job.data.sourceFunction,
+      destination: job.data.kind,
+      requestId: job.data.record.requestContext.requestId,
+      err: error,
+    };
     if (final) logger.error(context, 'gave up delivering a destination record');
     else logger.warn(context, 'destination delivery failed; will try again');
   });

@@ -53,7 +53,10 @@ function pageLimit(raw: unknown): number {
   if (raw === undefined) return DEFAULT_PAGE;
   const limit = Number(raw);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-    throw new GatewayError('InvalidParameterValueException', `limit must be an integer from 1 to ${MAX_PAGE}`);
+    throw new GatewayError(
+      'InvalidParameterValueException',
+      `limit must be an integer from 1 to ${MAX_PAGE}`,
+    );
   }
   return limit;
 }

@@ -7,7 +7,10 @@ import { parseDeadLetter, type DeadLetter } from './records.js';
 
 /** A function's dead-letter queue: a Redis stream of discarded async events. */
 export interface DeadLetterQueue {
-  list(functionName: string, page: { limit: number; after?: string }): Promise<{ items: DeadLetter[]; nextToken?: string }>;
+  list(
+    functionName: string,
+    page: { limit: number; after?: string },
+  ): Promise<{ items: DeadLetter[]; nextToken?: string }>;
   get(functionName: string, id: string): Promise<DeadLetter>;
   size(functionName: string): Promise<number>;
   /** Runs a dead letter again as a new async event (a new request id), then removes it. */
@@ -25,10 +28,12 @@ export function createDeadLetterQueue(connection: Redis, queue: AsyncQueue): Dea
   const key = RedisKeys.dlq;
 
   async function get(functionName: string, id: string): Promise<DeadLetter> {
-    if (!STREAM_ID.test(id)) throw new GatewayError('InvalidParameterValueException', `not a dead-letter id: ${id}`);
+    if (!STREAM_ID.test(id))
+      throw new GatewayError('InvalidParameterValueException', `not a dead-letter id: ${id}`);
     const entries = await connection.xrange(key(functionName), id, id);
     const entry = entries[0];
-    if (!entry) throw new GatewayError('ResourceNotFoundException', `Dead letter not found: ${functionName} ${id}`);
+    if (!entry)
+      throw new GatewayError('ResourceNotFoundException', `Dead letter not found: ${functionName} ${id}`);
     return parseDeadLetter(entry[0], entry[1]);
   }
 

@@ -1,5 +1,12 @@
 /** The gateway's async side: the Event queue, its workers, dead letters and destinations. */
-export { createAsyncQueue, DEFAULT_BACKLOG_LIMITS, type AsyncQueue, type AsyncQueueOptions, type BacklogLimits, type EnqueueRequest } from './queue.js';
+export {
+  createAsyncQueue,
+  DEFAULT_BACKLOG_LIMITS,
+  type AsyncQueue,
+  type AsyncQueueOptions,
+  type BacklogLimits,
+  type EnqueueRequest,
+} from './queue.js';
 export { startWorkers, type AsyncWorkers, type AsyncWorkersOptions } from './workers.js';
 export { createDeadLetterQueue, type DeadLetterQueue } from './dlq.js';
 export { createDlqRouter } from './dlq-router.js';

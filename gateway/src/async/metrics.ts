@@ -30,43 +30,71 @@ function once<T>(registry: Registry, name: string, create: () => T): T {
 export function asyncMetrics(registry: Registry): AsyncMetrics {
   const registers = [registry];
   return {
-    enqueued: once(registry, 'hearth_async_events_enqueued_total', () =>
-      new Counter({ name: 'hearth_async_events_enqueued_total', help: 'Async events accepted (202)', labelNames: ['function'], registers }),
+    enqueued: once(
+      registry,
+      'hearth_async_events_enqueued_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_events_enqueued_total',
+          help: 'Async events accepted (202)',
+          labelNames: ['function'],
+          registers,
+        }),
     ),
-    rejected: once(registry, 'hearth_async_events_rejected_total', () =>
-      new Counter({
-        name: 'hearth_async_events_rejected_total',
-        help: 'Async events refused because the backlog was over its limit (429)',
-        labelNames: ['function', 'reason'],
-        registers,
-      }),
+    rejected: once(
+      registry,
+      'hearth_async_events_rejected_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_events_rejected_total',
+          help: 'Async events refused because the backlog was over its limit (429)',
+          labelNames: ['function', 'reason'],
+          registers,
+        }),
     ),
-    retries: once(registry, 'hearth_async_retries_total', () =>
-      new Counter({
-        name: 'hearth_async_retries_total',
-        help: 'Async events scheduled to run again, by reason (function_error uses an attempt; throttle and system_error do not)',
-        labelNames: ['function', 'reason'],
-        registers,
-      }),
+    retries: once(
+      registry,
+      'hearth_async_retries_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_retries_total',
+          help: 'Async events scheduled to run again, by reason (function_error uses an attempt; throttle and system_error do not)',
+          labelNames: ['function', 'reason'],
+          registers,
+        }),
     ),
-    deadLettered: once(registry, 'hearth_async_dead_lettered_total', () =>
-      new Counter({
-        name: 'hearth_async_dead_lettered_total',
-        help: 'Async events discarded to the dead-letter queue, by condition',
-        labelNames: ['function', 'condition'],
-        registers,
-      }),
+    deadLettered: once(
+      registry,
+      'hearth_async_dead_lettered_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_dead_lettered_total',
+          help: 'Async events discarded to the dead-letter queue, by condition',
+          labelNames: ['function', 'condition'],
+          registers,
+        }),
     ),
-    completed: once(registry, 'hearth_async_events_succeeded_total', () =>
-      new Counter({ name: 'hearth_async_events_succeeded_total', help: 'Async events whose invocation succeeded', labelNames: ['function'], registers }),
+    completed: once(
+      registry,
+      'hearth_async_events_succeeded_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_events_succeeded_total',
+          help: 'Async events whose invocation succeeded',
+          labelNames: ['function'],
+          registers,
+        }),
     ),
-    destinationDeliveries: once(registry, 'hearth_async_destination_deliveries_total', () =>
-      new Counter({
-        name: 'hearth_async_destination_deliveries_total',
-        help: 'Destination deliveries by outcome (delivered, retried, failed)',
-        labelNames: ['function', 'destination', 'kind', 'outcome'],
-        registers,
-      }),
+    destinationDeliveries: once(
+      registry,
+      'hearth_async_destination_deliveries_total',
+      () =>
+        new Counter({
+          name: 'hearth_async_destination_deliveries_total',
+          help: 'Destination deliveries by outcome (delivered, retried, failed)',
+          labelNames: ['function', 'destination', 'kind', 'outcome'],
+          registers,
+        }),
     ),
   };
 }
@@ -95,7 +123,15 @@ export function registerBacklogGauges(registry: Registry, snapshot: () => Promis
         }
       },
     });
-  gauge('hearth_async_queue_depth', 'Async events accepted and not yet finished (waiting, delayed or running)', (s) => s.depth);
-  gauge('hearth_async_oldest_event_age_seconds', 'Age of the oldest async event waiting to run', (s) => s.oldestAgeSeconds);
-  gauge('hearth_async_dlq_size', 'Entries in the function\'s dead-letter queue', (s) => s.deadLetters);
+  gauge(
+    'hearth_async_queue_depth',
+    'Async events accepted and not yet finished (waiting, delayed or running)',
+    (s) => s.depth,
+  );
+  gauge(
+    'hearth_async_oldest_event_age_seconds',
+    'Age of the oldest async event waiting to run',
+    (s) => s.oldestAgeSeconds,
+  );
+  gauge('hearth_async_dlq_size', "Entries in the function's dead-letter queue", (s) => s.deadLetters);
 }

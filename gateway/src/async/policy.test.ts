@@ -37,7 +37,11 @@ test('a function error is retried after 1 minute, then 2 minutes, then dead-lett
 });
 
 test('maxRetryAttempts 0 dead-letters on the first function error', () => {
-  const step = nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 0 }, { ...lambda, maxRetryAttempts: 0 });
+  const step = nextStep(
+    { kind: 'functionError' },
+    { functionErrors: 1, requeues: 0, ageMs: 0 },
+    { ...lambda, maxRetryAttempts: 0 },
+  );
   assert.deepEqual(step, { action: 'deadLetter', condition: 'RetriesExhausted' });
 });
 
@@ -58,11 +62,17 @@ test('backoff is capped and stays finite for huge counts', () => {
 
 test('a retry that would run after the maximum age dead-letters the event now as EventAgeExceeded', () => {
   const policy = { ...lambda, maxEventAgeSeconds: 90 };
-  assert.deepEqual(nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 31_000 }, policy), {
-    action: 'deadLetter',
-    condition: 'EventAgeExceeded',
-  });
-  assert.equal(nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 29_000 }, policy).action, 'retry');
+  assert.deepEqual(
+    nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 31_000 }, policy),
+    {
+      action: 'deadLetter',
+      condition: 'EventAgeExceeded',
+    },
+  );
+  assert.equal(
+    nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 29_000 }, policy).action,
+    'retry',
+  );
   assert.deepEqual(nextStep({ kind: 'requeue' }, { functionErrors: 0, requeues: 9, ageMs: 89_000 }, policy), {
     action: 'deadLetter',
     condition: 'EventAgeExceeded',
@@ -77,7 +87,9 @@ test('a rejected call (unknown function, refused payload) is not retried', () =>
 });
 
 test('success ends the event', () => {
-  assert.deepEqual(nextStep({ kind: 'success' }, { functionErrors: 1, requeues: 3, ageMs: 0 }, lambda), { action: 'succeed' });
+  assert.deepEqual(nextStep({ kind: 'success' }, { functionErrors: 1, requeues: 3, ageMs: 0 }, lambda), {
+    action: 'succeed',
+  });
 });
 
 test('retry delays repeat the last configured one past the end of the list', () => {

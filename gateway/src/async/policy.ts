@@ -78,13 +78,18 @@ export function nextStep(outcome: RunOutcome, progress: EventProgress, policy: A
       return { action: 'deadLetter', condition: 'RetriesExhausted' };
     case 'functionError': {
       const retriesUsed = progress.functionErrors - 1;
-      if (retriesUsed >= policy.maxRetryAttempts) return { action: 'deadLetter', condition: 'RetriesExhausted' };
+      if (retriesUsed >= policy.maxRetryAttempts)
+        return { action: 'deadLetter', condition: 'RetriesExhausted' };
       const delayMs = functionErrorRetryDelayMs(retriesUsed + 1, policy.retryDelaysMs);
-      return withinAge(progress.ageMs + delayMs, policy) ? { action: 'retry', delayMs, usesAttempt: true } : expired();
+      return withinAge(progress.ageMs + delayMs, policy)
+        ? { action: 'retry', delayMs, usesAttempt: true }
+        : expired();
     }
     case 'requeue': {
       const delayMs = requeueBackoffMs(progress.requeues, policy.requeueBackoff);
-      return withinAge(progress.ageMs + delayMs, policy) ? { action: 'retry', delayMs, usesAttempt: false } : expired();
+      return withinAge(progress.ageMs + delayMs, policy)
+        ? { action: 'retry', delayMs, usesAttempt: false }
+        : expired();
     }
   }
 }
@@ -104,5 +109,7 @@ function expired(): NextStep {
  * counters.
  */
 export function isUsableRequestId(requestId: string): boolean {
-  return requestId.length > 0 && requestId.length <= 128 && !requestId.includes(':') && !/^[0-9]+$/.test(requestId);
+  return (
+    requestId.length > 0 && requestId.length <= 128 && !requestId.includes(':') && !/^[0-9]+$/.test(requestId)
+  );
 }

@@ -1,5 +1,4 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Limits, RedisKeys, functionArn } from '@hearth/api';
@@ -7,7 +6,14 @@ import { GatewayError } from '../core/errors.js';
 import type { Discovery } from '../core/discovery.js';
 import { isUsableRequestId } from './policy.js';
 import { asyncMetrics, registerBacklogGauges, type AsyncMetrics, type BacklogSnapshot } from './metrics.js';
-import { ASYNC_FUNCTIONS_KEY, BULL_PREFIX, eventQueueName, producerConnection, readBacklog, type Backlog } from './redis.js';
+import {
+  ASYNC_FUNCTIONS_KEY,
+  BULL_PREFIX,
+  eventQueueName,
+  producerConnection,
+  readBacklog,
+  type Backlog,
+} from './redis.js';
 import type { AsyncEvent } from './records.js';
 import { createDeadLetterQueue, type DeadLetterQueue } from './dlq.js';
 
@@ -100,7 +106,9 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
 
   const queues = new Map<string, Queue>();
   const registered = new Set<string>();
-  const metrics: AsyncMetrics | undefined = options.metricsRegistry ? asyncMetrics(options.metricsRegistry) : undefined;
+  const metrics: AsyncMetrics | undefined = options.metricsRegistry
+    ? asyncMetrics(options.metricsRegistry)
+    : undefined;
 
   const queueOf = (functionName: string) => {
     let queue = queues.get(functionName);
@@ -127,7 +135,10 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       const names = await functionsWithEvents();
       return Promise.all(
         names.map(async (functionName) => {
-          const [b, deadLetters] = await Promise.all([backlog(functionName), connection.xlen(RedisKeys.dlq(functionName))]);
+          const [b, deadLetters] = await Promise.all([
+            backlog(functionName),
+            connection.xlen(RedisKeys.dlq(functionName)),
+          ]);
           return { functionName, depth: b.depth, oldestAgeSeconds: b.oldestWaitingAgeMs / 1000, deadLetters };
         }),
       );
@@ -143,7 +154,10 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       );
     }
     if (!isUsableRequestId(requestId)) {
-      throw new GatewayError('InvalidParameterValueException', `request id ${JSON.stringify(requestId)} cannot name an async event`);
+      throw new GatewayError(
+        'InvalidParameterValueException',
+        `request id ${JSON.stringify(requestId)} cannot name an async event`,
+      );
     }
     const payload = typeof request.payload === 'string' ? request.payload : request.payload.toString('utf8');
     const size = Buffer.byteLength(payload);
@@ -156,7 +170,10 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     try {
       JSON.parse(payload === '' ? 'null' : payload);
     } catch (error) {
-      throw new GatewayError('InvalidRequestContentException', `Could not parse request body into json: ${(error as Error).message}`);
+      throw new GatewayError(
+        'InvalidRequestContentException',
+        `Could not parse request body into json: ${(error as Error).message}`,
+      );
     }
 
     const queue = queueOf(functionName);

@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deadLetterFields, failureRecord, parseDeadLetter, successRecord, type AsyncEvent } from './records.js';
+import {
+  deadLetterFields,
+  failureRecord,
+  parseDeadLetter,
+  successRecord,
+  type AsyncEvent,
+} from './records.js';
 import { destinationRequestId } from './destinations.js';
 
 const arn = { region: 'eu-west-1', account: '123456789012' };
@@ -15,7 +21,7 @@ const event: AsyncEvent = {
   invocations: 1,
 };
 
-test('a success record has Lambda\'s shape, with the parsed request and response', () => {
+test("a success record has Lambda's shape, with the parsed request and response", () => {
   assert.deepEqual(successRecord(event, { payload: '{"ok":true}', executedVersion: '$LATEST' }, at, arn), {
     version: '1.0',
     timestamp: '2026-01-02T03:04:05.000Z',
@@ -36,20 +42,36 @@ test('a failure record after function errors carries functionError Unhandled and
     ...event,
     functionErrors: 3,
     invocations: 3,
-    lastError: { type: 'Error', message: 'boom', functionErrorBody: '{"errorType":"Error","errorMessage":"boom"}', executedVersion: '$LATEST' },
+    lastError: {
+      type: 'Error',
+      message: 'boom',
+      functionErrorBody: '{"errorType":"Error","errorMessage":"boom"}',
+      executedVersion: '$LATEST',
+    },
   };
   const record = failureRecord(failed, 'RetriesExhausted', at, arn);
   assert.equal(record.requestContext.condition, 'RetriesExhausted');
   assert.equal(record.requestContext.approximateInvokeCount, 3);
-  assert.deepEqual(record.responseContext, { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' });
+  assert.deepEqual(record.responseContext, {
+    statusCode: 200,
+    executedVersion: '$LATEST',
+    functionError: 'Unhandled',
+  });
   assert.deepEqual(record.responsePayload, { errorType: 'Error', errorMessage: 'boom' });
 });
 
 test('a failure record of an event that was only ever throttled keeps the 429 and has no functionError', () => {
-  const throttled: AsyncEvent = { ...event, invocations: 0, lastError: { type: 'TooManyRequestsException', message: 'Rate exceeded', statusCode: 429 } };
+  const throttled: AsyncEvent = {
+    ...event,
+    invocations: 0,
+    lastError: { type: 'TooManyRequestsException', message: 'Rate exceeded', statusCode: 429 },
+  };
   const record = failureRecord(throttled, 'EventAgeExceeded', at, arn);
   assert.deepEqual(record.responseContext, { statusCode: 429, executedVersion: '$LATEST' });
-  assert.deepEqual(record.responsePayload, { errorType: 'TooManyRequestsException', errorMessage: 'Rate exceeded' });
+  assert.deepEqual(record.responsePayload, {
+    errorType: 'TooManyRequestsException',
+    errorMessage: 'Rate exceeded',
+  });
 });
 
 test('a non-JSON function answer is kept as a string', () => {
@@ -58,7 +80,13 @@ test('a non-JSON function answer is kept as a string', () => {
 });
 
 test('a dead letter survives the round trip through stream fields', () => {
-  const failed: AsyncEvent = { ...event, qualifier: 'live', functionErrors: 3, invocations: 3, lastError: { type: 'Error', message: 'boom' } };
+  const failed: AsyncEvent = {
+    ...event,
+    qualifier: 'live',
+    functionErrors: 3,
+    invocations: 3,
+    lastError: { type: 'Error', message: 'boom' },
+  };
   const flat = Object.entries(deadLetterFields(failed, 'RetriesExhausted', at)).flat();
   assert.deepEqual(parseDeadLetter('1-0', flat), {
     id: '1-0',
@@ -76,7 +104,7 @@ test('a dead letter survives the round trip through stream fields', () => {
   });
 });
 
-test('a destination event\'s request id is stable per source and kind, and a usable job id', () => {
+test("a destination event's request id is stable per source and kind, and a usable job id", () => {
   const a = destinationRequestId(event.requestId, 'onSuccess');
   assert.equal(a, destinationRequestId(event.requestId, 'onSuccess'));
   assert.notEqual(a, destinationRequestId(event.requestId, 'onFailure'));

@@ -95,7 +95,12 @@ export function successRecord(
 }
 
 /** The record an onFailure destination receives for a discarded event. */
-export function failureRecord(event: AsyncEvent, condition: DeadLetterCondition, at: Date, arn: ArnSettings): DestinationRecord {
+export function failureRecord(
+  event: AsyncEvent,
+  condition: DeadLetterCondition,
+  at: Date,
+  arn: ArnSettings,
+): DestinationRecord {
   const error = event.lastError;
   const functionFailed = error?.functionErrorBody !== undefined;
   return {
@@ -123,7 +128,11 @@ export function failureRecord(event: AsyncEvent, condition: DeadLetterCondition,
 }
 
 /** The stream fields of a dead letter (flat strings, readable with redis-cli). */
-export function deadLetterFields(event: AsyncEvent, condition: DeadLetterCondition, at: Date): Record<string, string> {
+export function deadLetterFields(
+  event: AsyncEvent,
+  condition: DeadLetterCondition,
+  at: Date,
+): Record<string, string> {
   return {
     functionName: event.functionName,
     ...(event.qualifier ? { qualifier: event.qualifier } : {}),

@@ -30,7 +30,8 @@ export function parseAsyncSettings(env: NodeJS.ProcessEnv): AsyncSettings {
     const value = env[name];
     if (value === undefined || value === '') return undefined;
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) invalid(name, `must be an integer of at least ${min} (got "${value}")`);
+    if (!Number.isInteger(n) || n < min)
+      invalid(name, `must be an integer of at least ${min} (got "${value}")`);
     return n;
   };
   const defined = <T extends object>(object: T) =>

@@ -17,9 +17,21 @@ import {
   type RunOutcome,
 } from './policy.js';
 import { createAsyncQueue, type AsyncQueue } from './queue.js';
-import { deadLetterFields, failureRecord, successRecord, type AsyncEvent, type EventError } from './records.js';
+import {
+  deadLetterFields,
+  failureRecord,
+  successRecord,
+  type AsyncEvent,
+  type EventError,
+} from './records.js';
 import { ASYNC_FUNCTIONS_KEY, BULL_PREFIX, eventQueueName, workerConnection } from './redis.js';
-import { DEFAULT_DELIVERY, createDeliveryQueue, startDeliveryWorker, type Delivery, type DeliverySettings } from './destinations.js';
+import {
+  DEFAULT_DELIVERY,
+  createDeliveryQueue,
+  startDeliveryWorker,
+  type Delivery,
+  type DeliverySettings,
+} from './destinations.js';
 
 export interface AsyncWorkersOptions {
   redisUrl: string;
@@ -101,20 +113,41 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     requeueBackoff,
   });
 
-  async function sendToDestination(route: FunctionRoute | undefined, kind: Delivery['kind'], record: Delivery['record']) {
+  async function sendToDestination(
+    route: FunctionRoute | undefined,
+    kind: Delivery['kind'],
+    record: Delivery['record'],
+  ) {
     const destination = route?.spec.async[kind];
     if (!destination || !route) return;
     await deliveries.add({ sourceFunction: route.name, kind, destination, record });
   }
 
-  async function deadLetter(event: AsyncEvent, route: FunctionRoute | undefined, condition: DeadLetterCondition) {
+  async function deadLetter(
+    event: AsyncEvent,
+    route: FunctionRoute | undefined,
+    condition: DeadLetterCondition,
+  ) {
     const at = new Date();
     const fields = deadLetterFields(event, condition, at);
-    await connection.xadd(RedisKeys.dlq(event.functionName), 'MAXLEN', '~', dlqMaxLength, '*', ...Object.entries(fields).flat());
+    await connection.xadd(
+      RedisKeys.dlq(event.functionName),
+      'MAXLEN',
+      '~',
+      dlqMaxLength,
+      '*',
+      ...Object.entries(fields).flat(),
+    );
     await sendToDestination(route, 'onFailure', failureRecord(event, condition, at, arn));
     metrics?.deadLettered.inc({ function: event.functionName, condition });
     logger.warn(
-      { function: event.functionName, requestId: event.requestId, condition, attempts: event.functionErrors, error: event.lastError?.type },
+      {
+        function: event.functionName,
+        requestId: event.requestId,
+        condition,
+        attempts: event.functionErrors,
+        error: event.lastError?.type,
+      },
       'async event dead-lettered',
     );
   }
@@ -125,21 +158,29 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     const policy = policyOf(route);
 
     if (isEventTooOld(now() - event.acceptedAt, policy.maxEventAgeSeconds)) {
-      event.lastError ??= { type: 'EventAgeExceeded', message: `event older than ${policy.maxEventAgeSeconds} s` };
+      event.lastError ??= {
+        type: 'EventAgeExceeded',
+        message: `event older than ${policy.maxEventAgeSeconds} s`,
+      };
       return deadLetter(event, route, 'EventAgeExceeded');
     }
     if (route?.spec.concurrency.reserved === 0) {
       // Lambda: a function throttled to zero sends its async events straight to the failure path.
       event.lastError = {
         type: 'TooManyRequestsException',
-        message: 'Rate Exceeded. (ReservedFunctionConcurrentInvocationLimitExceeded: reserved concurrency is 0)',
+        message:
+          'Rate Exceeded. (ReservedFunctionConcurrentInvocationLimitExceeded: reserved concurrency is 0)',
         statusCode: 429,
       };
       return deadLetter(event, route, 'RetriesExhausted');
     }
 
     const { outcome, result } = await run(event);
-    const step = nextStep(outcome, { functionErrors: event.functionErrors, requeues: event.requeues, ageMs: now() - event.acceptedAt }, policy);
+    const step = nextStep(
+      outcome,
+      { functionErrors: event.functionErrors, requeues: event.requeues, ageMs: now() - event.acceptedAt },
+      policy,
+    );
     switch (step.action) {
       case 'succeed':
         metrics?.completed.inc({ function: event.functionName });
@@ -148,7 +189,11 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
         return deadLetter(event, route, step.condition);
       case 'retry': {
         if (!step.usesAttempt) event.requeues += 1;
-        const reason = step.usesAttempt ? 'function_error' : event.lastError?.statusCode === 429 ? 'throttle' : 'system_error';
+        const reason = step.usesAttempt
+          ? 'function_error'
+          : event.lastError?.statusCode === 429
+            ? 'throttle'
+            : 'system_error';
         metrics?.retries.inc({ function: event.functionName, reason });
         // The attempt counters are saved before the move: a crash in between re-runs the event
         // with them, never forgets a used attempt.
@@ -160,7 +205,9 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
   }
 
   /** Runs the event once through the sync path and sorts the result for the retry policy. */
-  async function run(event: AsyncEvent): Promise<{ outcome: RunOutcome; result?: { payload: string; executedVersion: string } }> {
+  async function run(
+    event: AsyncEvent,
+  ): Promise<{ outcome: RunOutcome; result?: { payload: string; executedVersion: string } }> {
     try {
       const result = await options.invoker.invoke({
         functionName: event.functionName,
@@ -211,11 +258,17 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     // Before its last try BullMQ has already put the job back, delayed (see INFRASTRUCTURE_RETRIES).
     if (job.attemptsMade < (job.opts.attempts ?? 1)) return;
     try {
-      const event: AsyncEvent = { ...job.data, lastError: { type: 'ServiceException', message: error.message, statusCode: 500 } };
+      const event: AsyncEvent = {
+        ...job.data,
+        lastError: { type: 'ServiceException', message: error.message, statusCode: 500 },
+      };
       await deadLetter(event, options.discovery.getFunction(event.functionName), 'RetriesExhausted');
       await job.remove();
     } catch (removeError) {
-      logger.error({ err: removeError, requestId: job.id }, 'an async event failed and could not be dead-lettered; it stays in the failed set');
+      logger.error(
+        { err: removeError, requestId: job.id },
+        'an async event failed and could not be dead-lettered; it stays in the failed set',
+      );
     }
   }
 
@@ -229,7 +282,14 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
   await scanQueues();
   const scanTimer = setInterval(() => void scanQueues(), options.queueScanIntervalMs ?? 1000);
 
-  const deliveryWorker = startDeliveryWorker({ connection, asyncQueue, settings: delivery, concurrency, metrics, logger });
+  const deliveryWorker = startDeliveryWorker({
+    connection,
+    asyncQueue,
+    settings: delivery,
+    concurrency,
+    metrics,
+    logger,
+  });
 
   return {
     serving: () => [...workers.keys()],
@@ -244,7 +304,11 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
   };
 }
 
-function functionFailure(errorType: string | undefined, payload: string, executedVersion: string): EventError {
+function functionFailure(
+  errorType: string | undefined,
+  payload: string,
+  executedVersion: string,
+): EventError {
   let message = '';
   let type = errorType;
   try {

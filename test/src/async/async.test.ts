@@ -10,9 +10,24 @@ import { Registry } from 'prom-client';
 import { RedisKeys } from '@hearth/api';
 import { GatewayError } from '@hearth/gateway/core/errors';
 import { StaticDiscovery } from '@hearth/gateway/discovery/static';
-import { createAsyncQueue, createDlqRouter, startWorkers, type AsyncQueue, type AsyncWorkersOptions } from '@hearth/gateway/async/index';
+import {
+  createAsyncQueue,
+  createDlqRouter,
+  startWorkers,
+  type AsyncQueue,
+  type AsyncWorkersOptions,
+  type DeadLetter,
+  type DestinationRecord,
+} from '@hearth/gateway/async/index';
 import { startRedis, type RedisServer } from '../harness/index.js';
-import { ScriptedInvoker, fastWorkerSettings, functionFailed, functionRoute, succeeded, waitFor } from './fixtures.js';
+import {
+  ScriptedInvoker,
+  fastWorkerSettings,
+  functionFailed,
+  functionRoute,
+  succeeded,
+  waitFor,
+} from './fixtures.js';
 
 const logger = pino({ level: process.env.HEARTH_TEST_LOGS === '1' ? 'debug' : 'silent' });
 
@@ -28,7 +43,11 @@ after(async () => {
 });
 
 /** A queue and workers over the shared Redis, stopped when the test ends. */
-async function platform(t: { after: (fn: () => Promise<void>) => void }, invoker: ScriptedInvoker, overrides: Partial<AsyncWorkersOptions> = {}) {
+async function platform(
+  t: { after: (fn: () => Promise<void>) => void },
+  invoker: ScriptedInvoker,
+  overrides: Partial<AsyncWorkersOptions> = {},
+) {
   const discovery = new StaticDiscovery();
   const metricsRegistry = new Registry();
   const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, metricsRegistry });
@@ -105,7 +124,9 @@ describe('retries and dead letters', () => {
 
   test('maxRetryAttempts 0 dead-letters after the first failure', async (t) => {
     const name = uniqueName('no-retry');
-    const invoker = new ScriptedInvoker().on(name, () => functionFailed('Sandbox.Timedout', 'Task timed out after 3.00 seconds'));
+    const invoker = new ScriptedInvoker().on(name, () =>
+      functionFailed('Sandbox.Timedout', 'Task timed out after 3.00 seconds'),
+    );
     const { discovery, queue } = await platform(t, invoker);
     discovery.setFunction(functionRoute(name, { maxRetryAttempts: 0 }));
     await enqueue(queue, name, {});
@@ -119,7 +140,10 @@ describe('retries and dead letters', () => {
     const name = uniqueName('throttled');
     // 3 throttles, a system error, then the function fails every time it really runs.
     const invoker = new ScriptedInvoker().on(name, (_request, call) => {
-      if (call <= 3) throw new GatewayError('TooManyRequestsException', 'Rate Exceeded.', { Reason: 'ReservedFunctionConcurrentInvocationLimitExceeded' });
+      if (call <= 3)
+        throw new GatewayError('TooManyRequestsException', 'Rate Exceeded.', {
+          Reason: 'ReservedFunctionConcurrentInvocationLimitExceeded',
+        });
       if (call === 4) throw new GatewayError('ServiceException', 'instance vanished');
       return functionFailed('Error', 'boom');
     });
@@ -133,14 +157,28 @@ describe('retries and dead letters', () => {
     assert.equal(letter!.attempts, '2');
     assert.equal(letter!.invocations, '2');
     const backoffs = [1, 2, 3].map((i) => calls[i]!.at - calls[i - 1]!.at);
-    assert.ok(backoffs[0]! >= 35 && backoffs[1]! >= 75 && backoffs[2]! >= 155, `exponential backoff from 40 ms, was ${backoffs.join(', ')}`);
+    assert.ok(
+      backoffs[0]! >= 35 && backoffs[1]! >= 75 && backoffs[2]! >= 155,
+      `exponential backoff from 40 ms, was ${backoffs.join(', ')}`,
+    );
     const metrics = await metricsRegistry.metrics();
-    assert.match(metrics, new RegExp(`hearth_async_retries_total\\{function="${name}",reason="throttle"\\} 3`));
-    assert.match(metrics, new RegExp(`hearth_async_retries_total\\{function="${name}",reason="system_error"\\} 1`));
-    assert.match(metrics, new RegExp(`hearth_async_retries_total\\{function="${name}",reason="function_error"\\} 1`));
+    assert.match(
+      metrics,
+      new RegExp(`hearth_async_retries_total\\{function="${name}",reason="throttle"\\} 3`),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`hearth_async_retries_total\\{function="${name}",reason="system_error"\\} 1`),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`hearth_async_retries_total\\{function="${name}",reason="function_error"\\} 1`),
+    );
     // Counted just after the dead letter is written.
     await waitFor('the dead-letter count', async () =>
-      new RegExp(`hearth_async_dead_lettered_total\\{function="${name}",condition="RetriesExhausted"\\} 1`).test(await metricsRegistry.metrics()),
+      new RegExp(
+        `hearth_async_dead_lettered_total\\{function="${name}",condition="RetriesExhausted"\\} 1`,
+      ).test(await metricsRegistry.metrics()),
     );
   });
 
@@ -209,13 +247,21 @@ describe('destinations', () => {
   test('onSuccess to another function: it receives the success record as an async event', async (t) => {
     const source = uniqueName('source');
     const target = uniqueName('target');
-    const invoker = new ScriptedInvoker().on(source, (r) => succeeded({ echoed: JSON.parse(r.payload.toString()) })).on(target, () => succeeded(null));
-    const { discovery, queue } = await platform(t, invoker, { region: 'eu-west-1', accountId: '123456789012' });
+    const invoker = new ScriptedInvoker()
+      .on(source, (r) => succeeded({ echoed: JSON.parse(r.payload.toString()) }))
+      .on(target, () => succeeded(null));
+    const { discovery, queue } = await platform(t, invoker, {
+      region: 'eu-west-1',
+      accountId: '123456789012',
+    });
     discovery.setFunction(functionRoute(source, { onSuccess: { function: target } }));
     discovery.setFunction(functionRoute(target));
     const requestId = await enqueue(queue, source, { n: 1 });
 
-    const [call] = await waitFor('the target to run', () => invoker.callsOf(target).length > 0 && invoker.callsOf(target));
+    const [call] = await waitFor(
+      'the target to run',
+      () => invoker.callsOf(target).length > 0 && invoker.callsOf(target),
+    );
     const record = JSON.parse(call!.request.payload.toString());
     assert.equal(call!.request.source, 'async');
     assert.notEqual(call!.request.requestId, requestId);
@@ -245,19 +291,33 @@ describe('destinations', () => {
     const requestId = await enqueue(queue, name, { sku: 'x' });
 
     await waitFor('the hook to receive the record', () => received.length > 0);
-    const record = received[0]!.body as Record<string, any>;
+    const record = received[0]!.body as DestinationRecord;
     assert.equal(failNext, 0, 'the 503 was seen');
     assert.equal(record.version, '1.0');
     assert.equal(record.requestContext.requestId, requestId);
     assert.equal(record.requestContext.condition, 'RetriesExhausted');
     assert.equal(record.requestContext.approximateInvokeCount, 2);
     assert.deepEqual(record.requestPayload, { sku: 'x' });
-    assert.deepEqual(record.responseContext, { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' });
+    assert.deepEqual(record.responseContext, {
+      statusCode: 200,
+      executedVersion: '$LATEST',
+      functionError: 'Unhandled',
+    });
     assert.deepEqual(record.responsePayload, { errorType: 'Error', errorMessage: 'no stock', trace: [] });
     const metrics = await metricsRegistry.metrics();
-    assert.match(metrics, new RegExp(`hearth_async_destination_deliveries_total\\{function="${name}",destination="onFailure",kind="url",outcome="retried"\\} 1`));
+    assert.match(
+      metrics,
+      new RegExp(
+        `hearth_async_destination_deliveries_total\\{function="${name}",destination="onFailure",kind="url",outcome="retried"\\} 1`,
+      ),
+    );
     await waitFor('the delivered count', async () =>
-      /outcome="delivered"\} 1/.test((await metricsRegistry.metrics()).split('\n').filter((l) => l.includes(name)).join('\n')),
+      /outcome="delivered"\} 1/.test(
+        (await metricsRegistry.metrics())
+          .split('\n')
+          .filter((l) => l.includes(name))
+          .join('\n'),
+      ),
     );
   });
 
@@ -281,7 +341,9 @@ describe('the dead-letter API', () => {
   test('list (paged), show, redrive one, redrive all, remove, purge', async (t) => {
     const name = uniqueName('dlq-api');
     let healthy = false;
-    const invoker = new ScriptedInvoker().on(name, () => (healthy ? succeeded('fine') : functionFailed('Error', 'down')));
+    const invoker = new ScriptedInvoker().on(name, () =>
+      healthy ? succeeded('fine') : functionFailed('Error', 'down'),
+    );
     const { discovery, queue } = await platform(t, invoker);
     discovery.setFunction(functionRoute(name, { maxRetryAttempts: 0 }));
     for (let i = 0; i < 5; i += 1) await enqueue(queue, name, { i });
@@ -297,9 +359,20 @@ describe('the dead-letter API', () => {
     await new Promise((resolve) => server.once('listening', resolve));
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hearth/v1/functions/${name}/dlq`;
+    // Every field the DLQ API answers with; each call reads the ones its route returns.
+    type DlqAnswer = DeadLetter & {
+      items: DeadLetter[];
+      nextToken?: string;
+      size: number;
+      redriven: number;
+      purged: number;
+    };
     const call = async (method: string, path = '') => {
       const response = await fetch(`${base}${path}`, { method });
-      return { status: response.status, body: response.status === 204 ? undefined : ((await response.json()) as any) };
+      return {
+        status: response.status,
+        body: (response.status === 204 ? {} : await response.json()) as DlqAnswer,
+      };
     };
 
     const first = await call('GET', '?limit=2');
@@ -310,12 +383,12 @@ describe('the dead-letter API', () => {
     const rest = await call('GET', `?limit=10&nextToken=${first.body.nextToken}`);
     assert.deepEqual(
       // Events run concurrently, so they reach the DLQ in any order; the pages must cover each once.
-      [...first.body.items, ...rest.body.items].map((l: any) => JSON.parse(l.payload).i).sort(),
+      [...first.body.items, ...rest.body.items].map((l) => (JSON.parse(l.payload) as { i: number }).i).sort(),
       [0, 1, 2, 3, 4],
     );
     assert.equal(rest.body.nextToken, undefined);
 
-    const one = first.body.items[0];
+    const one = first.body.items[0]!;
     const shown = await call('GET', `/${one.id}`);
     assert.equal(shown.body.requestId, one.requestId);
     assert.equal(shown.body.condition, 'RetriesExhausted');
@@ -330,7 +403,7 @@ describe('the dead-letter API', () => {
     );
     assert.equal((await call('GET', `/${one.id}`)).status, 404, 'a redriven entry leaves the DLQ');
 
-    assert.equal((await call('DELETE', `/${first.body.items[1].id}`)).status, 204);
+    assert.equal((await call('DELETE', `/${first.body.items[1]!.id}`)).status, 204);
     assert.equal((await call('GET')).body.size, 3);
 
     const callsBefore = invoker.callsOf(name).length;
@@ -354,21 +427,41 @@ describe('accepting events', () => {
     const name = uniqueName('backlog');
     discovery.setFunction(functionRoute(name));
     // No workers: the backlog only grows.
-    const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, metricsRegistry, limits: { maxDepth: 3, maxOldestAgeSeconds: 3600 } });
+    const queue = createAsyncQueue({
+      redisUrl: redis.url,
+      discovery,
+      logger,
+      metricsRegistry,
+      limits: { maxDepth: 3, maxOldestAgeSeconds: 3600 },
+    });
     try {
       for (let i = 0; i < 3; i += 1) await enqueue(queue, name, { i });
-      await assert.rejects(enqueue(queue, name, { i: 3 }), (e: GatewayError) => e.status === 429 && e.code === 'TooManyRequestsException');
+      await assert.rejects(
+        enqueue(queue, name, { i: 3 }),
+        (e: GatewayError) => e.status === 429 && e.code === 'TooManyRequestsException',
+      );
       const metrics = await metricsRegistry.metrics();
       assert.match(metrics, new RegExp(`hearth_async_queue_depth\\{function="${name}"\\} 3`));
-      assert.match(metrics, new RegExp(`hearth_async_events_rejected_total\\{function="${name}",reason="depth"\\} 1`));
-      assert.match(metrics, new RegExp(`hearth_async_oldest_event_age_seconds\\{function="${name}"\\} [0-9.]+`));
+      assert.match(
+        metrics,
+        new RegExp(`hearth_async_events_rejected_total\\{function="${name}",reason="depth"\\} 1`),
+      );
+      assert.match(
+        metrics,
+        new RegExp(`hearth_async_oldest_event_age_seconds\\{function="${name}"\\} [0-9.]+`),
+      );
     } finally {
       await queue.close();
     }
 
     const aged = uniqueName('aged');
     discovery.setFunction(functionRoute(aged));
-    const strict = createAsyncQueue({ redisUrl: redis.url, discovery, logger, limits: { maxDepth: 100, maxOldestAgeSeconds: 1 } });
+    const strict = createAsyncQueue({
+      redisUrl: redis.url,
+      discovery,
+      logger,
+      limits: { maxDepth: 100, maxOldestAgeSeconds: 1 },
+    });
     try {
       await enqueue(strict, aged, {});
       await enqueue(strict, aged, {});
@@ -394,7 +487,14 @@ describe('accepting events', () => {
         );
       assert.equal(await status({ functionName: 'nope', requestId: randomUUID(), payload: '{}' }), 404);
       assert.equal(await status({ functionName: name, requestId: randomUUID(), payload: '{not json' }), 400);
-      assert.equal(await status({ functionName: name, requestId: randomUUID(), payload: JSON.stringify('x'.repeat(1001)) }), 413);
+      assert.equal(
+        await status({
+          functionName: name,
+          requestId: randomUUID(),
+          payload: JSON.stringify('x'.repeat(1001)),
+        }),
+        413,
+      );
       assert.equal(await status({ functionName: name, requestId: '123', payload: '{}' }), 400);
       const requestId = randomUUID();
       assert.equal(await status({ functionName: name, requestId, payload: '{}' }), 202);
@@ -412,7 +512,10 @@ describe('accepting events', () => {
     const queue = createAsyncQueue({ redisUrl: 'redis://127.0.0.1:1', discovery, logger });
     try {
       const started = Date.now();
-      await assert.rejects(enqueue(queue, name, {}), (e: GatewayError) => e.status === 500 && e.code === 'ServiceException');
+      await assert.rejects(
+        enqueue(queue, name, {}),
+        (e: GatewayError) => e.status === 500 && e.code === 'ServiceException',
+      );
       assert.ok(Date.now() - started < 2000, 'failed fast');
     } finally {
       await queue.close();

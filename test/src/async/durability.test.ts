@@ -75,77 +75,95 @@ function startWorker(): Promise<RunningProcess> {
   });
 }
 
-test(`a burst of ${EVENTS} events survives a worker killed with -9 and a Redis restart`, { timeout: 150_000 }, async (t) => {
-  const discovery = new StaticDiscovery();
-  discovery.setFunction(functionRoute(FUNCTION, { maxRetryAttempts: 1 }));
-  queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger: pino({ level: 'silent' }) });
-  client = new Redis(redis.url);
-  let worker = await startWorker();
+test(
+  `a burst of ${EVENTS} events survives a worker killed with -9 and a Redis restart`,
+  { timeout: 150_000 },
+  async (t) => {
+    const discovery = new StaticDiscovery();
+    discovery.setFunction(functionRoute(FUNCTION, { maxRetryAttempts: 1 }));
+    queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger: pino({ level: 'silent' }) });
+    client = new Redis(redis.url);
+    let worker = await startWorker();
 
-  const acknowledged = new Set<number>();
-  let refusals = 0;
-  let next = 0;
-  const send = async (seq: number) => {
-    // A refused call is retried as a client would, and gets a new request id as the gateway
-    // would give it; only a resolved enqueue (the 202) is a promise to deliver.
-    while (!stopSending) {
-      try {
-        await queue!.enqueue({ functionName: FUNCTION, requestId: randomUUID(), payload: JSON.stringify({ seq, fail: plannedFailure(seq) }) });
-        acknowledged.add(seq);
-        return;
-      } catch {
-        refusals += 1;
-        await sleep(50);
-      }
-    }
-  };
-  const started = Date.now();
-  const senders = Promise.all(
-    Array.from({ length: SENDERS }, async () => {
-      while (next < EVENTS && !stopSending) await send(next++);
-    }),
-  );
-
-  await waitFor('deliveries to be under way', () => deliveries.size >= 1500, 60_000);
-  const deliveredAtKill = deliveries.size;
-  await worker.stop('SIGKILL');
-  assert.equal((await worker.exited).signal, 'SIGKILL');
-  worker = await startWorker();
-  await waitFor('more events to be accepted', () => next >= EVENTS || acknowledged.size >= deliveredAtKill + 2000, 60_000);
-  const acceptedAtRestart = acknowledged.size;
-  await redis.restart('SIGKILL');
-  await senders;
-  const burstSeconds = (Date.now() - started) / 1000;
-
-  const deadLettered = new Set<number>();
-  const unaccounted = () => [...acknowledged].filter((seq) => !deliveries.has(seq) && !deadLettered.has(seq));
-  await waitFor(
-    'every acknowledged event to be delivered or dead-lettered',
-    async () => {
-      try {
-        for (const [, fields] of await client!.xrange(RedisKeys.dlq(FUNCTION), '-', '+')) {
-          deadLettered.add((JSON.parse(fields[fields.indexOf('payload') + 1]!) as { seq: number }).seq);
+    const acknowledged = new Set<number>();
+    let refusals = 0;
+    let next = 0;
+    const send = async (seq: number) => {
+      // A refused call is retried as a client would, and gets a new request id as the gateway
+      // would give it; only a resolved enqueue (the 202) is a promise to deliver.
+      while (!stopSending) {
+        try {
+          await queue!.enqueue({
+            functionName: FUNCTION,
+            requestId: randomUUID(),
+            payload: JSON.stringify({ seq, fail: plannedFailure(seq) }),
+          });
+          acknowledged.add(seq);
+          return;
+        } catch {
+          refusals += 1;
+          await sleep(50);
         }
-      } catch {
-        return false; // the test's own connection is still coming back
       }
-      return unaccounted().length === 0;
-    },
-    90_000,
-  ).catch((error: Error) => {
-    throw new Error(`${error.message}; ${unaccounted().length} missing, e.g. ${unaccounted().slice(0, 20).join(', ')}`);
-  });
+    };
+    const started = Date.now();
+    const senders = Promise.all(
+      Array.from({ length: SENDERS }, async () => {
+        while (next < EVENTS && !stopSending) await send(next++);
+      }),
+    );
 
-  const duplicates = [...deliveries.values()].reduce((sum, n) => sum + n - 1, 0);
-  const unplanned = [...deadLettered].filter((seq) => !plannedFailure(seq));
-  t.diagnostic(
-    `accepted ${acknowledged.size}/${EVENTS} in ${burstSeconds.toFixed(1)} s (${refusals} refusals retried by the sender); ` +
-      `worker killed after ${deliveredAtKill} deliveries, Redis restarted after ${acceptedAtRestart} accepted; ` +
-      `delivered ${deliveries.size} distinct events, ${duplicates} duplicates; dead-lettered ${deadLettered.size} (${unplanned.length} not planned)`,
-  );
-  assert.equal(acknowledged.size, EVENTS, 'every event was eventually accepted');
-  assert.deepEqual(unaccounted(), [], 'no accepted event was lost');
-  const failures = [...acknowledged].filter(plannedFailure);
-  assert.ok(failures.every((seq) => deadLettered.has(seq) && !deliveries.has(seq)), 'the failing events were dead-lettered, not delivered');
-  assert.equal(worker.child.exitCode, null, 'the replacement worker survived the Redis restart');
-});
+    await waitFor('deliveries to be under way', () => deliveries.size >= 1500, 60_000);
+    const deliveredAtKill = deliveries.size;
+    await worker.stop('SIGKILL');
+    assert.equal((await worker.exited).signal, 'SIGKILL');
+    worker = await startWorker();
+    await waitFor(
+      'more events to be accepted',
+      () => next >= EVENTS || acknowledged.size >= deliveredAtKill + 2000,
+      60_000,
+    );
+    const acceptedAtRestart = acknowledged.size;
+    await redis.restart('SIGKILL');
+    await senders;
+    const burstSeconds = (Date.now() - started) / 1000;
+
+    const deadLettered = new Set<number>();
+    const unaccounted = () =>
+      [...acknowledged].filter((seq) => !deliveries.has(seq) && !deadLettered.has(seq));
+    await waitFor(
+      'every acknowledged event to be delivered or dead-lettered',
+      async () => {
+        try {
+          for (const [, fields] of await client!.xrange(RedisKeys.dlq(FUNCTION), '-', '+')) {
+            deadLettered.add((JSON.parse(fields[fields.indexOf('payload') + 1]!) as { seq: number }).seq);
+          }
+        } catch {
+          return false; // the test's own connection is still coming back
+        }
+        return unaccounted().length === 0;
+      },
+      90_000,
+    ).catch((error: Error) => {
+      throw new Error(
+        `${error.message}; ${unaccounted().length} missing, e.g. ${unaccounted().slice(0, 20).join(', ')}`,
+      );
+    });
+
+    const duplicates = [...deliveries.values()].reduce((sum, n) => sum + n - 1, 0);
+    const unplanned = [...deadLettered].filter((seq) => !plannedFailure(seq));
+    t.diagnostic(
+      `accepted ${acknowledged.size}/${EVENTS} in ${burstSeconds.toFixed(1)} s (${refusals} refusals retried by the sender); ` +
+        `worker killed after ${deliveredAtKill} deliveries, Redis restarted after ${acceptedAtRestart} accepted; ` +
+        `delivered ${deliveries.size} distinct events, ${duplicates} duplicates; dead-lettered ${deadLettered.size} (${unplanned.length} not planned)`,
+    );
+    assert.equal(acknowledged.size, EVENTS, 'every event was eventually accepted');
+    assert.deepEqual(unaccounted(), [], 'no accepted event was lost');
+    const failures = [...acknowledged].filter(plannedFailure);
+    assert.ok(
+      failures.every((seq) => deadLettered.has(seq) && !deliveries.has(seq)),
+      'the failing events were dead-lettered, not delivered',
+    );
+    assert.equal(worker.child.exitCode, null, 'the replacement worker survived the Redis restart');
+  },
+);

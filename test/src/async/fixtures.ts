@@ -3,7 +3,11 @@ import { validateFunctionSpec, type FunctionRoute, type FunctionSpec } from '@he
 import type { InvokeRequest, InvokeResult, Invoker } from '@hearth/gateway/core/invoker';
 
 /** A function route as discovery yields it, with its async config and reserved concurrency. */
-export function functionRoute(name: string, async: Partial<FunctionSpec['async']> = {}, reserved?: number): FunctionRoute {
+export function functionRoute(
+  name: string,
+  async: Partial<FunctionSpec['async']> = {},
+  reserved?: number,
+): FunctionRoute {
   const checked = validateFunctionSpec({
     runtime: 'nodejs20.x',
     code: { inline: { files: { 'index.mjs': 'export const handler = async (e) => e' } } },
@@ -11,7 +15,13 @@ export function functionRoute(name: string, async: Partial<FunctionSpec['async']
     concurrency: reserved === undefined ? {} : { reserved },
   });
   if (!checked.spec) throw new Error(`bad test spec: ${JSON.stringify(checked.problems)}`);
-  return { name, revision: 'r1', spec: checked.spec, state: 'Active', lastModified: new Date().toISOString() };
+  return {
+    name,
+    revision: 'r1',
+    spec: checked.spec,
+    state: 'Active',
+    lastModified: new Date().toISOString(),
+  };
 }
 
 export interface RecordedCall {
@@ -61,7 +71,11 @@ export function functionFailed(errorType: string, errorMessage: string): InvokeR
   };
 }
 
-export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

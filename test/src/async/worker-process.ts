@@ -13,13 +13,18 @@ import { startWorkers } from '@hearth/gateway/async/index';
 import { fastWorkerSettings, functionFailed, functionRoute } from './fixtures.js';
 
 const { REDIS_URL, RECORDER_URL, FUNCTION_NAME } = process.env;
-if (!REDIS_URL || !RECORDER_URL || !FUNCTION_NAME) throw new Error('REDIS_URL, RECORDER_URL and FUNCTION_NAME are required');
+if (!REDIS_URL || !RECORDER_URL || !FUNCTION_NAME)
+  throw new Error('REDIS_URL, RECORDER_URL and FUNCTION_NAME are required');
 
 class RecordingInvoker implements Invoker {
   async invoke(request: InvokeRequest): Promise<InvokeResult> {
     const event = JSON.parse(request.payload.toString()) as { seq: number; fail?: boolean };
     if (event.fail) return functionFailed('Error', `planned failure of ${event.seq}`);
-    const answer = await fetch(RECORDER_URL!, { method: 'POST', body: request.payload, signal: AbortSignal.timeout(5000) });
+    const answer = await fetch(RECORDER_URL!, {
+      method: 'POST',
+      body: request.payload,
+      signal: AbortSignal.timeout(5000),
+    });
     await answer.arrayBuffer();
     if (!answer.ok) throw new GatewayError('ServiceException', `recorder answered ${answer.status}`);
     return { payload: Buffer.from('null'), executedVersion: '$LATEST', durationMs: 0 };
