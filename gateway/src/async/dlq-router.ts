@@ -3,6 +3,8 @@ import { GatewayError } from '../core/errors.js';
 import type { DeadLetterQueue } from './dlq.js';
 
 const DEFAULT_PAGE = 50;
+/** Lambda's function names; anything else cannot have a dead-letter queue. */
+const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_PAGE = 1000;
 
 /**
@@ -21,7 +23,12 @@ const MAX_PAGE = 1000;
 export function createDlqRouter(dlq: DeadLetterQueue): Router {
   const router = Router();
   const base = '/hearth/v1/functions/:name/dlq';
-  const name = (req: Request) => String(req.params.name);
+  const name = (req: Request) => {
+    const functionName = String(req.params.name);
+    if (!FUNCTION_NAME.test(functionName))
+      throw new GatewayError('InvalidParameterValueException', `not a function name: ${functionName}`);
+    return functionName;
+  };
   const id = (req: Request) => String(req.params.id);
 
   router.get(base, async (req, res) => {

@@ -394,6 +394,11 @@ describe('the dead-letter API', () => {
     assert.equal(shown.body.condition, 'RetriesExhausted');
     assert.equal((await call('GET', '/1-0')).status, 404);
     assert.equal((await call('GET', '?limit=0')).status, 400);
+    assert.equal(
+      (await fetch(base.replace(`/${name}/`, '/no%20such%20name/'))).status,
+      400,
+      'not a function name',
+    );
 
     healthy = true;
     const redriven = await call('POST', `/${one.id}/redrive`);
