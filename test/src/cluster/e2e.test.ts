@@ -1,0 +1,515 @@
+// Tier 2, end to end on a real single-node cluster (test/cluster/cluster.sh): the chart installed
+// with helm and the locally built images, a Function of every runtime applied with kubectl and
+// invoked through the gateway's Service (sync, async, dead letters, timeout, /tmp overflow),
+// a code change rolling to a new revision, deletion cleaning up, and a real Prometheus scraping
+// the gateway and the workers while every dashboard query and alert expression returns series.
+//
+// Opt-in (it takes minutes and owns the machine's cni0 bridge): HEARTH_CLUSTER_TESTS=1, as root,
+// after test/cluster/build-kube.sh, test/cluster/build-node.sh and images/build.sh.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify } from 'yaml';
+import { freePort } from '../harness/process.js';
+import { kubeBinaries } from '../harness/kube.js';
+import {
+  alertSignal,
+  CACHE,
+  CHART,
+  CI_VALUES,
+  dashboardQueries,
+  helmBinary,
+  KUBE_VERSION,
+  must,
+  promtoolBinary,
+  REPO,
+  renderChart,
+  ruleGroups,
+  run,
+} from './tools.js';
+
+const CLUSTER_SH = join(REPO, 'test/cluster/cluster.sh');
+const NODE_BIN = join(CACHE, 'kube', KUBE_VERSION, 'node-bin');
+const NAMESPACE = 'hearth-system';
+const FN_NAMESPACE = 'default';
+
+function skipReason(): string | false {
+  if (process.env.HEARTH_CLUSTER_TESTS !== '1')
+    return 'set HEARTH_CLUSTER_TESTS=1 to run the single-node cluster tests';
+  if (process.getuid?.() !== 0) return 'the cluster tests need root';
+  if (!kubeBinaries()) return 'kube binaries not built: run test/cluster/build-kube.sh';
+  if (!existsSync(join(NODE_BIN, 'kubelet'))) return 'kubelet not built: run test/cluster/build-node.sh';
+  if (!helmBinary()) return 'helm not built: run test/cluster/build-node.sh';
+  const images = existsSync(join(CACHE, 'images')) ? readdirSync(join(CACHE, 'images')) : [];
+  if (!images.some((f) => f.startsWith('hearth-pause-'))) return 'images not built: run images/build.sh';
+  if (!existsSync('/usr/bin/prometheus')) return 'prometheus not installed';
+  return false;
+}
+
+const fn = (name: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'hearth.dev/v1alpha1',
+  kind: 'Function',
+  metadata: { name, namespace: FN_NAMESPACE },
+  spec: {
+    handler: 'index.handler',
+    memory: '128Mi',
+    timeoutSeconds: 5,
+    scaling: { minWarm: 1, maxInstances: 2 },
+    ...spec,
+  },
+});
+const nodeCode = (body: string) => ({ inline: { files: { 'index.mjs': body } } });
+const hello = (version: string) =>
+  nodeCode(`let warm = 0;
+export const handler = async (event, context) => ({ version: '${version}', node: process.version, warm: ++warm, event, requestId: context.awsRequestId });`);
+
+const BOOTSTRAP = `#!/usr/bin/env node
+// A provided.al2023 runtime: the Lambda Runtime API loop, by hand.
+const api = 'http://' + process.env.AWS_LAMBDA_RUNTIME_API + '/2018-06-01/runtime/invocation';
+for (;;) {
+  const next = await fetch(api + '/next');
+  const id = next.headers.get('lambda-runtime-aws-request-id');
+  const event = await next.json();
+  await fetch(api + '/' + id + '/response', { method: 'POST', body: JSON.stringify({ runtime: 'provided', event }) });
+}
+`;
+
+const FUNCTIONS = [
+  fn('hello-node20', { runtime: 'nodejs20.x', code: hello('v1') }),
+  fn('hello-node22', { runtime: 'nodejs22.x', code: hello('v1') }),
+  fn('hello-python', {
+    runtime: 'python3.11',
+    handler: 'app.handler',
+    code: {
+      inline: {
+        files: {
+          'app.py':
+            "import sys\ndef handler(event, context):\n    return {'runtime': 'python', 'version': sys.version.split()[0], 'event': event}\n",
+        },
+      },
+    },
+  }),
+  fn('hello-provided', {
+    runtime: 'provided.al2023',
+    handler: 'unused',
+    code: { inline: { files: { bootstrap: BOOTSTRAP, 'bootstrap.mjs': BOOTSTRAP } } },
+  }),
+  fn('fails', {
+    runtime: 'nodejs20.x',
+    code: nodeCode("export const handler = async () => { throw new Error('boom'); };"),
+    async: { maxRetryAttempts: 1 },
+  }),
+  fn('slow', {
+    runtime: 'nodejs20.x',
+    timeoutSeconds: 1,
+    code: nodeCode(
+      'export const handler = async () => { await new Promise((r) => setTimeout(r, 3000)); return "late"; };',
+    ),
+  }),
+  fn('fills-tmp', {
+    runtime: 'nodejs20.x',
+    timeoutSeconds: 30,
+    ephemeralStorage: '512Mi',
+    code: nodeCode(`import { openSync, writeSync, closeSync, rmSync } from 'node:fs';
+export const handler = async (event) => {
+  const mb = event.mb ?? 600;
+  const chunk = Buffer.alloc(1 << 20, 7);
+  const fd = openSync('/tmp/fill', 'w');
+  try { for (let i = 0; i < mb; i++) writeSync(fd, chunk); } finally { closeSync(fd); }
+  if (event.clean) rmSync('/tmp/fill');
+  return { wroteMb: mb };
+};`),
+  }),
+  fn('no-capacity', {
+    runtime: 'nodejs20.x',
+    concurrency: { reserved: 0 },
+    scaling: { minWarm: 0, maxInstances: 1 },
+    code: hello('v1'),
+  }),
+];
+
+describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 40 * 60_000 }, () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let gateway: string;
+  let token: string;
+  let prometheus: ChildProcess | undefined;
+  let promUrl: string;
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+    const start = Date.now();
+    try {
+      return await work();
+    } finally {
+      timings[name] = Math.round((Date.now() - start) / 100) / 10;
+    }
+  };
+
+  const kubectl = (args: string[], input?: string) =>
+    must('kubectl', args, { env, ...(input !== undefined ? { input } : {}) });
+
+  /** What a failing step prints: pods, functions, events and each daemon's log tail. */
+  async function diagnose(): Promise<string> {
+    const parts: string[] = [];
+    for (const args of [
+      ['get', 'pods,fn,deploy,svc', '-A', '-o', 'wide'],
+      ['get', 'events', '-A', '--sort-by=.lastTimestamp'],
+      ['-n', NAMESPACE, 'logs', '-l', 'app.kubernetes.io/component=controller', '--tail=40', '--prefix'],
+      ['-n', NAMESPACE, 'logs', '-l', 'app.kubernetes.io/component=gateway', '--tail=40', '--prefix'],
+      ['-n', NAMESPACE, 'logs', '-l', 'app.kubernetes.io/component=worker', '--tail=20', '--prefix'],
+    ]) {
+      const r = await run('kubectl', args, { env, timeoutMs: 20_000 });
+      parts.push(`$ kubectl ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    }
+    parts.push((await run('bash', [CLUSTER_SH, 'logs', dir], { timeoutMs: 20_000 })).stdout);
+    return parts.join('\n');
+  }
+  /** A test step whose failure carries the cluster's state. */
+  const step = (name: string, work: () => Promise<void>, timeoutMs = 5 * 60_000) =>
+    test(name, { timeout: timeoutMs }, async () => {
+      try {
+        await timed(name, work);
+      } catch (error) {
+        const detail = await diagnose().catch((e: unknown) => `(no diagnostics: ${String(e)})`);
+        throw new Error(
+          `${error instanceof Error ? error.stack : String(error)}\n\n${detail.slice(-30_000)}`,
+        );
+      }
+    });
+
+  async function invoke(name: string, payload: unknown, headers: Record<string, string> = {}) {
+    const res = await fetch(`${gateway}/2015-03-31/functions/${name}/invocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(payload),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    return { status: res.status, functionError: res.headers.get('x-amz-function-error'), body };
+  }
+
+  async function until<T>(
+    what: string,
+    probe: () => Promise<T | undefined>,
+    timeoutMs = 120_000,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      try {
+        const value = await probe();
+        if (value !== undefined) return value;
+      } catch (error) {
+        last = error;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      await sleep(1000);
+    }
+  }
+
+  const podIps = async (component: string) =>
+    (
+      await kubectl([
+        '-n',
+        NAMESPACE,
+        'get',
+        'pods',
+        '-l',
+        `app.kubernetes.io/component=${component}`,
+        '-o',
+        'jsonpath={.items[*].status.podIP}',
+      ])
+    )
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hearth-cluster-'));
+    const up = await timed('cluster up', () =>
+      run('bash', [CLUSTER_SH, 'up', dir], { timeoutMs: 10 * 60_000 }),
+    );
+    if (up.code !== 0) {
+      const logs = (await run('bash', [CLUSTER_SH, 'logs', dir])).stdout;
+      await run('bash', [CLUSTER_SH, 'down', dir]);
+      throw new Error(`cluster.sh up failed:\n${up.stderr}\n${logs}`);
+    }
+    const kubeconfig = /export KUBECONFIG=(\S+)/.exec(up.stdout)![1]!;
+    env = { ...process.env, KUBECONFIG: kubeconfig };
+  });
+
+  after(async () => {
+    prometheus?.kill('SIGTERM');
+    if (dir) {
+      const down = await run('bash', [CLUSTER_SH, 'down', dir], { timeoutMs: 3 * 60_000 });
+      if (down.code !== 0) console.error(`cluster.sh down: ${down.stderr}`);
+    }
+    console.log(`# cluster e2e timings (s): ${JSON.stringify(timings)}`);
+  });
+
+  step('helm installs the chart with the local images and every component becomes ready', async () => {
+    const values = join(dir, 'e2e-values.yaml');
+    await writeFile(
+      values,
+      stringify({
+        functions: { namespaces: [FN_NAMESPACE] },
+        // Retries within seconds, so that a failing event reaches the DLQ during the test.
+        worker: { extraEnv: [{ name: 'HEARTH_ASYNC_RETRY_DELAYS_MS', value: '500,1000' }] },
+      }),
+    );
+    await must(
+      helmBinary()!,
+      [
+        'install',
+        'hearth',
+        CHART,
+        '--namespace',
+        NAMESPACE,
+        '--create-namespace',
+        '-f',
+        CI_VALUES,
+        '-f',
+        values,
+        '--wait',
+        '--timeout',
+        '6m',
+      ],
+      {
+        env,
+        timeoutMs: 7 * 60_000,
+      },
+    );
+    const ip = (
+      await kubectl(['-n', NAMESPACE, 'get', 'svc', 'hearth-gateway', '-o', 'jsonpath={.spec.clusterIP}'])
+    ).trim();
+    assert.match(ip, /^198\.19\./, 'the gateway Service has an address in the service range');
+    gateway = `http://${ip}:8080`;
+    token = Buffer.from(
+      (
+        await kubectl(['-n', NAMESPACE, 'get', 'secret', 'hearth-api-key', '-o', 'jsonpath={.data.api-key}'])
+      ).trim(),
+      'base64',
+    ).toString();
+    // Through kube-proxy to the gateway pod: healthy, and closed to callers without the key.
+    const health = await until(
+      'the gateway Service',
+      async () => ((await fetch(`${gateway}/healthz`)).ok ? true : undefined),
+      60_000,
+    );
+    assert.ok(health);
+    const anonymous = await fetch(`${gateway}/function/anything`, { method: 'POST', body: '{}' });
+    assert.equal(anonymous.status, 401);
+  });
+
+  step('a Function of every runtime becomes Ready and answers through the gateway', async () => {
+    await kubectl(['apply', '-f', '-'], FUNCTIONS.map((f) => JSON.stringify(f)).join('\n'));
+    const ready = FUNCTIONS.filter((f) => f.spec.scaling.minWarm > 0).map((f) => `fn/${f.metadata.name}`);
+    await kubectl(
+      ['-n', FN_NAMESPACE, 'wait', '--for=condition=Ready', '--timeout=240s', ...ready],
+      undefined,
+    );
+    const node20 = await invoke('hello-node20', { name: 'a' });
+    assert.equal(node20.status, 200, JSON.stringify(node20));
+    assert.match((node20.body as { node: string }).node, /^v20\./);
+    const node22 = await invoke('hello-node22', { name: 'b' });
+    assert.match((node22.body as { node: string }).node, /^v22\./, JSON.stringify(node22));
+    const python = await invoke('hello-python', { name: 'c' });
+    assert.deepEqual(python.body, {
+      runtime: 'python',
+      version: (python.body as { version: string }).version,
+      event: { name: 'c' },
+    });
+    assert.match((python.body as { version: string }).version, /^3\.11\./);
+    const provided = await invoke('hello-provided', { name: 'd' });
+    assert.deepEqual(provided.body, { runtime: 'provided', event: { name: 'd' } }, JSON.stringify(provided));
+    // Warm: the same instance keeps its state between calls.
+    const again = await invoke('hello-node20', {});
+    assert.equal((again.body as { warm: number }).warm, 2);
+  });
+
+  step('function errors, timeouts and /tmp overflow come back in Lambda shape', async () => {
+    const failed = await invoke('fails', {});
+    assert.equal(failed.status, 200);
+    assert.equal(failed.functionError, 'Unhandled');
+    assert.equal((failed.body as { errorMessage: string }).errorMessage, 'boom');
+    const slow = await invoke('slow', {});
+    assert.equal(slow.functionError, 'Unhandled');
+    assert.equal((slow.body as { errorType: string }).errorType, 'Sandbox.Timedout');
+    const full = await invoke('fills-tmp', { mb: 600 });
+    assert.ok(full.functionError, `writing 600 MB into a 512 MB /tmp succeeded: ${JSON.stringify(full)}`);
+    // The instance recovers with an empty /tmp: a write within the limit succeeds.
+    const fits = await until('fills-tmp to recover', async () => {
+      const r = await invoke('fills-tmp', { mb: 100, clean: true });
+      return r.functionError ? undefined : r;
+    });
+    assert.deepEqual(fits.body, { wroteMb: 100 });
+    const throttled = await invoke('no-capacity', {});
+    assert.equal(throttled.status, 429);
+  });
+
+  step('async events run on the workers; a failing one lands in the dead-letter queue', async () => {
+    const accepted = await invoke('hello-node20', { async: true }, { 'x-amz-invocation-type': 'Event' });
+    assert.equal(accepted.status, 202);
+    const failing = await invoke('fails', { n: 1 }, { 'x-amz-invocation-type': 'Event' });
+    assert.equal(failing.status, 202);
+    const entries = await until('the failed event in the DLQ', async () => {
+      const res = await fetch(`${gateway}/hearth/v1/functions/fails/dlq`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const page = (await res.json()) as { entries?: unknown[]; items?: unknown[] };
+      const list = page.entries ?? page.items ?? [];
+      return list.length > 0 ? list : undefined;
+    });
+    assert.match(JSON.stringify(entries), /boom/);
+    const [worker] = await podIps('worker');
+    const metrics = await until('the async success on the worker', async () => {
+      const text = await (await fetch(`http://${worker}:8080/metrics`)).text();
+      return /hearth_async_events_succeeded_total\{function="hello-node20"\} [1-9]/.test(text)
+        ? text
+        : undefined;
+    });
+    assert.match(metrics, /hearth_async_dead_lettered_total\{[^}]*function="fails"/);
+  });
+
+  step('changed code rolls to a new revision that answers', async () => {
+    const before = (
+      await kubectl(['-n', FN_NAMESPACE, 'get', 'fn', 'hello-node20', '-o', 'jsonpath={.status.revision}'])
+    ).trim();
+    const changed = fn('hello-node20', { runtime: 'nodejs20.x', code: hello('v2') });
+    await kubectl(['apply', '-f', '-'], JSON.stringify(changed));
+    const answer = await until('the v2 answer', async () => {
+      const r = await invoke('hello-node20', {});
+      return (r.body as { version?: string }).version === 'v2' ? r : undefined;
+    });
+    assert.equal((answer.body as { warm: number }).warm, 1, 'a new revision starts new instances');
+    const after = (
+      await kubectl(['-n', FN_NAMESPACE, 'get', 'fn', 'hello-node20', '-o', 'jsonpath={.status.revision}'])
+    ).trim();
+    assert.notEqual(after, before);
+    // The old revision's objects go once it has drained.
+    await until('the old revision to go', async () => {
+      const names = await kubectl([
+        '-n',
+        FN_NAMESPACE,
+        'get',
+        'deploy',
+        '-l',
+        'hearth.dev/function=hello-node20',
+        '-o',
+        'jsonpath={.items[*].metadata.name}',
+      ]);
+      return names.includes(before) ? undefined : true;
+    });
+  });
+
+  step(
+    'Prometheus scrapes the gateway and the workers; every dashboard query and alert expression has series',
+    async () => {
+      const port = await freePort();
+      promUrl = `http://127.0.0.1:${port}`;
+      const targets = [...(await podIps('gateway')), ...(await podIps('worker'))].map((ip) => `${ip}:8080`);
+      const config = join(dir, 'prometheus.yml');
+      const rulesFile = join(dir, 'rules.yaml');
+      const rules = ruleGroups(await renderChart(['--api-versions', 'monitoring.coreos.com/v1']));
+      await writeFile(rulesFile, stringify(rules));
+      const check = await run(promtoolBinary()!, ['check', 'rules', rulesFile]);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      await writeFile(
+        config,
+        stringify({
+          global: { scrape_interval: '1s', evaluation_interval: '1s' },
+          rule_files: [rulesFile],
+          scrape_configs: [{ job_name: 'hearth', static_configs: [{ targets }] }],
+        }),
+      );
+      prometheus = spawn(
+        '/usr/bin/prometheus',
+        [
+          `--config.file=${config}`,
+          `--storage.tsdb.path=${join(dir, 'prometheus')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+        ],
+        {
+          stdio: 'ignore',
+        },
+      );
+      const query = async (expr: string) => {
+        const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+        const body = (await res.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+        if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+        return body.data!.result;
+      };
+      await until(
+        'every target up',
+        async () => ((await query('up == 1')).length === targets.length ? true : undefined),
+        60_000,
+      );
+      // Traffic inside the rate windows: successes, errors, throttles, async work.
+      await until('a few scrapes', async () =>
+        (await query('count_over_time(up[1m])')).every(
+          (s) => Number((s as { value: [number, string] }).value[1]) >= 3,
+        )
+          ? true
+          : undefined,
+      );
+      await invoke('hello-node20', {});
+      await invoke('fails', {});
+      await invoke('no-capacity', {});
+      await invoke('hello-node20', {}, { 'x-amz-invocation-type': 'Event' });
+      await invoke('fails', { n: 2 }, { 'x-amz-invocation-type': 'Event' });
+      const expressions = [
+        ...dashboardQueries('1m').map((q) => ({ what: `dashboard "${q.panel}"`, expr: q.expr })),
+        ...rules.groups.flatMap((g) =>
+          g.rules.map((r) => ({ what: `alert ${r.alert} (signal)`, expr: alertSignal(r.expr) })),
+        ),
+      ];
+      const empty = new Set(expressions.map((e) => e.what + ': ' + e.expr));
+      await until(
+        'series for every expression',
+        async () => {
+          for (const e of expressions)
+            if ((await query(e.expr)).length > 0) empty.delete(e.what + ': ' + e.expr);
+          return empty.size === 0 ? true : undefined;
+        },
+        90_000,
+      ).catch((error: unknown) => {
+        throw new Error(`${String(error)}\nno series:\n${[...empty].join('\n')}`);
+      });
+    },
+  );
+
+  step('deleting the Functions removes their pods, Deployments, Services and ConfigMaps', async () => {
+    await kubectl(['-n', FN_NAMESPACE, 'delete', 'fn', '--all', '--wait=true', '--timeout=120s']);
+    await until(
+      'every function object to go',
+      async () => {
+        const left = await kubectl([
+          '-n',
+          FN_NAMESPACE,
+          'get',
+          'pods,deploy,rs,svc,cm',
+          '-l',
+          'hearth.dev/function',
+          '-o',
+          'name',
+        ]);
+        return left.trim() === '' ? true : undefined;
+      },
+      180_000,
+    );
+    const gone = await invoke('hello-node20', {});
+    assert.equal(gone.status, 404);
+  });
+});
