@@ -40,28 +40,30 @@ export interface Backlog {
 }
 
 /**
- * Reads a queue's backlog in two round trips. BullMQ pushes new jobs on the left of the wait
- * list and workers take from the right, so the oldest waiting job is the last element.
+ * Depth and the oldest waiting job's timestamp in one round trip, since every Event call reads
+ * them. BullMQ pushes new jobs on the left of the wait list and workers take from the right, so
+ * the oldest waiting job is the last element; its hash is the queue prefix plus its id.
  */
+const BACKLOG_SCRIPT = `
+local depth = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3])
+  + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
+local oldest = redis.call('LINDEX', KEYS[1], -1)
+local acceptedAt = false
+if oldest then acceptedAt = redis.call('HGET', ARGV[1] .. oldest, 'timestamp') end
+return { depth, acceptedAt }
+`;
+
 export async function readBacklog(connection: Redis, queue: Queue, now: number): Promise<Backlog> {
   const keys = queue.keys;
-  const replies = await connection
-    .multi()
-    .llen(keys.wait!)
-    .llen(keys.paused!)
-    .llen(keys.active!)
-    .zcard(keys.delayed!)
-    .zcard(keys.prioritized!)
-    .lindex(keys.wait!, -1)
-    .exec();
-  if (!replies) throw new Error('backlog read was aborted');
-  for (const [error] of replies) if (error) throw error;
-  const counts = replies.slice(0, 5).map(([, value]) => Number(value) || 0);
-  const oldestId = replies[5]![1] as string | null;
-  let oldestWaitingAgeMs = 0;
-  if (oldestId) {
-    const acceptedAt = await connection.hget(queue.toKey(oldestId), 'timestamp');
-    if (acceptedAt) oldestWaitingAgeMs = Math.max(0, now - Number(acceptedAt));
-  }
-  return { depth: counts.reduce((a, b) => a + b, 0), oldestWaitingAgeMs };
+  const [depth, acceptedAt] = (await connection.eval(
+    BACKLOG_SCRIPT,
+    5,
+    keys.wait!,
+    keys.paused!,
+    keys.active!,
+    keys.delayed!,
+    keys.prioritized!,
+    queue.toKey(''),
+  )) as [number, string | null];
+  return { depth, oldestWaitingAgeMs: acceptedAt ? Math.max(0, now - Number(acceptedAt)) : 0 };
 }
