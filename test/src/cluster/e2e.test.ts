@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -178,6 +178,7 @@ describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 
         const detail = await diagnose().catch((e: unknown) => `(no diagnostics: ${String(e)})`);
         throw new Error(
           `${error instanceof Error ? error.stack : String(error)}\n\n${detail.slice(-30_000)}`,
+          { cause: error },
         );
       }
     });
