@@ -7,6 +7,8 @@ packages=(redis-server python3 e2fsprogs util-linux procps awscli prometheus mou
 # The peers (scripts/peers): aws-lambda-ric compiles a native addon against libcurl; wrk is the
 # benchmark's load generator.
 packages+=(g++ make cmake autoconf automake libtool libcurl4-openssl-dev wrk)
+# The single-node cluster (test/cluster/cluster.sh) and its images (images/build.sh).
+packages+=(containerd runc containernetworking-plugins iptables conntrack buildah openssl curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
