@@ -55,6 +55,8 @@ export class GatewayFixture {
       runtime: 'nodejs20.x',
       handler: 'index.handler',
       code: { inline: { files: { 'index.mjs': fn.source } } },
+      // Lambda's 3 s default can pass in a cold start alone on a busy machine.
+      timeoutSeconds: 30,
       ...fn.spec,
     });
     if (!result.spec) throw new Error(`bad test spec: ${JSON.stringify(result.problems)}`);

@@ -64,7 +64,7 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
       await fixture.addInstance(route);
       const answer = await call;
       assert.equal(answer.status, 200);
-      assert.equal(typeof answer.body.pid, 'number');
+      assert.equal(typeof answer.body.pid, 'number', JSON.stringify(answer.body));
     } finally {
       listener.disconnect();
     }
