@@ -32,7 +32,10 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
       } else {
         out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, toStructural(v)]));
       }
-      if (Array.isArray(schema.required) && schema.required.length > 0) out.required = schema.required;
+      // A field with a default is always there after defaulting; requiring it would make the
+      // API server reject the parent's own default (`{}`).
+      const required = ((schema.required as string[] | undefined) ?? []).filter((k) => properties[k]?.default === undefined);
+      if (required.length > 0) out.required = required;
       break;
     }
     case 'array':
@@ -51,8 +54,22 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
     default:
       throw new Error(`no CRD mapping for schema type ${String(type)}`);
   }
-  if (schema.default !== undefined) out.default = schema.default;
+  if (schema.default !== undefined) out.default = withChildDefaults(schema.default, out);
   return out;
+}
+
+/**
+ * An object's default written out with its fields' defaults (`{}` -> `{ minWarm: 0, ... }`): the
+ * API server checks a default against the CEL rules as it stands, before nested defaulting.
+ */
+function withChildDefaults(value: unknown, node: CrdSchema): unknown {
+  const properties = node.properties as Record<string, CrdSchema> | undefined;
+  if (!properties || value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const filled: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const [key, child] of Object.entries(properties)) {
+    if (filled[key] === undefined && child.default !== undefined) filled[key] = child.default;
+  }
+  return filled;
 }
 
 const exactlyOne = (fields: string[]) => fields.map((f) => `(has(self.${f}) ? 1 : 0)`).join(' + ') + ' == 1';
