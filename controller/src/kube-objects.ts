@@ -122,7 +122,8 @@ function codeVolume(fn: FunctionResource, revision: string): V1Volume {
   if (inline) {
     const items = Object.keys(inline)
       .sort()
-      .map((path, i) => ({ key: `f${i}`, path, mode: 0o444 }));
+      // Inline files carry no modes: executable for all, so that a provided runtime's `bootstrap` runs.
+      .map((path, i) => ({ key: `f${i}`, path, mode: 0o555 }));
     return { name: 'code', configMap: { name: revisionObjectName(fn.metadata.name, revision), items } };
   }
   if (fn.spec.code.configMap) {

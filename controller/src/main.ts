@@ -5,6 +5,8 @@
 //   HEARTH_FUNCTIONS_DIR  manifest directory (process backend); default ./functions
 //   HEARTH_NAMESPACE      namespace of the leader Lease (kubernetes backend); default default
 //   HEARTH_GATEWAY_URL    the gateway's base URL, shown in status.url (kubernetes backend)
+//   HEARTH_RUNTIME_IMAGES JSON {"nodejs20.x": "<image>", ...} over the default runtime images (kubernetes backend)
+//   HEARTH_IMAGE_PULL_POLICY  Always | IfNotPresent | Never for function pods (kubernetes backend)
 //   HEARTH_LOG_LEVEL      pino level; default info
 import { pino } from 'pino';
 import { startProcessController } from './process-backend.js';
@@ -23,7 +25,18 @@ async function start(): Promise<{ stop(): Promise<void> }> {
   if (backend === 'kubernetes') {
     // Loaded only here: the process backend (hearth dev) never needs the Kubernetes client.
     const { startKubeController } = await import('./kube-backend.js');
+    const { defaultKubeOptions } = await import('./kube-objects.js');
+    const images = process.env.HEARTH_RUNTIME_IMAGES
+      ? (JSON.parse(process.env.HEARTH_RUNTIME_IMAGES) as Record<string, string>)
+      : {};
+    const pullPolicy = process.env.HEARTH_IMAGE_PULL_POLICY as
+      'Always' | 'IfNotPresent' | 'Never' | undefined;
     return startKubeController({
+      objects: {
+        ...defaultKubeOptions,
+        images: { ...defaultKubeOptions.images, ...images },
+        ...(pullPolicy ? { imagePullPolicy: pullPolicy } : {}),
+      },
       logger,
       redisUrl: process.env.HEARTH_REDIS_URL,
       gatewayUrl: process.env.HEARTH_GATEWAY_URL,
