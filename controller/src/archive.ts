@@ -104,6 +104,8 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
       }
       zipfile.openReadStream(entry, (error, stream) => {
         if (error) return fail(error);
+        // At once: a size check can fail before anyone reads (the inflater fills its buffer).
+        stream.on('error', fail);
         const limit = kind === 'symlink' ? 4096 : CodeArchiveLimits.unzippedBytes - unpacked;
         const chunks: Buffer[] = [];
         let size = 0;
@@ -116,7 +118,6 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
         };
         if (kind === 'symlink') {
           stream.on('data', (chunk: Buffer) => (counted(chunk), chunks.push(chunk)));
-          stream.on('error', fail);
           stream.on('end', () => {
             links.set(path.parts.join('/'), { parts: path.parts, target: Buffer.concat(chunks).toString('utf8') });
             zipfile.readEntry();
@@ -129,7 +130,6 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
           // `wx`: an entry never replaces what is already there (a duplicate, or a directory's file).
           const out = createWriteStream(target, { flags: 'wx', mode });
           stream.on('data', counted);
-          stream.on('error', fail);
           out.on('error', fail);
           out.on('finish', () => {
             unpacked += size;
