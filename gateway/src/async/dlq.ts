@@ -24,7 +24,15 @@ export interface DeadLetterQueue {
 const STREAM_ID = /^[0-9]+-[0-9]+$/;
 const REDRIVE_PAGE = 100;
 
-export function createDeadLetterQueue(connection: Redis, queue: AsyncQueue): DeadLetterQueue {
+/**
+ * `connected` resolves once the connection can take commands: the producer connection has no
+ * offline queue, so commands sent while it (re)connects would fail instead of waiting.
+ */
+export function createDeadLetterQueue(
+  connection: Redis,
+  queue: AsyncQueue,
+  connected: () => Promise<void>,
+): DeadLetterQueue {
   const key = RedisKeys.dlq;
 
   async function get(functionName: string, id: string): Promise<DeadLetter> {
@@ -55,6 +63,7 @@ export function createDeadLetterQueue(connection: Redis, queue: AsyncQueue): Dea
       if (page.after !== undefined && !STREAM_ID.test(page.after)) {
         throw new GatewayError('InvalidParameterValueException', `not a page token: ${page.after}`);
       }
+      await connected();
       const start = page.after ? `(${page.after}` : '-';
       const entries = await connection.xrange(key(functionName), start, '+', 'COUNT', page.limit + 1);
       const items = entries.slice(0, page.limit).map(([id, fields]) => parseDeadLetter(id, fields));
@@ -62,11 +71,15 @@ export function createDeadLetterQueue(connection: Redis, queue: AsyncQueue): Dea
       return entries.length > page.limit && last ? { items, nextToken: last.id } : { items };
     },
     get,
-    size: (functionName) => connection.xlen(key(functionName)),
+    async size(functionName) {
+      await connected();
+      return connection.xlen(key(functionName));
+    },
     async redrive(functionName, id) {
       return redriveOne(await get(functionName, id));
     },
     async redriveAll(functionName) {
+      await connected();
       // Entries added while redriving (a redriven event failing again) wait for the next call.
       const end = (await connection.xrevrange(key(functionName), '+', '-', 'COUNT', 1))[0]?.[0];
       let redriven = 0;
@@ -88,6 +101,7 @@ export function createDeadLetterQueue(connection: Redis, queue: AsyncQueue): Dea
       await connection.xdel(key(functionName), id);
     },
     async purge(functionName) {
+      await connected();
       const purged = await connection.xlen(key(functionName));
       await connection.del(key(functionName));
       return { purged };

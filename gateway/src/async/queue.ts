@@ -94,7 +94,12 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         connection.off('ready', onReady);
-        reject(new Error(`Redis not connected (${connection.status})`));
+        reject(
+          new GatewayError(
+            'ServiceException',
+            `Redis is not reachable (${connection.status}); retry the call`,
+          ),
+        );
       }, options.connectWaitMs ?? 1000);
       const onReady = () => {
         clearTimeout(timer);
@@ -235,6 +240,6 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       await connection.quit().catch(() => connection.disconnect());
     },
   };
-  const deadLetters = createDeadLetterQueue(connection, asyncQueue);
+  const deadLetters = createDeadLetterQueue(connection, asyncQueue, connected);
   return asyncQueue;
 }

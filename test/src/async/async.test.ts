@@ -321,6 +321,24 @@ describe('destinations', () => {
     );
   });
 
+  test('a destination function that does not exist: the delivery is given up at once and counted as failed', async (t) => {
+    const name = uniqueName('orphan');
+    const invoker = new ScriptedInvoker().on(name, () => succeeded(1));
+    const { discovery, queue, metricsRegistry } = await platform(t, invoker);
+    discovery.setFunction(functionRoute(name, { onSuccess: { function: 'no-such-function' } }));
+    await enqueue(queue, name, {});
+    await waitFor('the failed delivery to be counted', async () =>
+      new RegExp(
+        `hearth_async_destination_deliveries_total\\{function="${name}",destination="onSuccess",kind="function",outcome="failed"\\} 1`,
+      ).test(await metricsRegistry.metrics()),
+    );
+    assert.doesNotMatch(
+      await metricsRegistry.metrics(),
+      new RegExp(`function="${name}".*outcome="retried"`),
+      'not retried',
+    );
+  });
+
   test('onSuccess to a Redis stream: XADDed as one record field', async (t) => {
     const name = uniqueName('streamed');
     const stream = `test-successes-${name}`;
@@ -422,6 +440,37 @@ describe('the dead-letter API', () => {
     await waitFor('a new dead letter', async () => (await deadLetters(name)).length === 1);
     assert.deepEqual((await call('DELETE')).body, { purged: 1 });
     assert.equal((await call('GET')).body.size, 0);
+  });
+});
+
+describe('the dead-letter queue under a full backlog', () => {
+  test('redrive-all stops at the first 429 and keeps the entries it could not redrive', async () => {
+    const discovery = new StaticDiscovery();
+    const name = uniqueName('redrive-full');
+    discovery.setFunction(functionRoute(name));
+    // No workers, and room for one event: the second redrive is refused.
+    const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, limits: { maxDepth: 1 } });
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        await client.xadd(
+          RedisKeys.dlq(name),
+          '*',
+          'functionName',
+          name,
+          'requestId',
+          randomUUID(),
+          'payload',
+          JSON.stringify({ i }),
+          'condition',
+          'RetriesExhausted',
+        );
+      }
+      await assert.rejects(queue.deadLetters.redriveAll(name), (e: GatewayError) => e.status === 429);
+      assert.equal(await queue.deadLetters.size(name), 2, 'the redriven entry left, the refused ones stayed');
+      assert.equal((await queue.backlog(name)).depth, 1);
+    } finally {
+      await queue.close();
+    }
   });
 });
 
