@@ -79,6 +79,20 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     assert.ok(Date.now() - started < 3000);
   });
 
+  test('a gateway started with --role=worker serves health and metrics, not the Invoke API', async () => {
+    const worker = await fixture.startGateway({ HEARTH_GATEWAY_ROLE: 'worker' });
+    const health = await fetch(`${worker.url}/healthz`);
+    assert.deepEqual(await health.json(), { status: 'ok', role: 'worker' });
+    assert.match(await (await fetch(`${worker.url}/metrics`)).text(), /hearth_process_resident_memory_bytes/);
+    const invoke = await fetch(`${worker.url}/2015-03-31/functions/cold/invocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: '{}',
+    });
+    assert.equal(invoke.status, 404);
+    await worker.process.stop('SIGTERM', 3000);
+  });
+
   describe('with two instances', () => {
     let route: FunctionRoute;
     let a: RunningInstance;
