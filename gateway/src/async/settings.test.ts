@@ -23,6 +23,7 @@ test('variables become worker options and backlog limits', () => {
       requeueBackoff: { initialMs: 50, maxMs: 300_000 },
       lockDurationMs: 2000,
       delivery: { attempts: 2 },
+      backlogLimits: { maxDepth: 10 },
     },
     limits: { maxDepth: 10 },
   });

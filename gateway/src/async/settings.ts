@@ -56,6 +56,10 @@ export function parseAsyncSettings(env: NodeJS.ProcessEnv): AsyncSettings {
     backoffMs: integer(ASYNC_ENV.destinationBackoffMs, 1),
     httpTimeoutMs: integer(ASYNC_ENV.destinationTimeoutMs, 1),
   });
+  const limits = defined({
+    maxDepth: integer(ASYNC_ENV.maxDepth, 1),
+    maxOldestAgeSeconds: integer(ASYNC_ENV.maxOldestAgeSeconds, 1),
+  });
   return {
     workers: defined({
       concurrency: integer(ASYNC_ENV.concurrency, 1),
@@ -65,11 +69,10 @@ export function parseAsyncSettings(env: NodeJS.ProcessEnv): AsyncSettings {
       stalledIntervalMs: integer(ASYNC_ENV.stalledIntervalMs, 100),
       dlqMaxLength: integer(ASYNC_ENV.dlqMaxLength, 1),
       delivery: Object.keys(delivery).length ? delivery : undefined,
+      // A worker-only process has its own queue for function destinations, held to the same limits.
+      backlogLimits: Object.keys(limits).length ? limits : undefined,
     }),
-    limits: defined({
-      maxDepth: integer(ASYNC_ENV.maxDepth, 1),
-      maxOldestAgeSeconds: integer(ASYNC_ENV.maxOldestAgeSeconds, 1),
-    }),
+    limits,
   };
 }
 

@@ -16,7 +16,7 @@ import {
   type DeadLetterCondition,
   type RunOutcome,
 } from './policy.js';
-import { createAsyncQueue, type AsyncQueue } from './queue.js';
+import { createAsyncQueue, type AsyncQueue, type BacklogLimits } from './queue.js';
 import {
   deadLetterFields,
   failureRecord,
@@ -55,6 +55,8 @@ export interface AsyncWorkersOptions {
   /** How often this process looks for functions that got their first async event. */
   queueScanIntervalMs?: number;
   delivery?: Partial<DeliverySettings>;
+  /** Limits of the queue created when `asyncQueue` is not given (it enqueues function destinations). */
+  backlogLimits?: Partial<BacklogLimits>;
   /** Approximate cap on each dead-letter stream. */
   dlqMaxLength?: number;
   metricsRegistry?: Registry;
@@ -98,6 +100,7 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     : createAsyncQueue({
         redisUrl: options.redisUrl,
         discovery: options.discovery,
+        ...(options.backlogLimits ? { limits: options.backlogLimits } : {}),
         logger,
         ...(options.metricsRegistry ? { metricsRegistry: options.metricsRegistry } : {}),
         region: arn.region,
