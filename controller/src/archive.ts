@@ -29,11 +29,17 @@ export interface ArchiveOptions {
  * since a manifest may point at any zip. Network failures are plain errors (retried later);
  * anything wrong with the zip is an ArchiveError.
  */
-export async function unpackArchive(archive: { url: string; sha256: string }, dir: string, options: ArchiveOptions = {}): Promise<void> {
+export async function unpackArchive(
+  archive: { url: string; sha256: string },
+  dir: string,
+  options: ArchiveOptions = {},
+): Promise<void> {
   const zip = await download(archive.url, options);
   const actual = createHash('sha256').update(zip).digest('hex');
   if (actual !== archive.sha256) {
-    throw new ArchiveError(`code archive ${archive.url} has sha256 ${actual}, but spec.code.archive.sha256 expects ${archive.sha256}`);
+    throw new ArchiveError(
+      `code archive ${archive.url} has sha256 ${actual}, but spec.code.archive.sha256 expects ${archive.sha256}`,
+    );
   }
   try {
     await extract(zip, dir);
@@ -73,12 +79,17 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
   let zipfile: yauzl.ZipFile;
   try {
     zipfile = await new Promise((resolve, reject) =>
-      yauzl.fromBuffer(zip, { lazyEntries: true, validateEntrySizes: true, strictFileNames: true }, (error, opened) => (error ? reject(error) : resolve(opened))),
+      yauzl.fromBuffer(
+        zip,
+        { lazyEntries: true, validateEntrySizes: true, strictFileNames: true },
+        (error, opened) => (error ? reject(error) : resolve(opened)),
+      ),
     );
   } catch (error) {
     throw new ArchiveError(`code archive is not a readable zip: ${(error as Error).message}`);
   }
-  if (zipfile.entryCount > CodeArchiveLimits.maxEntries) throw new ArchiveError(`code archive has more than ${CodeArchiveLimits.maxEntries} entries`);
+  if (zipfile.entryCount > CodeArchiveLimits.maxEntries)
+    throw new ArchiveError(`code archive has more than ${CodeArchiveLimits.maxEntries} entries`);
   await mkdir(dir, { recursive: true });
   const links = new Map<string, { parts: string[]; target: string }>();
   const files: string[][] = [];
@@ -86,12 +97,21 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const fail = (error: Error) => {
       zipfile.close();
-      reject(error instanceof ArchiveError ? error : new ArchiveError(`code archive could not be unpacked: ${error.message}`));
+      reject(
+        error instanceof ArchiveError
+          ? error
+          : new ArchiveError(`code archive could not be unpacked: ${error.message}`),
+      );
     };
     zipfile.on('error', fail);
     zipfile.on('end', resolve);
     zipfile.on('entry', (entry: yauzl.Entry) => {
-      const header = { name: entry.fileName, compressedSize: entry.compressedSize, uncompressedSize: entry.uncompressedSize, unixMode: entry.externalFileAttributes >>> 16 };
+      const header = {
+        name: entry.fileName,
+        compressedSize: entry.compressedSize,
+        uncompressedSize: entry.uncompressedSize,
+        unixMode: entry.externalFileAttributes >>> 16,
+      };
       const path = zipEntryPath(header.name);
       if ('problem' in path) return fail(new ArchiveError(`code archive entry ${path.problem}`));
       const sizeProblem = zipEntrySizeProblem(header);
@@ -113,13 +133,18 @@ async function extract(zip: Buffer, dir: string): Promise<void> {
           size += chunk.length;
           if (size > limit) {
             stream.destroy();
-            fail(new ArchiveError(`code archive unpacks to more than ${CodeArchiveLimits.unzippedBytes} bytes`));
+            fail(
+              new ArchiveError(`code archive unpacks to more than ${CodeArchiveLimits.unzippedBytes} bytes`),
+            );
           }
         };
         if (kind === 'symlink') {
           stream.on('data', (chunk: Buffer) => (counted(chunk), chunks.push(chunk)));
           stream.on('end', () => {
-            links.set(path.parts.join('/'), { parts: path.parts, target: Buffer.concat(chunks).toString('utf8') });
+            links.set(path.parts.join('/'), {
+              parts: path.parts,
+              target: Buffer.concat(chunks).toString('utf8'),
+            });
             zipfile.readEntry();
           });
           return;

@@ -34,7 +34,9 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
       }
       // A field with a default is always there after defaulting; requiring it would make the
       // API server reject the parent's own default (`{}`).
-      const required = ((schema.required as string[] | undefined) ?? []).filter((k) => properties[k]?.default === undefined);
+      const required = ((schema.required as string[] | undefined) ?? []).filter(
+        (k) => properties[k]?.default === undefined,
+      );
       if (required.length > 0) out.required = required;
       break;
     }

@@ -23,7 +23,17 @@ export class FunctionLogs {
     if (lines.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const line of lines) {
-      pipeline.xadd(RedisKeys.logs(functionName), 'MAXLEN', '~', KEPT_LINES, '*', 'instance', instanceId, 'line', line);
+      pipeline.xadd(
+        RedisKeys.logs(functionName),
+        'MAXLEN',
+        '~',
+        KEPT_LINES,
+        '*',
+        'instance',
+        instanceId,
+        'line',
+        line,
+      );
     }
     pipeline.exec().catch(() => undefined);
   }

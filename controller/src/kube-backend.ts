@@ -268,6 +268,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       );
       old = [];
     }
+    log.debug({ function: key, revision, desired: pool.size, ready, oldRevisions: old.length }, 'reconciled');
     const busy = registry ? Math.min(demand, ready * fn.spec.concurrency.perInstance) : 0;
     const url = options.gatewayUrl ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${name}` : undefined;
     const status = poolStatus(

@@ -205,7 +205,8 @@ export async function startProcessController(options: ProcessControllerOptions):
       await mkdir(dirname(file), { recursive: true });
       await writeFile(file, content);
     }
-    if (spec.code.archive) await unpackArchive(spec.code.archive, staging, { token: process.env.HEARTH_TOKEN });
+    if (spec.code.archive)
+      await unpackArchive(spec.code.archive, staging, { token: process.env.HEARTH_TOKEN });
     await mkdir(staging, { recursive: true });
     await rename(staging, dir);
     return dir;

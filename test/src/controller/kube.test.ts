@@ -161,14 +161,14 @@ describe(
 
     test('a code change makes a new revision; the old one stays until the new one serves', async () => {
       const ns = await namespace();
-      const apply = (body: string, minWarm: number) =>
+      const apply = (body: string, scaling: Record<string, number>) =>
         cp.kubectl(
           ['-n', ns, 'apply', '-f', '-'],
-          manifest('roll', { runtime: 'nodejs20.x', code: code(body), scaling: { minWarm } }),
+          manifest('roll', { runtime: 'nodejs20.x', code: code(body), scaling }),
         );
-      await apply('1', 1);
+      await apply('1', { minWarm: 1 });
       const first = await until('revision 1', async () => (await fnOf(ns, 'roll')).status?.revision);
-      await apply('2', 1);
+      await apply('2', { minWarm: 1 });
       const second = await until('revision 2', async () => {
         const f = await fnOf(ns, 'roll');
         return f.status?.observedGeneration === 2 && f.status.revision !== first && f.status.revision;
@@ -180,11 +180,11 @@ describe(
         [first, second].sort(),
         'with no ready instance of the new revision the old one keeps serving',
       );
-      // Scaled to zero, nothing needs serving: the old revision goes at once.
-      await apply('3', 0);
+      // Scaled to zero (idleSeconds 0: at once), nothing needs serving: the old revisions go.
+      await apply('3', { minWarm: 0, idleSeconds: 0 });
       const third = await until('revision 3', async () => {
         const f = await fnOf(ns, 'roll');
-        return f.status?.observedGeneration === 3 && f.status.revision;
+        return f.status?.observedGeneration === 3 && f.status.revision !== second && f.status.revision;
       });
       await until('only revision 3 left', async () => {
         const list = await deployments(ns);
