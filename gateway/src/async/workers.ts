@@ -251,6 +251,10 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
       maxStalledCount: 1000,
     });
     worker.on('error', reportOutage);
+    // A stalled job is one whose worker died or froze mid-run: it runs again, maybe twice in all.
+    worker.on('stalled', (jobId) =>
+      logger.warn({ function: functionName, requestId: jobId }, 'async event stalled; running it again'),
+    );
     worker.on('failed', (job, error) => void onInfrastructureFailure(job, error));
     workers.set(functionName, worker);
     logger.info({ function: functionName }, 'serving async events');
