@@ -185,8 +185,12 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     async close() {
       ready = false;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // close() only drops connections idle right now; a kept-alive connection whose call is
+      // still running becomes idle later and would hold the close for the keep-alive timeout.
+      const dropIdle = setInterval(() => server.closeIdleConnections(), 100);
       server.closeIdleConnections();
       await closed;
+      clearInterval(dropIdle);
       await workers?.stop();
       router.close();
       demand.stop();

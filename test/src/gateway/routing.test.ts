@@ -93,6 +93,17 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     await worker.process.stop('SIGTERM', 3000);
   });
 
+  test('SIGTERM: the gateway finishes running calls, gives its leases back and exits 0', async () => {
+    const leaving = await fixture.startGateway();
+    const call = invoke(leaving, 'cold', 1500);
+    await sleep(500);
+    leaving.process.child.kill('SIGTERM');
+    const answer = await call;
+    assert.equal(answer.status, 200);
+    assert.deepEqual(await leaving.process.exited, { code: 0, signal: null });
+    assert.equal(await fixture.redis.zcard('hearth:concurrency:unreserved'), 0);
+  });
+
   describe('with two instances', () => {
     let route: FunctionRoute;
     let a: RunningInstance;
