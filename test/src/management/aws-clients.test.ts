@@ -82,7 +82,9 @@ describe('the AWS CLI v2 against hearth dev', () => {
     const name = 'cli-fn';
     const role = 'arn:aws:iam::000000000000:role/lambda';
 
-    const created = await ok('create-function', '--function-name', name, '--runtime', 'nodejs20.x', '--handler', 'index.handler', '--role', role, '--zip-file', `fileb://${v1}`);
+    // A timeout that a cold start on a busy machine cannot eat up (the gateway's deadline currently
+    // starts before it waits for a cold instance).
+    const created = await ok('create-function', '--function-name', name, '--runtime', 'nodejs20.x', '--handler', 'index.handler', '--role', role, '--timeout', '30', '--zip-file', `fileb://${v1}`);
     assert.equal(created.FunctionName, name);
     assert.equal(created.State, 'Pending');
 
@@ -146,6 +148,7 @@ describe('the AWS SDK v3 against hearth dev', () => {
         Role: 'arn:aws:iam::000000000000:role/lambda',
         Code: { ZipFile: v1 },
         MemorySize: 256,
+        Timeout: 30,
         Environment: { Variables: { GREETING: 'hi' } },
       }),
     );
@@ -164,10 +167,10 @@ describe('the AWS SDK v3 against hearth dev', () => {
     const second = await lambda.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":2}') }));
     assert.deepEqual(decode(second.Payload), { version: 'v2', event: { n: 2 } });
 
-    await lambda.send(new UpdateFunctionConfigurationCommand({ FunctionName: name, Timeout: 10 }));
+    await lambda.send(new UpdateFunctionConfigurationCommand({ FunctionName: name, Timeout: 20 }));
     await waitUntilFunctionUpdatedV2(waiter(lambda), { FunctionName: name });
     const fetched = await lambda.send(new GetFunctionCommand({ FunctionName: name }));
-    assert.equal(fetched.Configuration?.Timeout, 10);
+    assert.equal(fetched.Configuration?.Timeout, 20);
     assert.equal(fetched.Configuration?.MemorySize, 256, 'fields not in the update stay');
     assert.equal(fetched.Configuration?.CodeSha256, base64Sha256(v2));
     assert.deepEqual(fetched.Configuration?.Environment?.Variables, { GREETING: 'hi' });
