@@ -203,8 +203,18 @@ describe(
       );
     });
 
-    test('an unsupported or missing code source is recorded in status, not retried in a loop', async () => {
+    test('an unsupported or missing code source is recorded in status; the code appearing is noticed', async () => {
       const ns = await namespace();
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('img', { runtime: 'nodejs20.x', code: { image: 'repo/fn:1' } }),
+      );
+      const unsupported = await until('CodeReady False for an image', async () => {
+        const f = await fnOf(ns, 'img');
+        return f.status?.conditions?.find((c) => c.type === 'CodeReady' && c.status === 'False');
+      });
+      assert.equal(unsupported.reason, 'UnsupportedCodeSource');
+      assert.match(unsupported.message!, /spec\.code\.image/);
       await cp.kubectl(
         ['-n', ns, 'apply', '-f', '-'],
         manifest('cm', { runtime: 'nodejs20.x', code: { configMap: { name: 'cm-code' } } }),
