@@ -164,7 +164,6 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       await redis.connect();
       await subscriber?.connect();
       await discovery.start();
-      await management?.start();
       leases.start();
       demand.start();
       if (runsWorkers) {

@@ -27,10 +27,6 @@ export class CodeStore {
     readonly quotaBytes: number,
   ) {}
 
-  async start(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-  }
-
   /** Where the zip of that sha256 is (it may not exist). */
   file(sha256: string): string {
     if (!isSha256Hex(sha256)) throw new Error(`not a sha256: ${sha256}`);
@@ -53,6 +49,8 @@ export class CodeStore {
         `Code storage limit exceeded: ${used} of ${this.quotaBytes} bytes are used and this zip has ${zip.length}. Delete functions you no longer need.`,
       );
     }
+    // Created on the first upload only: a functions directory nobody deploys to stays as it was.
+    await mkdir(this.dir, { recursive: true });
     // Written aside and renamed, so a reader never sees half a zip under its final name.
     const staging = join(this.dir, `.${sha256}.${randomBytes(4).toString('hex')}.tmp`);
     await writeFile(staging, zip);

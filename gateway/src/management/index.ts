@@ -9,7 +9,6 @@ import { managementRoutes } from './routes.js';
 
 export interface Management {
   readonly router: Router;
-  start(): Promise<void>;
 }
 
 /** The management API over the process backend (manifest files) and a code store directory. */
@@ -28,5 +27,5 @@ export function createManagement(
     accountConcurrency: config.accountConcurrency,
     context: { region: config.region, accountId: config.accountId },
   });
-  return { router, start: () => codeStore.start() };
+  return { router };
 }
