@@ -16,7 +16,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${HEARTH_CACHE:-$HOME/.cache/hearth}"
-tag="${HEARTH_IMAGE_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$repo/charts/hearth/Chart.yaml")}"
+tag="${HEARTH_IMAGE_TAG:-$(sed -n "s/^appVersion: *[\"']\{0,1\}\([^\"']*\)[\"']\{0,1\} *$/\1/p" "$repo/charts/hearth/Chart.yaml")}"
 node22_version="${NODE22_VERSION:-22.23.3}"
 out="$cache/images"
 import=0
