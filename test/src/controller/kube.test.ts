@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import type { FunctionResource } from '@hearth/api';
+import { RedisKeys, type FunctionResource } from '@hearth/api';
 import { startKubeController, type KubeController } from '@hearth/controller/kube-backend';
 import { LeaderElector } from '@hearth/controller/leader';
 import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
+import { startRedis, type RedisServer } from '../harness/redis.js';
 
 const CRD = fileURLToPath(new URL('../../../charts/hearth/crds/function.yaml', import.meta.url));
 const quiet = pino({ level: process.env.HEARTH_TEST_LOGS === '1' ? 'debug' : 'silent' });
@@ -27,7 +29,13 @@ describe(
     let controller: KubeController;
     let namespaces = 0;
 
+    let redis: RedisServer;
+    let redisClient: Redis;
+
     before(async () => {
+      // Redis is where gateways report demand: the pools follow it on Kubernetes too.
+      redis = await startRedis();
+      redisClient = new Redis(redis.url);
       cp = await startControlPlane({ controllerManager: true, crds: [CRD] });
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromFile(cp.kubeconfig);
@@ -36,11 +44,14 @@ describe(
         logger: quiet,
         leaseSeconds: 5,
         identity: 'test-controller',
+        redisUrl: redis.url,
       });
     });
     after(async () => {
       await controller?.stop();
       await cp?.stop();
+      redisClient?.disconnect();
+      await redis?.stop();
     });
 
     async function namespace(): Promise<string> {
@@ -242,6 +253,41 @@ describe(
         20_000,
       );
       assert.equal((await deployments(ns)).length, 1);
+    });
+
+    test("the Deployment follows the gateways' demand: up at once, down to zero after idleSeconds", async () => {
+      const ns = await namespace();
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('busy', {
+          runtime: 'nodejs20.x',
+          code: code('e'),
+          scaling: { minWarm: 0, idleSeconds: 2 },
+          concurrency: { perInstance: 2 },
+        }),
+      );
+      const replicas = async () => (await deployments(ns))[0]?.spec.replicas;
+      await until('a Deployment at zero', async () => (await replicas()) === 0);
+      let demand = { inFlight: 2, waiting: 3 };
+      const report = () =>
+        redisClient.hset(
+          RedisKeys.demand('busy'),
+          'gw-1',
+          JSON.stringify({ gateway: 'gw-1', ...demand, at: Date.now() }),
+        );
+      const reporter = setInterval(() => void report(), 500);
+      try {
+        await report();
+        await until('ceil(5 / 2) = 3 replicas', async () => (await replicas()) === 3, 10_000);
+        assert.equal((await fnOf(ns, 'busy')).status?.instances?.desired, 3);
+        demand = { inFlight: 0, waiting: 0 };
+        await report();
+        await sleep(1000);
+        assert.equal(await replicas(), 3, 'no scale-down inside idleSeconds');
+        await until('back to zero', async () => (await replicas()) === 0, 10_000);
+      } finally {
+        clearInterval(reporter);
+      }
     });
 
     test('deleting a Function lets Kubernetes collect everything made for it', async () => {
