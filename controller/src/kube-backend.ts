@@ -98,6 +98,13 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   const resyncMs = options.resyncMs ?? 300_000;
   const pollMs = options.pollMs ?? 1000;
   const redis = options.redisUrl ? new Redis(options.redisUrl) : undefined;
+  let lastRedisError = 0;
+  redis?.on('error', (error: Error) => {
+    // Reconnects by itself; pools keep their size meanwhile (reading demand fails the reconcile).
+    if (Date.now() - lastRedisError < 30_000) return;
+    lastRedisError = Date.now();
+    log.warn({ err: error }, 'lost the connection to Redis; reconnecting');
+  });
   const registry = redis ? new RegistryWriter(redis) : undefined;
   const pools = new Map<string, PoolState>();
   const lastEvent = new Map<string, string>();

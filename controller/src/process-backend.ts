@@ -141,6 +141,15 @@ export async function startProcessController(options: ProcessControllerOptions):
 
   const redis = new Redis(options.redisUrl, { lazyConnect: true });
   const subscriber = new Redis(options.redisUrl, { lazyConnect: true });
+  // ioredis reconnects by itself; say so now and then rather than once per retry.
+  let lastRedisError = 0;
+  const onRedisError = (error: Error) => {
+    if (Date.now() - lastRedisError < 30_000) return;
+    lastRedisError = Date.now();
+    log.warn({ err: error }, 'lost the connection to Redis; reconnecting');
+  };
+  redis.on('error', onRedisError);
+  subscriber.on('error', onRedisError);
   await redis.connect();
   await subscriber.connect();
   const registry = new RegistryWriter(redis);
