@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CodeArchiveLimits, symlinkTargetProblem, throughSymlinkProblem, zipEntryKind, zipEntryPath, zipEntrySizeProblem } from './code-archive.js';
+import {
+  CodeArchiveLimits,
+  symlinkTargetProblem,
+  throughSymlinkProblem,
+  zipEntryKind,
+  zipEntryPath,
+  zipEntrySizeProblem,
+} from './code-archive.js';
 
 test('entry paths inside the root are split into their parts', () => {
   assert.deepEqual(zipEntryPath('index.mjs'), { parts: ['index.mjs'] });
@@ -33,11 +40,25 @@ test('entry kinds come from the Unix mode, directories also from a trailing slas
 
 test('an entry inflating more than the ratio limit is a bomb; small or honest entries are not', () => {
   const mb = 1024 * 1024;
-  assert.match(zipEntrySizeProblem({ name: 'z', compressedSize: 10_000, uncompressedSize: 100 * mb, unixMode: 0 }) ?? '', /zip bomb/);
-  assert.equal(zipEntrySizeProblem({ name: 'z', compressedSize: 10, uncompressedSize: 100_000, unixMode: 0 }), undefined);
-  assert.equal(zipEntrySizeProblem({ name: 'z', compressedSize: mb, uncompressedSize: 5 * mb, unixMode: 0 }), undefined);
   assert.match(
-    zipEntrySizeProblem({ name: 'z', compressedSize: CodeArchiveLimits.unzippedBytes, uncompressedSize: CodeArchiveLimits.unzippedBytes + 1, unixMode: 0 }) ?? '',
+    zipEntrySizeProblem({ name: 'z', compressedSize: 10_000, uncompressedSize: 100 * mb, unixMode: 0 }) ?? '',
+    /zip bomb/,
+  );
+  assert.equal(
+    zipEntrySizeProblem({ name: 'z', compressedSize: 10, uncompressedSize: 100_000, unixMode: 0 }),
+    undefined,
+  );
+  assert.equal(
+    zipEntrySizeProblem({ name: 'z', compressedSize: mb, uncompressedSize: 5 * mb, unixMode: 0 }),
+    undefined,
+  );
+  assert.match(
+    zipEntrySizeProblem({
+      name: 'z',
+      compressedSize: CodeArchiveLimits.unzippedBytes,
+      uncompressedSize: CodeArchiveLimits.unzippedBytes + 1,
+      unixMode: 0,
+    }) ?? '',
     /more than 262144000/,
   );
 });
@@ -51,7 +72,10 @@ test('symlinks must resolve inside the root without passing through another syml
   // d/up -> .. is the root itself, harmless alone; d/out -> up/.. would climb through it.
   const links = new Set(['d/up', 'd/out']);
   assert.equal(symlinkTargetProblem(['d', 'up'], '..', links), undefined);
-  assert.match(symlinkTargetProblem(['d', 'out'], 'up/..', links) ?? '', /through another symlink \("d\/up"\)/);
+  assert.match(
+    symlinkTargetProblem(['d', 'out'], 'up/..', links) ?? '',
+    /through another symlink \("d\/up"\)/,
+  );
 });
 
 test('an entry inside a symlink of the archive is refused', () => {

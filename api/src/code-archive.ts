@@ -50,7 +50,8 @@ export function zipEntryPath(name: string): { parts: string[] } | { problem: str
   if (name === '' || name === '/') return { problem: 'has an empty name' };
   if (name.includes('\0')) return { problem: `"${printable(name)}" contains a NUL byte` };
   if (name.includes('\\')) return { problem: `"${printable(name)}" contains a backslash` };
-  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return { problem: `"${printable(name)}" is an absolute path` };
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name))
+    return { problem: `"${printable(name)}" is an absolute path` };
   const parts = name.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) return { problem: `"${printable(name)}" points outside the archive's root (..)` };
   if (parts.length === 0) return { problem: `"${printable(name)}" has an empty name` };
@@ -76,15 +77,22 @@ export function zipEntrySizeProblem(entry: ZipEntryHeader): string | undefined {
  * resolved one part at a time; passing through another symlink of the archive is refused too,
  * since `a -> ..` inside `d/` is harmless alone but lets `d/b -> a/..` climb out.
  */
-export function symlinkTargetProblem(linkParts: string[], target: string, symlinks: ReadonlySet<string>): string | undefined {
+export function symlinkTargetProblem(
+  linkParts: string[],
+  target: string,
+  symlinks: ReadonlySet<string>,
+): string | undefined {
   const link = linkParts.join('/');
-  if (target === '' || target.includes('\0') || target.includes('\\')) return `symlink "${printable(link)}" has an unusable target`;
-  if (target.startsWith('/')) return `symlink "${printable(link)}" points to the absolute path "${printable(target)}"`;
+  if (target === '' || target.includes('\0') || target.includes('\\'))
+    return `symlink "${printable(link)}" has an unusable target`;
+  if (target.startsWith('/'))
+    return `symlink "${printable(link)}" points to the absolute path "${printable(target)}"`;
   const resolved = linkParts.slice(0, -1);
   for (const part of target.split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
-      if (resolved.length === 0) return `symlink "${printable(link)}" points outside the archive's root ("${printable(target)}")`;
+      if (resolved.length === 0)
+        return `symlink "${printable(link)}" points outside the archive's root ("${printable(target)}")`;
       resolved.pop();
       continue;
     }
@@ -101,13 +109,14 @@ export function symlinkTargetProblem(linkParts: string[], target: string, symlin
 export function throughSymlinkProblem(parts: string[], symlinks: ReadonlySet<string>): string | undefined {
   for (let n = 1; n < parts.length; n++) {
     const prefix = parts.slice(0, n).join('/');
-    if (symlinks.has(prefix)) return `"${printable(parts.join('/'))}" lies inside the symlink "${printable(prefix)}"`;
+    if (symlinks.has(prefix))
+      return `"${printable(parts.join('/'))}" lies inside the symlink "${printable(prefix)}"`;
   }
   return undefined;
 }
 
 /** Names in messages: control characters shown as `?`, long names cut. */
 function printable(name: string): string {
-  const clean = name.replace(/[\x00-\x1f\x7f]/g, '?');
+  const clean = [...name].map((c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? '?' : c)).join('');
   return clean.length > 200 ? `${clean.slice(0, 200)}...` : clean;
 }

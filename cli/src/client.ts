@@ -41,16 +41,28 @@ export class GatewayClient {
     let body: RequestInit['body'] | undefined;
     if (options.body !== undefined) {
       headers['content-type'] ??= 'application/json';
-      body = options.onUploadProgress ? withProgress(Buffer.from(options.body), options.onUploadProgress) : options.body;
+      body = options.onUploadProgress
+        ? withProgress(Buffer.from(options.body), options.onUploadProgress)
+        : options.body;
     }
     let response: Response;
     try {
-      response = await fetch(`${this.settings.url}${path}`, { method, headers, ...(body !== undefined ? { body, duplex: 'half' } : {}) } as RequestInit);
+      response = await fetch(`${this.settings.url}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body, duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
-      throw new CliError(`cannot reach the gateway at ${this.settings.url} (${cause}): start it with "hearth dev", or pass --url / set HEARTH_URL`);
+      throw new CliError(
+        `cannot reach the gateway at ${this.settings.url} (${cause}): start it with "hearth dev", or pass --url / set HEARTH_URL`,
+      );
     }
-    return { status: response.status, headers: response.headers, body: Buffer.from(await response.arrayBuffer()) };
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: Buffer.from(await response.arrayBuffer()),
+    };
   }
 
   /** A JSON call; a service error becomes a CliError with its Lambda code and a next step. */
@@ -72,12 +84,16 @@ export function serviceError(response: GatewayResponse): CliError {
     // not JSON: show the text as it is
   }
   const hint = hints[code];
-  const exitCode = response.status === 404 ? ExitCode.notFound : response.status === 400 ? ExitCode.usage : ExitCode.failure;
+  const exitCode =
+    response.status === 404 ? ExitCode.notFound : response.status === 400 ? ExitCode.usage : ExitCode.failure;
   return new CliError(`${code}: ${message}${hint ? `\n  next: ${hint}` : ''}`, exitCode);
 }
 
 /** A request body that reports how much of it has been taken by the connection. */
-function withProgress(data: Buffer, onProgress: (sent: number, total: number) => void): ReadableStream<Uint8Array> {
+function withProgress(
+  data: Buffer,
+  onProgress: (sent: number, total: number) => void,
+): ReadableStream<Uint8Array> {
   const chunk = 256 * 1024;
   let offset = 0;
   return new ReadableStream({

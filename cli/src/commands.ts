@@ -37,7 +37,8 @@ function print(settings: Settings, json: unknown, human: () => string): void {
 
 export async function init(name: string, runtime: Runtime, into: string | undefined): Promise<void> {
   const dir = resolve(into ?? name);
-  if (existsSync(join(dir, 'hearth.json'))) throw new CliError(`${dir} already has a hearth.json: pick another name or folder`, ExitCode.usage);
+  if (existsSync(join(dir, 'hearth.json')))
+    throw new CliError(`${dir} already has a hearth.json: pick another name or folder`, ExitCode.usage);
   const { files, executable } = templateFiles(name, runtime);
   await mkdir(dir, { recursive: true });
   for (const [file, content] of Object.entries(files)) await writeFile(join(dir, file), content);
@@ -47,36 +48,65 @@ export async function init(name: string, runtime: Runtime, into: string | undefi
 }
 
 /** Polls GetFunction until the function is Active and its last update Successful, or Failed. */
-async function waitUntilReady(client: GatewayClient, name: string, timeoutMs: number): Promise<FunctionConfiguration> {
+async function waitUntilReady(
+  client: GatewayClient,
+  name: string,
+  timeoutMs: number,
+): Promise<FunctionConfiguration> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const { Configuration: c } = await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name));
     if (c.State === 'Failed' || c.LastUpdateStatus === 'Failed') {
-      throw new CliError(`${name} failed to start: ${c.LastUpdateStatusReason ?? c.StateReason ?? 'no reason given'}\n  next: fix the code and run "hearth deploy" again; "hearth logs ${name}" shows its output`);
+      throw new CliError(
+        `${name} failed to start: ${c.LastUpdateStatusReason ?? c.StateReason ?? 'no reason given'}\n  next: fix the code and run "hearth deploy" again; "hearth logs ${name}" shows its output`,
+      );
     }
     if (c.State === 'Active' && c.LastUpdateStatus === 'Successful') return c;
-    if (Date.now() > deadline) throw new CliError(`${name} is still ${c.State}/${c.LastUpdateStatus} after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`);
+    if (Date.now() > deadline)
+      throw new CliError(
+        `${name} is still ${c.State}/${c.LastUpdateStatus} after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
+      );
     await sleep(300);
   }
 }
 
-export async function deploy(settings: Settings, folder: string | undefined, options: { wait: boolean; timeoutSeconds: number }): Promise<void> {
+export async function deploy(
+  settings: Settings,
+  folder: string | undefined,
+  options: { wait: boolean; timeoutSeconds: number },
+): Promise<void> {
   const dir = resolve(folder ?? '.');
   const manifest = await readManifest(dir);
   const pkg = await packageFolder(dir);
   const tooLarge = packageSizeProblem(pkg.zip.length, pkg.unzippedBytes);
   if (tooLarge) throw new CliError(`cannot deploy ${manifest.name}: ${tooLarge}`, ExitCode.usage);
-  if (settings.output === 'text') note(`Packaged ${manifest.name}: ${pkg.files} file${pkg.files === 1 ? '' : 's'}, ${kb(pkg.zip.length)} zipped (${kb(pkg.unzippedBytes)} unzipped)`);
+  if (settings.output === 'text')
+    note(
+      `Packaged ${manifest.name}: ${pkg.files} file${pkg.files === 1 ? '' : 's'}, ${kb(pkg.zip.length)} zipped (${kb(pkg.unzippedBytes)} unzipped)`,
+    );
 
   const client = new GatewayClient(settings);
   const existing = await client.request('GET', `${fn(manifest.name)}/configuration`);
   if (existing.status >= 400 && existing.status !== 404) throw serviceError(existing);
   const zipFile = pkg.zip.toString('base64');
-  const upload = (body: string) => withProgressBar(settings, Buffer.byteLength(body), (onUploadProgress) => ({ body, onUploadProgress }));
+  const upload = (body: string) =>
+    withProgressBar(settings, Buffer.byteLength(body), (onUploadProgress) => ({ body, onUploadProgress }));
   if (existing.status === 404) {
-    await client.json('POST', '/2015-03-31/functions', await upload(JSON.stringify({ FunctionName: manifest.name, ...configurationFields(manifest), Code: { ZipFile: zipFile } })));
+    await client.json(
+      'POST',
+      '/2015-03-31/functions',
+      await upload(
+        JSON.stringify({
+          FunctionName: manifest.name,
+          ...configurationFields(manifest),
+          Code: { ZipFile: zipFile },
+        }),
+      ),
+    );
   } else {
-    await client.json('PUT', `${fn(manifest.name)}/configuration`, { body: JSON.stringify(configurationFields(manifest)) });
+    await client.json('PUT', `${fn(manifest.name)}/configuration`, {
+      body: JSON.stringify(configurationFields(manifest)),
+    });
     await client.json('PUT', `${fn(manifest.name)}/code`, await upload(JSON.stringify({ ZipFile: zipFile })));
   }
   const configuration = options.wait
@@ -93,10 +123,19 @@ export async function deploy(settings: Settings, folder: string | undefined, opt
 }
 
 /** Sends a large body with a progress bar on a terminal (and silently elsewhere). */
-async function withProgressBar<T>(settings: Settings, total: number, build: (onProgress?: (sent: number) => void) => T): Promise<T> {
+async function withProgressBar<T>(
+  settings: Settings,
+  total: number,
+  build: (onProgress?: (sent: number) => void) => T,
+): Promise<T> {
   if (!process.stderr.isTTY || settings.output === 'json') return build();
   const bar = new cliProgress.SingleBar(
-    { format: 'Uploading {bar} {percentage}% | {value}/{total} KB', stream: process.stderr, clearOnComplete: true, hideCursor: true },
+    {
+      format: 'Uploading {bar} {percentage}% | {value}/{total} KB',
+      stream: process.stderr,
+      clearOnComplete: true,
+      hideCursor: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(Math.ceil(total / 1024), 0);
@@ -121,18 +160,28 @@ async function readPayload(payload: string | undefined): Promise<Buffer> {
     try {
       return await readFile(payload.slice(1));
     } catch (error) {
-      throw new CliError(`cannot read the payload file ${payload.slice(1)}: ${(error as Error).message}`, ExitCode.usage);
+      throw new CliError(
+        `cannot read the payload file ${payload.slice(1)}: ${(error as Error).message}`,
+        ExitCode.usage,
+      );
     }
   }
   return Buffer.from(payload);
 }
 
-export async function invoke(settings: Settings, name: string, options: { async?: boolean; payload?: string; log?: boolean }): Promise<number> {
+export async function invoke(
+  settings: Settings,
+  name: string,
+  options: { async?: boolean; payload?: string; log?: boolean },
+): Promise<number> {
   const payload = await readPayload(options.payload);
   try {
     JSON.parse(payload.toString('utf8'));
   } catch (error) {
-    throw new CliError(`the payload is not JSON (${(error as Error).message}): pass --payload '{"key":"value"}', @file.json or - for stdin`, ExitCode.usage);
+    throw new CliError(
+      `the payload is not JSON (${(error as Error).message}): pass --payload '{"key":"value"}', @file.json or - for stdin`,
+      ExitCode.usage,
+    );
   }
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.async) headers['x-amz-invocation-type'] = 'Event';
@@ -142,7 +191,11 @@ export async function invoke(settings: Settings, name: string, options: { async?
   if (response.status >= 400) throw serviceError(response);
   const requestId = response.headers.get('x-amzn-requestid') ?? '';
   if (options.async) {
-    print(settings, { StatusCode: response.status, RequestId: requestId }, () => `Queued ${name} (request ${requestId})`);
+    print(
+      settings,
+      { StatusCode: response.status, RequestId: requestId },
+      () => `Queued ${name} (request ${requestId})`,
+    );
     return ExitCode.ok;
   }
   const functionError = response.headers.get('x-amz-function-error') ?? undefined;
@@ -155,11 +208,24 @@ export async function invoke(settings: Settings, name: string, options: { async?
     } catch {
       // not JSON: kept as text
     }
-    out(JSON.stringify({ StatusCode: response.status, RequestId: requestId, ...(functionError ? { FunctionError: functionError } : {}), ...(log ? { LogResult: log } : {}), Payload: result }, null, 2));
+    out(
+      JSON.stringify(
+        {
+          StatusCode: response.status,
+          RequestId: requestId,
+          ...(functionError ? { FunctionError: functionError } : {}),
+          ...(log ? { LogResult: log } : {}),
+          Payload: result,
+        },
+        null,
+        2,
+      ),
+    );
   } else {
     if (log) note(log.trimEnd());
     out(response.body.toString('utf8'));
-    if (functionError) note(`${name} returned an error (${functionError}); "hearth logs ${name}" shows its output`);
+    if (functionError)
+      note(`${name} returned an error (${functionError}); "hearth logs ${name}" shows its output`);
   }
   return functionError ? ExitCode.functionError : ExitCode.ok;
 }
@@ -177,9 +243,18 @@ export async function list(settings: Settings): Promise<void> {
     marker = page.NextMarker;
   } while (marker);
   print(settings, functions, () => {
-    if (functions.length === 0) return 'No functions yet: "hearth init NAME --runtime nodejs20.x", then "hearth deploy NAME".';
+    if (functions.length === 0)
+      return 'No functions yet: "hearth init NAME --runtime nodejs20.x", then "hearth deploy NAME".';
     const rows = [['NAME', 'RUNTIME', 'MEMORY', 'TIMEOUT', 'STATE', 'LAST MODIFIED']];
-    for (const f of functions) rows.push([f.FunctionName, f.Runtime ?? 'image', `${f.MemorySize} MB`, `${f.Timeout} s`, stateOf(f), f.LastModified]);
+    for (const f of functions)
+      rows.push([
+        f.FunctionName,
+        f.Runtime ?? 'image',
+        `${f.MemorySize} MB`,
+        `${f.Timeout} s`,
+        stateOf(f),
+        f.LastModified,
+      ]);
     return table(rows);
   });
 }
@@ -190,12 +265,22 @@ function stateOf(f: FunctionConfiguration): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export async function get(settings: Settings, name: string): Promise<void> {
   const client = new GatewayClient(settings);
-  const result = await client.json<{ Configuration: FunctionConfiguration & Record<string, unknown>; Concurrency?: { ReservedConcurrentExecutions: number } }>('GET', fn(name));
+  const result = await client.json<{
+    Configuration: FunctionConfiguration & Record<string, unknown>;
+    Concurrency?: { ReservedConcurrentExecutions: number };
+  }>('GET', fn(name));
   const c = result.Configuration;
   print(settings, result, () =>
     [
@@ -221,15 +306,27 @@ interface LogPage {
   nextToken?: string;
 }
 
-export async function logs(settings: Settings, name: string, options: { follow?: boolean; limit: number }, signal: AbortSignal): Promise<void> {
+export async function logs(
+  settings: Settings,
+  name: string,
+  options: { follow?: boolean; limit: number },
+  signal: AbortSignal,
+): Promise<void> {
   const client = new GatewayClient(settings);
   let after: string | undefined;
   for (;;) {
     const query = after ? `after=${encodeURIComponent(after)}&limit=1000` : `limit=${options.limit}`;
-    const page = await client.json<LogPage>('GET', `/hearth/v1/functions/${encodeURIComponent(name)}/logs?${query}`);
+    const page = await client.json<LogPage>(
+      'GET',
+      `/hearth/v1/functions/${encodeURIComponent(name)}/logs?${query}`,
+    );
     for (const line of page.lines) {
       // The shim's own lines are JSON (pino); a person reads them as `LEVEL message key=value`.
-      out(settings.output === 'json' ? JSON.stringify(line) : `${new Date(line.time).toISOString()} ${humanLine(line.line)}`);
+      out(
+        settings.output === 'json'
+          ? JSON.stringify(line)
+          : `${new Date(line.time).toISOString()} ${humanLine(line.line)}`,
+      );
     }
     after = page.nextToken ?? after;
     if (!options.follow || signal.aborted) return;
@@ -249,16 +346,24 @@ interface DeadLetter {
   deadLetteredAt: string;
 }
 
-export async function dlq(settings: Settings, action: string, name: string, id: string | undefined): Promise<void> {
+export async function dlq(
+  settings: Settings,
+  action: string,
+  name: string,
+  id: string | undefined,
+): Promise<void> {
   const client = new GatewayClient(settings);
   const base = `/hearth/v1/functions/${encodeURIComponent(name)}/dlq`;
   switch (action) {
     case 'ls': {
       const items: DeadLetter[] = [];
       let token: string | undefined;
-      let size = 0;
+      let size: number;
       do {
-        const page = await client.json<{ items: DeadLetter[]; nextToken?: string; size: number }>('GET', `${base}?limit=1000${token ? `&nextToken=${encodeURIComponent(token)}` : ''}`);
+        const page = await client.json<{ items: DeadLetter[]; nextToken?: string; size: number }>(
+          'GET',
+          `${base}?limit=1000${token ? `&nextToken=${encodeURIComponent(token)}` : ''}`,
+        );
         items.push(...page.items);
         size = page.size;
         token = page.nextToken;
@@ -266,20 +371,38 @@ export async function dlq(settings: Settings, action: string, name: string, id: 
       print(settings, { size, items }, () => {
         if (items.length === 0) return `The dead-letter queue of ${name} is empty.`;
         const rows = [['ID', 'DEAD-LETTERED', 'CONDITION', 'ATTEMPTS', 'ERROR']];
-        for (const item of items) rows.push([item.id, item.deadLetteredAt, item.condition, String(item.attempts), `${item.errorType}: ${item.errorMessage}`.slice(0, 80)]);
+        for (const item of items)
+          rows.push([
+            item.id,
+            item.deadLetteredAt,
+            item.condition,
+            String(item.attempts),
+            `${item.errorType}: ${item.errorMessage}`.slice(0, 80),
+          ]);
         return table(rows);
       });
       return;
     }
     case 'show': {
-      if (!id) throw new CliError('dlq show needs an ID: hearth dlq show NAME ID (IDs come from "hearth dlq ls NAME")', ExitCode.usage);
+      if (!id)
+        throw new CliError(
+          'dlq show needs an ID: hearth dlq show NAME ID (IDs come from "hearth dlq ls NAME")',
+          ExitCode.usage,
+        );
       const item = await client.json<DeadLetter>('GET', `${base}/${encodeURIComponent(id)}`);
       print(settings, item, () => JSON.stringify(item, null, 2));
       return;
     }
     case 'redrive': {
-      const result = await client.json<Record<string, unknown>>('POST', id ? `${base}/${encodeURIComponent(id)}/redrive` : `${base}/redrive`);
-      print(settings, result, () => (id ? `Redrove ${id} as request ${String(result.requestId)}` : `Redrove ${String(result.redriven)} events of ${name}`));
+      const result = await client.json<Record<string, unknown>>(
+        'POST',
+        id ? `${base}/${encodeURIComponent(id)}/redrive` : `${base}/redrive`,
+      );
+      print(settings, result, () =>
+        id
+          ? `Redrove ${id} as request ${String(result.requestId)}`
+          : `Redrove ${String(result.redriven)} events of ${name}`,
+      );
       return;
     }
     case 'purge': {

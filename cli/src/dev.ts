@@ -28,12 +28,19 @@ async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, exited: Promise<unknown>, timeoutMs: number) {
+async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  exited: Promise<unknown>,
+  timeoutMs: number,
+) {
   let gone = false;
   void exited.then(() => (gone = true));
   const deadline = Date.now() + timeoutMs;
@@ -62,7 +69,9 @@ export function describeFunction(route: FunctionRoute, instances: InstanceEndpoi
 export async function runDev(options: DevOptions): Promise<number> {
   const dir = resolve(options.dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new CliError(`${options.dir} is not a directory: create it and put Function manifests (*.yaml) in it, or pass --dir`);
+    throw new CliError(
+      `${options.dir} is not a directory: create it and put Function manifests (*.yaml) in it, or pass --dir`,
+    );
   }
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const children: Child[] = [];
@@ -81,22 +90,48 @@ export async function runDev(options: DevOptions): Promise<number> {
       try {
         execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
       } catch {
-        throw new CliError('redis-server is not installed: run "sudo apt-get install redis-server", or pass --redis-url');
+        throw new CliError(
+          'redis-server is not installed: run "sudo apt-get install redis-server", or pass --redis-url',
+        );
       }
       scratch = await mkdtemp(join(tmpdir(), 'hearth-dev-'));
       const redisPort = await freePort();
       const redis = startChild(
         'redis',
         'redis-server',
-        ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', scratch, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+        [
+          '--port',
+          String(redisPort),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          scratch,
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--maxmemory-policy',
+          'noeviction',
+          '--loglevel',
+          'warning',
+        ],
         process.env,
         say,
       );
       children.push(redis);
       redisUrl = `redis://127.0.0.1:${redisPort}`;
-      const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis(redisUrl, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
       probe.on('error', () => {});
-      await waitFor('redis-server', async () => (await probe.connect().then(() => probe.ping())) === 'PONG', redis.exited, 10_000);
+      await waitFor(
+        'redis-server',
+        async () => (await probe.connect().then(() => probe.ping())) === 'PONG',
+        redis.exited,
+        10_000,
+      );
       probe.disconnect();
     }
 
@@ -116,12 +151,24 @@ export async function runDev(options: DevOptions): Promise<number> {
       process.execPath,
       // The management API writes manifests into the directory the controller watches, and keeps
       // uploaded code beside them (in .hearth/code) so that they survive a restart together.
-      [programOf('@hearth/gateway/main'), `--port=${options.port}`, '--host=127.0.0.1', '--auth=false', '--role=all', `--functions-dir=${dir}`],
+      [
+        programOf('@hearth/gateway/main'),
+        `--port=${options.port}`,
+        '--host=127.0.0.1',
+        '--auth=false',
+        '--role=all',
+        `--functions-dir=${dir}`,
+      ],
       env,
       say,
     );
     children.push(gateway);
-    await waitFor('the gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, gateway.exited, 20_000);
+    await waitFor(
+      'the gateway',
+      async () => (await fetch(`${gatewayUrl}/healthz`)).ok,
+      gateway.exited,
+      20_000,
+    );
 
     say('');
     say(`Hearth is running (Ctrl-C stops it)`);

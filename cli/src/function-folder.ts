@@ -29,12 +29,18 @@ export function parseManifest(raw: unknown, file: string): FunctionManifest {
   const bad = (message: string) => new CliError(`${file}: ${message}`, ExitCode.usage);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('must be a JSON object');
   const m = raw as Record<string, unknown>;
-  if (typeof m.name !== 'string' || !NAME.test(m.name)) throw bad('"name" must be a lower-case name of letters, digits and -, at most 64 characters');
-  if (typeof m.runtime !== 'string' || !(Runtimes as readonly string[]).includes(m.runtime)) throw bad(`"runtime" must be one of ${Runtimes.join(', ')}`);
-  if (typeof m.handler !== 'string' || m.handler === '') throw bad('"handler" is required, e.g. "index.handler"');
+  if (typeof m.name !== 'string' || !NAME.test(m.name))
+    throw bad('"name" must be a lower-case name of letters, digits and -, at most 64 characters');
+  if (typeof m.runtime !== 'string' || !(Runtimes as readonly string[]).includes(m.runtime))
+    throw bad(`"runtime" must be one of ${Runtimes.join(', ')}`);
+  if (typeof m.handler !== 'string' || m.handler === '')
+    throw bad('"handler" is required, e.g. "index.handler"');
   const range = (key: string, min: number, max: number) => {
     const value = m[key];
-    if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)) {
+    if (
+      value !== undefined &&
+      (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    ) {
       throw bad(`"${key}" must be an integer from ${min} to ${max}`);
     }
   };
@@ -42,7 +48,11 @@ export function parseManifest(raw: unknown, file: string): FunctionManifest {
   range('timeout', Limits.timeoutSeconds.min, Limits.timeoutSeconds.max);
   range('ephemeralStorage', Limits.ephemeralStorageMb.min, Limits.ephemeralStorageMb.max);
   if (m.environment !== undefined) {
-    if (typeof m.environment !== 'object' || m.environment === null || Object.values(m.environment).some((v) => typeof v !== 'string')) {
+    if (
+      typeof m.environment !== 'object' ||
+      m.environment === null ||
+      Object.values(m.environment).some((v) => typeof v !== 'string')
+    ) {
       throw bad('"environment" must map names to strings');
     }
   }
@@ -55,7 +65,10 @@ export async function readManifest(dir: string): Promise<FunctionManifest> {
   try {
     text = await readFile(file, 'utf8');
   } catch {
-    throw new CliError(`${file} not found: run "hearth init NAME --runtime nodejs20.x" to start a function folder, or pass the folder to deploy`, ExitCode.usage);
+    throw new CliError(
+      `${file} not found: run "hearth init NAME --runtime nodejs20.x" to start a function folder, or pass the folder to deploy`,
+      ExitCode.usage,
+    );
   }
   try {
     return parseManifest(JSON.parse(text), file);
@@ -91,8 +104,12 @@ export function packageSizeProblem(zippedBytes: number, unzippedBytes: number): 
 }
 
 /** The files `hearth init` writes for each runtime: a handler that answers, and the manifest. */
-export function templateFiles(name: string, runtime: Runtime): { files: Record<string, string>; executable: string[] } {
-  const manifest = (handler: string) => `${JSON.stringify({ name, runtime, handler, memorySize: 128, timeout: 3, environment: {} }, null, 2)}\n`;
+export function templateFiles(
+  name: string,
+  runtime: Runtime,
+): { files: Record<string, string>; executable: string[] } {
+  const manifest = (handler: string) =>
+    `${JSON.stringify({ name, runtime, handler, memorySize: 128, timeout: 3, environment: {} }, null, 2)}\n`;
   if (runtime.startsWith('nodejs')) {
     return {
       files: {

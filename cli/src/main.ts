@@ -2,13 +2,14 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { Runtimes, type Runtime } from '@hearth/api';
 import { runDev } from './dev.js';
-import { CliError, ExitCode } from './errors.js';
+import { CliError } from './errors.js';
 import * as commands from './commands.js';
 import { configFilePath, readConfigFile, resolveSettings, type Settings } from './settings.js';
 
 function port(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number (1-65535)');
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new InvalidArgumentError('must be a port number (1-65535)');
   return n;
 }
 
@@ -22,7 +23,9 @@ const program = new Command('hearth')
   .description('Hearth: Lambda-compatible functions on your own machines')
   .option('--url <url>', 'the gateway (default: HEARTH_URL, the config file, http://127.0.0.1:8080)')
   .option('--token <token>', 'API key sent as a Bearer token (default: HEARTH_TOKEN, the config file)')
-  .addOption(new Option('-o, --output <format>', 'text for people, json for scripts').choices(['text', 'json']))
+  .addOption(
+    new Option('-o, --output <format>', 'text for people, json for scripts').choices(['text', 'json']),
+  )
   .showHelpAfterError()
   .addHelpText(
     'after',
@@ -57,7 +60,9 @@ program
 
 program
   .command('deploy')
-  .description('package a function folder (with node_modules or vendored packages), upload it, wait until it serves')
+  .description(
+    'package a function folder (with node_modules or vendored packages), upload it, wait until it serves',
+  )
   .argument('[dir]', 'the function folder', '.')
   .option('--no-wait', 'return once uploaded, without waiting for the function to be Active')
   .option('--timeout <seconds>', 'how long to wait for Active', positiveInteger, 120)
@@ -72,9 +77,11 @@ program
   .option('--async', 'queue the event (Lambda Event invocation) instead of waiting for the result')
   .option('-p, --payload <json>', "the event: JSON, @file.json, or - for stdin (default '{}')")
   .option('--log', 'print the last 4 KB of the invocation log to stderr')
-  .action(async (name: string, options: { async?: boolean; payload?: string; log?: boolean }, command: Command) => {
-    process.exitCode = await commands.invoke(settingsOf(command), name, options);
-  });
+  .action(
+    async (name: string, options: { async?: boolean; payload?: string; log?: boolean }, command: Command) => {
+      process.exitCode = await commands.invoke(settingsOf(command), name, options);
+    },
+  );
 
 program
   .command('ls')
@@ -100,7 +107,12 @@ program
   .action(async (name: string, options: { follow?: boolean; lines: number }, command: Command) => {
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
-    await commands.logs(settingsOf(command), name, { follow: options.follow, limit: Math.min(options.lines, 1000) }, stop.signal);
+    await commands.logs(
+      settingsOf(command),
+      name,
+      { follow: options.follow, limit: Math.min(options.lines, 1000) },
+      stop.signal,
+    );
   });
 
 program
@@ -117,9 +129,11 @@ program
   .addArgument(new Argument('<action>', 'what to do').choices(['ls', 'show', 'redrive', 'purge']))
   .argument('<name>', 'the function')
   .argument('[id]', 'one entry (show, redrive)')
-  .action(async (action: string, name: string, id: string | undefined, _options: unknown, command: Command) => {
-    await commands.dlq(settingsOf(command), action, name, id);
-  });
+  .action(
+    async (action: string, name: string, id: string | undefined, _options: unknown, command: Command) => {
+      await commands.dlq(settingsOf(command), action, name, id);
+    },
+  );
 
 try {
   await program.parseAsync();

@@ -26,7 +26,9 @@ export async function packageFolder(dir: string): Promise<Package> {
   // A fixed time: the same folder makes the same zip, so an unchanged function keeps its CodeSha256.
   const mtime = new Date('2020-01-01T00:00:00Z');
   async function walk(relative: string): Promise<void> {
-    const entries = (await readdir(join(dir, relative), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const entries = (await readdir(join(dir, relative), { withFileTypes: true })).sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    );
     for (const entry of entries) {
       if (SKIPPED.has(entry.name) || (relative === '' && entry.name === MANIFEST_FILE)) continue;
       const path = relative === '' ? entry.name : posix.join(relative, entry.name);

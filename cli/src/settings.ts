@@ -36,7 +36,8 @@ export function readConfigFile(path: string): ConfigFile {
   }
   try {
     const parsed = JSON.parse(text) as unknown;
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new Error('not a JSON object');
     return parsed as ConfigFile;
   } catch (error) {
     throw new CliError(`${path} is not valid: ${(error as Error).message}. Fix it or remove it.`, 2);
@@ -44,11 +45,20 @@ export function readConfigFile(path: string): ConfigFile {
 }
 
 /** Flags beat the environment (HEARTH_URL, HEARTH_TOKEN), which beats the config file. */
-export function resolveSettings(flags: { url?: string; token?: string; output?: string }, env: NodeJS.ProcessEnv, file: ConfigFile): Settings {
+export function resolveSettings(
+  flags: { url?: string; token?: string; output?: string },
+  env: NodeJS.ProcessEnv,
+  file: ConfigFile,
+): Settings {
   const url = (flags.url ?? (env.HEARTH_URL || undefined) ?? file.url ?? DEFAULT_URL).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]+/.test(url)) throw new CliError(`the gateway URL "${url}" is not an http(s) URL: pass --url http://HOST:PORT or set HEARTH_URL`, 2);
+  if (!/^https?:\/\/[^/]+/.test(url))
+    throw new CliError(
+      `the gateway URL "${url}" is not an http(s) URL: pass --url http://HOST:PORT or set HEARTH_URL`,
+      2,
+    );
   const output = flags.output ?? (env.HEARTH_OUTPUT || undefined) ?? file.output ?? 'text';
-  if (output !== 'text' && output !== 'json') throw new CliError(`--output must be text or json (got "${output}")`, 2);
+  if (output !== 'text' && output !== 'json')
+    throw new CliError(`--output must be text or json (got "${output}")`, 2);
   const token = flags.token ?? (env.HEARTH_TOKEN || undefined) ?? file.token;
   return token ? { url, token, output } : { url, output };
 }

@@ -43,8 +43,8 @@ export interface GatewayConfig {
 }
 
 export interface ManagementConfig {
-  /** Process mode: the manifest directory the process controller watches. */
-  functionsDir: string;
+  /** Where Functions are written: manifest files the process controller watches, or Kubernetes. */
+  backend: { kind: 'manifests'; functionsDir: string } | { kind: 'kubernetes'; namespace: string };
   /** Where uploaded zips are kept, one file per sha256. */
   codeStoreDir: string;
   /** All stored code together may not pass this (CodeStorageExceededException). */
@@ -109,7 +109,58 @@ const sources = {
   codeStoreDir: { flag: 'code-store-dir', env: 'HEARTH_CODE_STORE_DIR' },
   codeStoreBytes: { flag: 'code-store-bytes', env: 'HEARTH_CODE_STORE_BYTES' },
   codeBaseUrl: { flag: 'code-base-url', env: 'HEARTH_CODE_BASE_URL' },
+  managementBackend: { flag: 'management-backend', env: 'HEARTH_MANAGEMENT_BACKEND' },
+  namespace: { flag: 'namespace', env: 'HEARTH_NAMESPACE' },
 } as const;
+
+/**
+ * The management API is served with manifests (`--functions-dir`, what hearth dev passes; code
+ * kept beside them by default) or with `--management-backend=kubernetes` (a code store directory
+ * is then required: a volume shared by the gateways).
+ */
+function parseManagement(
+  raw: (key: keyof typeof sources) => string | undefined,
+  integer: (key: keyof typeof sources, fallback: number, min: number) => number,
+  port: number,
+): ManagementConfig | undefined {
+  const kind = raw('managementBackend') ?? (raw('functionsDir') ? 'manifests' : undefined);
+  if (kind === undefined) return undefined;
+  const codeBaseUrl = raw('codeBaseUrl') ?? `http://127.0.0.1:${port}`;
+  if (!/^https?:\/\/[^/]+$/.test(codeBaseUrl)) {
+    throw new ConfigError(
+      'management.codeBaseUrl',
+      `must be an http(s) URL without a path (got "${codeBaseUrl}")`,
+    );
+  }
+  const codeStoreBytes = integer('codeStoreBytes', DEFAULT_CODE_STORE_BYTES, 1);
+  if (kind === 'manifests') {
+    const functionsDir = raw('functionsDir');
+    if (!functionsDir) {
+      throw new ConfigError(
+        'management.functionsDir',
+        `is required (--functions-dir or ${sources.functionsDir.env})`,
+      );
+    }
+    const codeStoreDir = raw('codeStoreDir') ?? `${functionsDir}/.hearth/code`;
+    return { backend: { kind, functionsDir }, codeStoreDir, codeStoreBytes, codeBaseUrl };
+  }
+  if (kind === 'kubernetes') {
+    const codeStoreDir = raw('codeStoreDir');
+    if (!codeStoreDir) {
+      throw new ConfigError(
+        'management.codeStoreDir',
+        `is required with the kubernetes backend (--code-store-dir or ${sources.codeStoreDir.env})`,
+      );
+    }
+    return {
+      backend: { kind, namespace: raw('namespace') ?? 'default' },
+      codeStoreDir,
+      codeStoreBytes,
+      codeBaseUrl,
+    };
+  }
+  throw new ConfigError('management.backend', `must be manifests or kubernetes (got "${kind}")`);
+}
 
 /** Reads and validates the config once at start; throws ConfigError naming the bad field. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatewayId: string): GatewayConfig {
@@ -182,27 +233,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
 
   const leaseTtlMs = integer('leaseTtlMs', defaultConfig.leaseTtlMs, 300);
   const port = integer('port', defaultConfig.port, 0, 65_535);
-  const functionsDir = raw('functionsDir');
-  const codeStoreDir = raw('codeStoreDir');
-  if (codeStoreDir && !functionsDir)
-    throw new ConfigError(
-      'management.functionsDir',
-      `is required with a code store (--functions-dir or ${sources.functionsDir.env})`,
-    );
-  const codeBaseUrl = raw('codeBaseUrl') ?? `http://127.0.0.1:${port}`;
-  if (!/^https?:\/\/[^/]+$/.test(codeBaseUrl))
-    throw new ConfigError(
-      'management.codeBaseUrl',
-      `must be an http(s) URL without a path (got "${codeBaseUrl}")`,
-    );
-  const management: ManagementConfig | undefined = functionsDir
-    ? {
-        functionsDir,
-        codeStoreDir: codeStoreDir ?? `${functionsDir}/.hearth/code`,
-        codeStoreBytes: integer('codeStoreBytes', DEFAULT_CODE_STORE_BYTES, 1),
-        codeBaseUrl,
-      }
-    : undefined;
+  const management = parseManagement(raw, integer, port);
   return {
     port,
     host: raw('host') ?? defaultConfig.host,

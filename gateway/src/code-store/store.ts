@@ -60,7 +60,8 @@ export class CodeStore {
 
   async usedBytes(): Promise<number> {
     let total = 0;
-    for (const sha256 of await this.list()) total += (await stat(this.file(sha256)).catch(() => undefined))?.size ?? 0;
+    for (const sha256 of await this.list())
+      total += (await stat(this.file(sha256)).catch(() => undefined))?.size ?? 0;
     return total;
   }
 

@@ -39,13 +39,17 @@ const SYMLINK_TARGET_MAX = 4096;
  */
 export async function checkZip(zip: Buffer): Promise<ZipSummary> {
   if (zip.length > CodeArchiveLimits.zippedBytes) {
-    throw zipTooLarge(`Zipped size must be smaller than ${CodeArchiveLimits.zippedBytes} bytes (got ${zip.length}).`);
+    throw zipTooLarge(
+      `Zipped size must be smaller than ${CodeArchiveLimits.zippedBytes} bytes (got ${zip.length}).`,
+    );
   }
   let zipfile: yauzl.ZipFile;
   try {
     zipfile = await new Promise<yauzl.ZipFile>((resolve, reject) =>
-      yauzl.fromBuffer(zip, { lazyEntries: true, validateEntrySizes: true, strictFileNames: true }, (error, opened) =>
-        error ? reject(error) : resolve(opened),
+      yauzl.fromBuffer(
+        zip,
+        { lazyEntries: true, validateEntrySizes: true, strictFileNames: true },
+        (error, opened) => (error ? reject(error) : resolve(opened)),
       ),
     );
   } catch (error) {
@@ -53,7 +57,9 @@ export async function checkZip(zip: Buffer): Promise<ZipSummary> {
   }
   if (zipfile.entryCount > CodeArchiveLimits.maxEntries) {
     zipfile.close();
-    throw new InvalidZipError(`The zip file has ${zipfile.entryCount} entries, more than ${CodeArchiveLimits.maxEntries}.`);
+    throw new InvalidZipError(
+      `The zip file has ${zipfile.entryCount} entries, more than ${CodeArchiveLimits.maxEntries}.`,
+    );
   }
 
   const names = new Set<string>();
@@ -78,7 +84,9 @@ export async function checkZip(zip: Buffer): Promise<ZipSummary> {
       const sizeProblem = zipEntrySizeProblem(header);
       if (sizeProblem) {
         if (sizeProblem.includes('zip bomb')) throw new InvalidZipError(`Entry ${sizeProblem}.`);
-        throw zipTooLarge(`Unzipped size must be smaller than ${CodeArchiveLimits.unzippedBytes} bytes: entry ${sizeProblem}.`);
+        throw zipTooLarge(
+          `Unzipped size must be smaller than ${CodeArchiveLimits.unzippedBytes} bytes: entry ${sizeProblem}.`,
+        );
       }
       declared += header.uncompressedSize;
       if (declared > CodeArchiveLimits.unzippedBytes) {
@@ -92,7 +100,8 @@ export async function checkZip(zip: Buffer): Promise<ZipSummary> {
           ? await readEntry(zipfile, entry, SYMLINK_TARGET_MAX, true)
           : await readEntry(zipfile, entry, CodeArchiveLimits.unzippedBytes - inflated, false);
       if (content === 'too large') {
-        if (kind === 'symlink') throw new InvalidZipError(`Symlink "${key}" has a target longer than ${SYMLINK_TARGET_MAX} bytes.`);
+        if (kind === 'symlink')
+          throw new InvalidZipError(`Symlink "${key}" has a target longer than ${SYMLINK_TARGET_MAX} bytes.`);
         throw zipTooLarge(`Unzipped size must be smaller than ${CodeArchiveLimits.unzippedBytes} bytes.`);
       }
       inflated += content.size;
@@ -141,7 +150,12 @@ async function* entries(zipfile: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
  * Inflates one entry, stopping as soon as it passes `limit` bytes. Keeps the text only when asked
  * (a symlink's target); of files only the count.
  */
-function readEntry(zipfile: yauzl.ZipFile, entry: yauzl.Entry, limit: number, keepText: boolean): Promise<{ size: number; text: string } | 'too large'> {
+function readEntry(
+  zipfile: yauzl.ZipFile,
+  entry: yauzl.Entry,
+  limit: number,
+  keepText: boolean,
+): Promise<{ size: number; text: string } | 'too large'> {
   return new Promise((resolve, reject) => {
     zipfile.openReadStream(entry, (error, stream) => {
       if (error) return reject(error);

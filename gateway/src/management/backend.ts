@@ -1,10 +1,11 @@
-import type { FunctionResource, FunctionRoute } from '@hearth/api';
+import type { FunctionResource } from '@hearth/api';
+import type { ServedState } from './mapping.js';
 
 /** A Function as the management API sees it: what was asked for, and what the controller serves. */
 export interface FunctionRecord {
   resource: FunctionResource;
-  /** The controller's report (registry or status); absent until it has seen the function. */
-  route?: FunctionRoute;
+  /** What the controller reports serving (registry or status); absent until it has seen the function. */
+  served?: ServedState;
   /** Where the Function is declared, for messages (a manifest file, a namespace). */
   source: string;
   /** Whether the management API wrote it, and so may change or delete it. */

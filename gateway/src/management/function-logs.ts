@@ -15,7 +15,11 @@ export interface FunctionLogLine {
  * instances' lines to. Without `after`: the last `limit` lines; with it: up to `limit` lines
  * written after that id, oldest first.
  */
-export async function readFunctionLogs(redis: Redis, name: string, options: { after?: string; limit: number }): Promise<{ lines: FunctionLogLine[]; nextToken?: string }> {
+export async function readFunctionLogs(
+  redis: Redis,
+  name: string,
+  options: { after?: string; limit: number },
+): Promise<{ lines: FunctionLogLine[]; nextToken?: string }> {
   const key = RedisKeys.logs(name);
   const entries = options.after
     ? await redis.xrange(key, `(${options.after}`, '+', 'COUNT', options.limit)

@@ -4,6 +4,7 @@ import type { Authenticator } from '../auth/authenticate.js';
 import type { GatewayConfig, ManagementConfig } from '../config.js';
 import type { Discovery } from '../core/discovery.js';
 import { CodeStore } from '../code-store/store.js';
+import type { FunctionBackend } from './backend.js';
 import { ManifestDirectoryBackend } from './manifest-backend.js';
 import { managementRoutes } from './routes.js';
 
@@ -11,16 +12,23 @@ export interface Management {
   readonly router: Router;
 }
 
-/** The management API over the process backend (manifest files) and a code store directory. */
+/** The management API over its backend (manifest files or Kubernetes) and a code store directory. */
 export function createManagement(
   settings: ManagementConfig,
   config: Pick<GatewayConfig, 'accountConcurrency' | 'region' | 'accountId'>,
   parts: { discovery: Discovery; authenticator: Authenticator; redis: Redis },
 ): Management {
-  const codeStore = new CodeStore(settings.codeStoreDir, settings.codeStoreBytes);
+  const { backend: choice } = settings;
+  const backend =
+    choice.kind === 'manifests'
+      ? new ManifestDirectoryBackend(choice.functionsDir, parts.discovery)
+      : // Loaded on first use: process mode never needs the Kubernetes client.
+        lazyBackend(
+          async () => new (await import('./kube-backend.js')).KubernetesFunctionBackend(choice.namespace),
+        );
   const router = managementRoutes({
-    backend: new ManifestDirectoryBackend(settings.functionsDir, parts.discovery),
-    codeStore,
+    backend,
+    codeStore: new CodeStore(settings.codeStoreDir, settings.codeStoreBytes),
     codeBaseUrl: settings.codeBaseUrl,
     authenticator: parts.authenticator,
     redis: parts.redis,
@@ -28,4 +36,16 @@ export function createManagement(
     context: { region: config.region, accountId: config.accountId },
   });
   return { router };
+}
+
+function lazyBackend(load: () => Promise<FunctionBackend>): FunctionBackend {
+  let loaded: Promise<FunctionBackend> | undefined;
+  const backend = () => (loaded ??= load());
+  return {
+    list: async () => (await backend()).list(),
+    get: async (name) => (await backend()).get(name),
+    create: async (resource) => (await backend()).create(resource),
+    replace: async (resource) => (await backend()).replace(resource),
+    delete: async (name) => (await backend()).delete(name),
+  };
 }

@@ -9,7 +9,8 @@ import type { FunctionBackend, FunctionRecord } from './backend.js';
 import { Annotations, MANAGED_BY } from './mapping.js';
 
 const MANIFEST = /\.(ya?ml|json)$/;
-const HEADER = '# Written by the Hearth management API (CreateFunction, hearth deploy). Changes made here are kept,\n# but the next API call on this function rewrites the file.\n';
+const HEADER =
+  '# Written by the Hearth management API (CreateFunction, hearth deploy). Changes made here are kept,\n# but the next API call on this function rewrites the file.\n';
 
 /**
  * Process mode: each Function the API creates is a manifest `<name>.yaml` in the directory the
@@ -39,7 +40,7 @@ export class ManifestDirectoryBackend implements FunctionBackend {
         const route = this.discovery.getFunction(name);
         records.set(name, {
           resource,
-          ...(route ? { route } : {}),
+          ...(route ? { served: route } : {}),
           source: file,
           managed: file === fileOf(name) && annotations[Annotations.managedBy] === MANAGED_BY,
         });
@@ -55,7 +56,10 @@ export class ManifestDirectoryBackend implements FunctionBackend {
   async create(resource: FunctionResource): Promise<void> {
     const existing = await this.get(resource.metadata.name);
     if (existing) {
-      throw new GatewayError('ResourceConflictException', `Function already exist: ${resource.metadata.name} (declared in ${existing.source})`);
+      throw new GatewayError(
+        'ResourceConflictException',
+        `Function already exist: ${resource.metadata.name} (declared in ${existing.source})`,
+      );
     }
     await this.write(resource);
   }
@@ -71,7 +75,12 @@ export class ManifestDirectoryBackend implements FunctionBackend {
   /** Written aside under a name the controller ignores, then renamed: it never reads half a file. */
   private async write(resource: FunctionResource): Promise<void> {
     const { namespace: _namespace, ...metadata } = resource.metadata;
-    const text = HEADER + stringify({ apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec }, { lineWidth: 0 });
+    const text =
+      HEADER +
+      stringify(
+        { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec },
+        { lineWidth: 0 },
+      );
     const staging = join(this.dir, `.${resource.metadata.name}.${randomBytes(4).toString('hex')}.tmp`);
     await writeFile(staging, text);
     await rename(staging, join(this.dir, fileOf(resource.metadata.name)));
@@ -94,7 +103,12 @@ function functionsIn(text: string): FunctionResource[] {
     if (typeof metadata.name !== 'string') continue;
     const result = validateFunctionSpec(object.spec);
     if (!result.spec) continue;
-    resources.push({ apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Function', metadata, spec: result.spec });
+    resources.push({
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'Function',
+      metadata,
+      spec: result.spec,
+    });
   }
   return resources;
 }

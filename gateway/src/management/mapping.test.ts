@@ -21,7 +21,13 @@ const sha256 = 'ab'.repeat(32);
 const archive = { archive: { url: `http://gw/hearth/v1/code/${sha256}.zip`, sha256 } };
 
 function created(extra: Record<string, unknown> = {}): FunctionResource {
-  const input = parseCreateFunction({ FunctionName: 'orders', Runtime: 'python3.11', Handler: 'app.handler', Code: { ZipFile: zipBase64 }, ...extra });
+  const input = parseCreateFunction({
+    FunctionName: 'orders',
+    Runtime: 'python3.11',
+    Handler: 'app.handler',
+    Code: { ZipFile: zipBase64 },
+    ...extra,
+  });
   return input.build(archive, 1234, now);
 }
 
@@ -35,7 +41,14 @@ function rejects(action: () => unknown, code: string, message: RegExp) {
 }
 
 test('CreateFunction maps onto a Function spec, with Lambda defaults', () => {
-  const resource = created({ MemorySize: 512, Timeout: 30, EphemeralStorage: { Size: 1024 }, Environment: { Variables: { TABLE: 'orders' } }, Description: 'd', Tags: { team: 'a' } });
+  const resource = created({
+    MemorySize: 512,
+    Timeout: 30,
+    EphemeralStorage: { Size: 1024 },
+    Environment: { Variables: { TABLE: 'orders' } },
+    Description: 'd',
+    Tags: { team: 'a' },
+  });
   assert.equal(resource.metadata.name, 'orders');
   assert.equal(resource.spec.runtime, 'python3.11');
   assert.equal(resource.spec.handler, 'app.handler');
@@ -51,17 +64,58 @@ test('CreateFunction maps onto a Function spec, with Lambda defaults', () => {
 });
 
 test('parameters out of range are refused naming the field and the limit', () => {
-  rejects(() => created({ MemorySize: 64 }), 'InvalidParameterValueException', /'MemorySize'.*greater than or equal to 128/);
-  rejects(() => created({ MemorySize: 10241 }), 'InvalidParameterValueException', /'MemorySize'.*less than or equal to 10240/);
-  rejects(() => created({ Timeout: 0 }), 'InvalidParameterValueException', /'Timeout'.*greater than or equal to 1/);
-  rejects(() => created({ Timeout: 901 }), 'InvalidParameterValueException', /'Timeout'.*less than or equal to 900/);
-  rejects(() => created({ EphemeralStorage: { Size: 511 } }), 'InvalidParameterValueException', /'EphemeralStorage.Size'.*512/);
-  rejects(() => created({ EphemeralStorage: { Size: 10241 } }), 'InvalidParameterValueException', /'EphemeralStorage.Size'.*10240/);
+  rejects(
+    () => created({ MemorySize: 64 }),
+    'InvalidParameterValueException',
+    /'MemorySize'.*greater than or equal to 128/,
+  );
+  rejects(
+    () => created({ MemorySize: 10241 }),
+    'InvalidParameterValueException',
+    /'MemorySize'.*less than or equal to 10240/,
+  );
+  rejects(
+    () => created({ Timeout: 0 }),
+    'InvalidParameterValueException',
+    /'Timeout'.*greater than or equal to 1/,
+  );
+  rejects(
+    () => created({ Timeout: 901 }),
+    'InvalidParameterValueException',
+    /'Timeout'.*less than or equal to 900/,
+  );
+  rejects(
+    () => created({ EphemeralStorage: { Size: 511 } }),
+    'InvalidParameterValueException',
+    /'EphemeralStorage.Size'.*512/,
+  );
+  rejects(
+    () => created({ EphemeralStorage: { Size: 10241 } }),
+    'InvalidParameterValueException',
+    /'EphemeralStorage.Size'.*10240/,
+  );
   rejects(() => created({ Runtime: 'java8' }), 'InvalidParameterValueException', /'Runtime'.*nodejs20.x/);
-  rejects(() => created({ Environment: { Variables: { '1BAD': 'x' } } }), 'InvalidParameterValueException', /'Environment.Variables'/);
-  rejects(() => created({ Environment: { Variables: { BIG: 'x'.repeat(4100) } } }), 'InvalidParameterValueException', /4KB limit/);
-  rejects(() => created({ FunctionName: 'Has_Upper' }), 'InvalidParameterValueException', /'FunctionName'.*lower-case/);
-  rejects(() => parseCreateFunction({ FunctionName: 'x', Runtime: 'nodejs20.x', Code: { S3Bucket: 'b', S3Key: 'k' } }), 'InvalidParameterValueException', /ZipFile/);
+  rejects(
+    () => created({ Environment: { Variables: { '1BAD': 'x' } } }),
+    'InvalidParameterValueException',
+    /'Environment.Variables'/,
+  );
+  rejects(
+    () => created({ Environment: { Variables: { BIG: 'x'.repeat(4100) } } }),
+    'InvalidParameterValueException',
+    /4KB limit/,
+  );
+  rejects(
+    () => created({ FunctionName: 'Has_Upper' }),
+    'InvalidParameterValueException',
+    /'FunctionName'.*lower-case/,
+  );
+  rejects(
+    () =>
+      parseCreateFunction({ FunctionName: 'x', Runtime: 'nodejs20.x', Code: { S3Bucket: 'b', S3Key: 'k' } }),
+    'InvalidParameterValueException',
+    /ZipFile/,
+  );
 });
 
 test('UpdateFunctionConfiguration changes only the fields it carries', () => {
@@ -70,37 +124,91 @@ test('UpdateFunctionConfiguration changes only the fields it carries', () => {
   assert.equal(after.spec.timeoutSeconds, 10);
   assert.equal(after.spec.memory, '256Mi');
   assert.deepEqual(after.spec.env, [{ name: 'A', value: '1' }]);
-  assert.deepEqual(applyUpdateConfiguration(before, { Environment: { Variables: {} } }, now).spec.env, undefined);
+  assert.deepEqual(
+    applyUpdateConfiguration(before, { Environment: { Variables: {} } }, now).spec.env,
+    undefined,
+  );
 });
 
 test('reserved concurrency must leave 100 of the account unreserved', () => {
   const resource = created();
-  assert.equal(applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 900 }, 0, 1000, now).spec.concurrency.reserved, 900);
-  rejects(() => applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 901 }, 0, 1000, now), 'InvalidParameterValueException', /below its minimum value of \[100\]/);
-  rejects(() => applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 500 }, 450, 1000, now), 'InvalidParameterValueException', /at most 450/);
-  assert.equal(applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 0 }, 0, 1000, now).spec.concurrency.reserved, 0);
+  assert.equal(
+    applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 900 }, 0, 1000, now).spec.concurrency
+      .reserved,
+    900,
+  );
+  rejects(
+    () => applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 901 }, 0, 1000, now),
+    'InvalidParameterValueException',
+    /below its minimum value of \[100\]/,
+  );
+  rejects(
+    () => applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 500 }, 450, 1000, now),
+    'InvalidParameterValueException',
+    /at most 450/,
+  );
+  assert.equal(
+    applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 0 }, 0, 1000, now).spec.concurrency
+      .reserved,
+    0,
+  );
 });
 
 test('event invoke config: PUT replaces, POST merges, destinations map both ways', () => {
   const resource = created();
-  const put = applyEventInvokeConfig(resource, { MaximumRetryAttempts: 0, DestinationConfig: { OnFailure: { Destination: 'arn:aws:lambda:eu-west-1:123456789012:function:audit' } } }, false, now);
-  assert.deepEqual(put.spec.async, { maxRetryAttempts: 0, maxEventAgeSeconds: 21600, onFailure: { function: 'audit' } });
+  const put = applyEventInvokeConfig(
+    resource,
+    {
+      MaximumRetryAttempts: 0,
+      DestinationConfig: {
+        OnFailure: { Destination: 'arn:aws:lambda:eu-west-1:123456789012:function:audit' },
+      },
+    },
+    false,
+    now,
+  );
+  assert.deepEqual(put.spec.async, {
+    maxRetryAttempts: 0,
+    maxEventAgeSeconds: 21600,
+    onFailure: { function: 'audit' },
+  });
   const merged = applyEventInvokeConfig(put, { MaximumEventAgeInSeconds: 60 }, true, now);
-  assert.deepEqual(merged.spec.async, { maxRetryAttempts: 0, maxEventAgeSeconds: 60, onFailure: { function: 'audit' } });
+  assert.deepEqual(merged.spec.async, {
+    maxRetryAttempts: 0,
+    maxEventAgeSeconds: 60,
+    onFailure: { function: 'audit' },
+  });
   const replaced = applyEventInvokeConfig(merged, { MaximumEventAgeInSeconds: 120 }, false, now);
   assert.deepEqual(replaced.spec.async, { maxRetryAttempts: 2, maxEventAgeSeconds: 120 });
   const shown = toEventInvokeConfig(put, context);
-  assert.equal(shown.DestinationConfig.OnFailure.Destination, 'arn:aws:lambda:eu-west-1:123456789012:function:audit');
+  assert.equal(
+    shown.DestinationConfig.OnFailure.Destination,
+    'arn:aws:lambda:eu-west-1:123456789012:function:audit',
+  );
   assert.equal(shown.FunctionArn, 'arn:aws:lambda:eu-west-1:123456789012:function:orders:$LATEST');
-  rejects(() => applyEventInvokeConfig(resource, { MaximumRetryAttempts: 3 }, false, now), 'InvalidParameterValueException', /'MaximumRetryAttempts'.*less than or equal to 2/);
-  rejects(() => applyEventInvokeConfig(resource, { MaximumEventAgeInSeconds: 59 }, false, now), 'InvalidParameterValueException', /greater than or equal to 60/);
-  assert.deepEqual(parseDestination('arn:aws:sqs:eu-west-1:123456789012:failed-orders', 'x'), { stream: 'failed-orders' });
+  rejects(
+    () => applyEventInvokeConfig(resource, { MaximumRetryAttempts: 3 }, false, now),
+    'InvalidParameterValueException',
+    /'MaximumRetryAttempts'.*less than or equal to 2/,
+  );
+  rejects(
+    () => applyEventInvokeConfig(resource, { MaximumEventAgeInSeconds: 59 }, false, now),
+    'InvalidParameterValueException',
+    /greater than or equal to 60/,
+  );
+  assert.deepEqual(parseDestination('arn:aws:sqs:eu-west-1:123456789012:failed-orders', 'x'), {
+    stream: 'failed-orders',
+  });
   assert.deepEqual(parseDestination('https://hooks.example/x', 'x'), { url: 'https://hooks.example/x' });
 });
 
 test('State and LastUpdateStatus follow what the controller serves', () => {
   const resource = created();
-  const route = (spec = resource.spec, state: FunctionRoute['state'] = 'Active', stateReason?: string): FunctionRoute => ({
+  const route = (
+    spec = resource.spec,
+    state: FunctionRoute['state'] = 'Active',
+    stateReason?: string,
+  ): FunctionRoute => ({
     name: 'orders',
     revision: 'r1',
     spec,
@@ -112,13 +220,36 @@ test('State and LastUpdateStatus follow what the controller serves', () => {
     [observedState(resource.spec, undefined).State, observedState(resource.spec, undefined).LastUpdateStatus],
     ['Pending', 'InProgress'],
   );
-  assert.deepEqual(observedState(resource.spec, route()), { State: 'Active', LastUpdateStatus: 'Successful' });
+  assert.deepEqual(observedState(resource.spec, route()), {
+    State: 'Active',
+    LastUpdateStatus: 'Successful',
+  });
   // The same spec with its keys in another order is the same spec.
-  const reordered = JSON.parse(JSON.stringify(resource.spec, Object.keys(resource.spec).sort())) as typeof resource.spec;
-  assert.equal(observedState({ ...reordered, code: resource.spec.code, concurrency: resource.spec.concurrency, scaling: resource.spec.scaling, async: resource.spec.async }, route()).LastUpdateStatus, 'Successful');
+  const reordered = JSON.parse(
+    JSON.stringify(resource.spec, Object.keys(resource.spec).sort()),
+  ) as typeof resource.spec;
+  assert.equal(
+    observedState(
+      {
+        ...reordered,
+        code: resource.spec.code,
+        concurrency: resource.spec.concurrency,
+        scaling: resource.spec.scaling,
+        async: resource.spec.async,
+      },
+      route(),
+    ).LastUpdateStatus,
+    'Successful',
+  );
   const updated = applyUpdateConfiguration(resource, { Timeout: 9 }, now);
-  assert.deepEqual([observedState(updated.spec, route()).State, observedState(updated.spec, route()).LastUpdateStatus], ['Active', 'InProgress']);
-  const failed = observedState(updated.spec, route(updated.spec, 'Failed', 'code archive has sha256 x, but expects y'));
+  assert.deepEqual(
+    [observedState(updated.spec, route()).State, observedState(updated.spec, route()).LastUpdateStatus],
+    ['Active', 'InProgress'],
+  );
+  const failed = observedState(
+    updated.spec,
+    route(updated.spec, 'Failed', 'code archive has sha256 x, but expects y'),
+  );
   assert.equal(failed.State, 'Failed');
   assert.equal(failed.LastUpdateStatus, 'Failed');
   assert.match(failed.LastUpdateStatusReason ?? '', /sha256/);
@@ -137,11 +268,20 @@ test('FunctionConfiguration carries the zip hash in base64, the size and the ARN
 test('ListFunctions pages by name with an opaque marker', () => {
   const items = ['c', 'a', 'e', 'b', 'd'].map((name) => ({ name }));
   const first = pageOf(items, undefined, '2');
-  assert.deepEqual(first.page.map((i) => i.name), ['a', 'b']);
+  assert.deepEqual(
+    first.page.map((i) => i.name),
+    ['a', 'b'],
+  );
   const second = pageOf(items, first.nextMarker, '2');
-  assert.deepEqual(second.page.map((i) => i.name), ['c', 'd']);
+  assert.deepEqual(
+    second.page.map((i) => i.name),
+    ['c', 'd'],
+  );
   const last = pageOf(items, second.nextMarker, '2');
-  assert.deepEqual(last.page.map((i) => i.name), ['e']);
+  assert.deepEqual(
+    last.page.map((i) => i.name),
+    ['e'],
+  );
   assert.equal(last.nextMarker, undefined);
   rejects(() => pageOf(items, undefined, '0'), 'InvalidParameterValueException', /'MaxItems'/);
 });

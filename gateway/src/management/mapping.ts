@@ -48,11 +48,14 @@ function invalid(message: string): GatewayError {
 }
 
 function constraint(value: unknown, field: string, rule: string): GatewayError {
-  return invalid(`1 validation error detected: Value '${typeof value === 'string' ? value : JSON.stringify(value)}' at '${field}' failed to satisfy constraint: ${rule}`);
+  return invalid(
+    `1 validation error detected: Value '${typeof value === 'string' ? value : JSON.stringify(value)}' at '${field}' failed to satisfy constraint: ${rule}`,
+  );
 }
 
 function integerIn(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw constraint(value, field, 'Member must be an integer');
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    throw constraint(value, field, 'Member must be an integer');
   if (value < min) throw constraint(value, field, `Member must have value greater than or equal to ${min}`);
   if (value > max) throw constraint(value, field, `Member must have value less than or equal to ${max}`);
   return value;
@@ -62,19 +65,26 @@ function optionalString(body: Record<string, unknown>, field: string, maxLength:
   const value = body[field];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw constraint(value, field, 'Member must be a string');
-  if (value.length > maxLength) throw constraint(value, field, `Member must have length less than or equal to ${maxLength}`);
+  if (value.length > maxLength)
+    throw constraint(value, field, `Member must have length less than or equal to ${maxLength}`);
   return value;
 }
 
 function objectBody(body: unknown): Record<string, unknown> {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('InvalidRequestContentException', 'The request body must be a JSON object.');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new GatewayError('InvalidRequestContentException', 'The request body must be a JSON object.');
   return body as Record<string, unknown>;
 }
 
 export function checkFunctionName(name: unknown): string {
-  if (typeof name !== 'string' || name === '') throw constraint(name, 'FunctionName', 'Member must not be null');
+  if (typeof name !== 'string' || name === '')
+    throw constraint(name, 'FunctionName', 'Member must not be null');
   if (!NAME.test(name)) {
-    throw constraint(name, 'FunctionName', 'Hearth function names must be lower-case DNS labels: a-z, 0-9 and -, at most 64 characters, starting and ending with a letter or digit');
+    throw constraint(
+      name,
+      'FunctionName',
+      'Hearth function names must be lower-case DNS labels: a-z, 0-9 and -, at most 64 characters, starting and ending with a letter or digit',
+    );
   }
   return name;
 }
@@ -86,7 +96,9 @@ export type CodeInput = { zipFile: Buffer } | { imageUri: string };
 export function parseCode(code: unknown, field: string): CodeInput {
   const object = code && typeof code === 'object' ? (code as Record<string, unknown>) : {};
   if (object.S3Bucket !== undefined || object.S3Key !== undefined) {
-    throw invalid(`${field}: S3Bucket/S3Key are not supported by Hearth; send the zip itself as ZipFile (aws lambda ... --zip-file fileb://code.zip).`);
+    throw invalid(
+      `${field}: S3Bucket/S3Key are not supported by Hearth; send the zip itself as ZipFile (aws lambda ... --zip-file fileb://code.zip).`,
+    );
   }
   if (typeof object.ZipFile === 'string') {
     const zipFile = Buffer.from(object.ZipFile, 'base64');
@@ -98,35 +110,60 @@ export function parseCode(code: unknown, field: string): CodeInput {
 }
 
 /** The configuration fields CreateFunction and UpdateFunctionConfiguration share, applied to a spec. */
-function applyConfigurationFields(body: Record<string, unknown>, spec: Record<string, unknown>, annotations: Record<string, string>): void {
+function applyConfigurationFields(
+  body: Record<string, unknown>,
+  spec: Record<string, unknown>,
+  annotations: Record<string, string>,
+): void {
   if (body.Runtime !== undefined) {
     if (typeof body.Runtime !== 'string' || !(Runtimes as readonly string[]).includes(body.Runtime)) {
-      throw constraint(body.Runtime, 'Runtime', `Member must satisfy enum value set: [${Runtimes.join(', ')}]`);
+      throw constraint(
+        body.Runtime,
+        'Runtime',
+        `Member must satisfy enum value set: [${Runtimes.join(', ')}]`,
+      );
     }
     spec.runtime = body.Runtime;
   }
   const handler = optionalString(body, 'Handler', 128);
   if (handler !== undefined) {
-    if (!/^[^\s]+$/.test(handler)) throw constraint(handler, 'Handler', 'Member must satisfy regular expression pattern: [^\\s]+');
+    if (!/^[^\s]+$/.test(handler))
+      throw constraint(handler, 'Handler', 'Member must satisfy regular expression pattern: [^\\s]+');
     spec.handler = handler;
   }
-  if (body.MemorySize !== undefined) spec.memory = `${integerIn(body.MemorySize, 'MemorySize', Limits.memoryMb.min, Limits.memoryMb.max)}Mi`;
-  if (body.Timeout !== undefined) spec.timeoutSeconds = integerIn(body.Timeout, 'Timeout', Limits.timeoutSeconds.min, Limits.timeoutSeconds.max);
+  if (body.MemorySize !== undefined)
+    spec.memory = `${integerIn(body.MemorySize, 'MemorySize', Limits.memoryMb.min, Limits.memoryMb.max)}Mi`;
+  if (body.Timeout !== undefined)
+    spec.timeoutSeconds = integerIn(
+      body.Timeout,
+      'Timeout',
+      Limits.timeoutSeconds.min,
+      Limits.timeoutSeconds.max,
+    );
   if (body.EphemeralStorage !== undefined) {
     const size = (body.EphemeralStorage as { Size?: unknown } | null)?.Size;
     spec.ephemeralStorage = `${integerIn(size, 'EphemeralStorage.Size', Limits.ephemeralStorageMb.min, Limits.ephemeralStorageMb.max)}Mi`;
   }
   if (body.Environment !== undefined) {
     const variables = (body.Environment as { Variables?: unknown } | null)?.Variables ?? {};
-    if (typeof variables !== 'object' || variables === null || Array.isArray(variables)) throw invalid('Environment.Variables must be a map of strings.');
+    if (typeof variables !== 'object' || variables === null || Array.isArray(variables))
+      throw invalid('Environment.Variables must be a map of strings.');
     const env = Object.entries(variables as Record<string, unknown>).map(([name, value]) => {
-      if (!ENV_KEY.test(name)) throw constraint(name, 'Environment.Variables', 'Member must have keys starting with a letter and made of letters, digits and _');
-      if (typeof value !== 'string') throw constraint(value, `Environment.Variables.${name}`, 'Member must be a string');
+      if (!ENV_KEY.test(name))
+        throw constraint(
+          name,
+          'Environment.Variables',
+          'Member must have keys starting with a letter and made of letters, digits and _',
+        );
+      if (typeof value !== 'string')
+        throw constraint(value, `Environment.Variables.${name}`, 'Member must be a string');
       return { name, value };
     });
     const bytes = env.reduce((n, e) => n + Buffer.byteLength(e.name) + Buffer.byteLength(e.value), 0);
     if (bytes > Limits.envVarsBytes) {
-      throw invalid(`Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: ${bytes} bytes of Environment.Variables, limit ${Limits.envVarsBytes}.`);
+      throw invalid(
+        `Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: ${bytes} bytes of Environment.Variables, limit ${Limits.envVarsBytes}.`,
+      );
     }
     if (env.length > 0) spec.env = env;
     else delete spec.env;
@@ -156,11 +193,15 @@ export function parseCreateFunction(raw: unknown): CreateFunctionInput {
   const body = objectBody(raw);
   const name = checkFunctionName(body.FunctionName);
   const packageType = body.PackageType ?? 'Zip';
-  if (packageType !== 'Zip' && packageType !== 'Image') throw constraint(packageType, 'PackageType', 'Member must satisfy enum value set: [Zip, Image]');
+  if (packageType !== 'Zip' && packageType !== 'Image')
+    throw constraint(packageType, 'PackageType', 'Member must satisfy enum value set: [Zip, Image]');
   const code = parseCode(body.Code, 'Code');
-  if (packageType === 'Zip' && !('zipFile' in code)) throw invalid('Code.ZipFile is required when PackageType is Zip.');
-  if (packageType === 'Image' && !('imageUri' in code)) throw invalid('Code.ImageUri is required when PackageType is Image.');
-  if (packageType === 'Zip' && body.Runtime === undefined) throw invalid('Runtime is required when PackageType is Zip.');
+  if (packageType === 'Zip' && !('zipFile' in code))
+    throw invalid('Code.ZipFile is required when PackageType is Zip.');
+  if (packageType === 'Image' && !('imageUri' in code))
+    throw invalid('Code.ImageUri is required when PackageType is Image.');
+  if (packageType === 'Zip' && body.Runtime === undefined)
+    throw invalid('Runtime is required when PackageType is Zip.');
   const spec: Record<string, unknown> = { runtime: packageType === 'Image' ? 'provided.al2023' : undefined };
   const annotations: Record<string, string> = { [Annotations.managedBy]: MANAGED_BY };
   applyConfigurationFields(body, spec, annotations);
@@ -176,7 +217,11 @@ export function parseCreateFunction(raw: unknown): CreateFunctionInput {
         kind: 'Function',
         metadata: {
           name,
-          annotations: { ...annotations, [Annotations.codeSize]: String(codeSize), [Annotations.lastModified]: lambdaTime(now) },
+          annotations: {
+            ...annotations,
+            [Annotations.codeSize]: String(codeSize),
+            [Annotations.lastModified]: lambdaTime(now),
+          },
         },
         spec: finishSpec({ ...spec, code: specCode }),
       };
@@ -185,8 +230,10 @@ export function parseCreateFunction(raw: unknown): CreateFunctionInput {
 }
 
 function parseTags(tags: unknown): Record<string, string> {
-  if (!tags || typeof tags !== 'object' || Array.isArray(tags)) throw invalid('Tags must be a map of strings.');
-  for (const [key, value] of Object.entries(tags)) if (typeof value !== 'string') throw constraint(value, `Tags.${key}`, 'Member must be a string');
+  if (!tags || typeof tags !== 'object' || Array.isArray(tags))
+    throw invalid('Tags must be a map of strings.');
+  for (const [key, value] of Object.entries(tags))
+    if (typeof value !== 'string') throw constraint(value, `Tags.${key}`, 'Member must be a string');
   return tags as Record<string, string>;
 }
 
@@ -194,16 +241,28 @@ function annotationsOf(resource: FunctionResource): Record<string, string> {
   return { ...((resource.metadata.annotations as Record<string, string> | undefined) ?? {}) };
 }
 
-function withChanges(resource: FunctionResource, spec: Record<string, unknown>, annotations: Record<string, string>, now: Date): FunctionResource {
+function withChanges(
+  resource: FunctionResource,
+  spec: Record<string, unknown>,
+  annotations: Record<string, string>,
+  now: Date,
+): FunctionResource {
   return {
     ...resource,
-    metadata: { ...resource.metadata, annotations: { ...annotations, [Annotations.lastModified]: lambdaTime(now) } },
+    metadata: {
+      ...resource.metadata,
+      annotations: { ...annotations, [Annotations.lastModified]: lambdaTime(now) },
+    },
     spec: finishSpec(spec),
   };
 }
 
 /** UpdateFunctionConfiguration: only the fields present change. */
-export function applyUpdateConfiguration(resource: FunctionResource, raw: unknown, now: Date): FunctionResource {
+export function applyUpdateConfiguration(
+  resource: FunctionResource,
+  raw: unknown,
+  now: Date,
+): FunctionResource {
   const body = objectBody(raw);
   const spec = structuredClone(resource.spec) as Record<string, unknown>;
   const annotations = annotationsOf(resource);
@@ -212,7 +271,12 @@ export function applyUpdateConfiguration(resource: FunctionResource, raw: unknow
 }
 
 /** UpdateFunctionCode, once the new code has a place. */
-export function applyNewCode(resource: FunctionResource, code: FunctionSpec['code'], codeSize: number, now: Date): FunctionResource {
+export function applyNewCode(
+  resource: FunctionResource,
+  code: FunctionSpec['code'],
+  codeSize: number,
+  now: Date,
+): FunctionResource {
   const annotations = annotationsOf(resource);
   annotations[Annotations.codeSize] = String(codeSize);
   return withChanges(resource, { ...structuredClone(resource.spec), code }, annotations, now);
@@ -251,14 +315,19 @@ export function removeReservedConcurrency(resource: FunctionResource, now: Date)
 
 /** A destination ARN (or URL) to where Hearth sends it; see docs/management-api.md. */
 export function parseDestination(value: unknown, field: string): Destination {
-  if (typeof value !== 'string' || value === '') throw constraint(value, field, 'Member must be a non-empty string');
+  if (typeof value !== 'string' || value === '')
+    throw constraint(value, field, 'Member must be a non-empty string');
   if (/^https?:\/\//.test(value)) return { url: value };
   const lambda = /^arn:aws[a-zA-Z-]*:lambda:[^:]*:[^:]*:function:([^:]+)$/.exec(value);
   if (lambda) return { function: lambda[1]! };
   const queue = /^arn:aws[a-zA-Z-]*:(sqs|sns|events):[^:]*:[^:]*:(?:event-bus\/)?([^:/]+)$/.exec(value);
   if (queue) return { stream: queue[2]! };
   if (NAME.test(value)) return { function: value };
-  throw constraint(value, field, 'Member must be a Lambda function ARN, an SQS/SNS/EventBridge ARN (delivered to a Redis stream of that name) or an http(s) URL');
+  throw constraint(
+    value,
+    field,
+    'Member must be a Lambda function ARN, an SQS/SNS/EventBridge ARN (delivered to a Redis stream of that name) or an http(s) URL',
+  );
 }
 
 export function destinationArn(destination: Destination, context: AccountContext): string {
@@ -268,19 +337,38 @@ export function destinationArn(destination: Destination, context: AccountContext
 }
 
 /** Put (replace) or Update (merge) FunctionEventInvokeConfig. */
-export function applyEventInvokeConfig(resource: FunctionResource, raw: unknown, merge: boolean, now: Date): FunctionResource {
+export function applyEventInvokeConfig(
+  resource: FunctionResource,
+  raw: unknown,
+  merge: boolean,
+  now: Date,
+): FunctionResource {
   const body = objectBody(raw);
   const previous = resource.spec.async;
   const next: FunctionSpec['async'] = merge
     ? { ...previous }
     : { maxRetryAttempts: 2, maxEventAgeSeconds: 21_600 };
-  if (body.MaximumRetryAttempts !== undefined) next.maxRetryAttempts = integerIn(body.MaximumRetryAttempts, 'MaximumRetryAttempts', 0, 2);
-  if (body.MaximumEventAgeInSeconds !== undefined) next.maxEventAgeSeconds = integerIn(body.MaximumEventAgeInSeconds, 'MaximumEventAgeInSeconds', 60, 21_600);
-  const destinations = (body.DestinationConfig ?? {}) as Record<string, { Destination?: unknown } | undefined>;
-  for (const [field, key] of [['OnSuccess', 'onSuccess'], ['OnFailure', 'onFailure']] as const) {
+  if (body.MaximumRetryAttempts !== undefined)
+    next.maxRetryAttempts = integerIn(body.MaximumRetryAttempts, 'MaximumRetryAttempts', 0, 2);
+  if (body.MaximumEventAgeInSeconds !== undefined)
+    next.maxEventAgeSeconds = integerIn(
+      body.MaximumEventAgeInSeconds,
+      'MaximumEventAgeInSeconds',
+      60,
+      21_600,
+    );
+  const destinations = (body.DestinationConfig ?? {}) as Record<
+    string,
+    { Destination?: unknown } | undefined
+  >;
+  for (const [field, key] of [
+    ['OnSuccess', 'onSuccess'],
+    ['OnFailure', 'onFailure'],
+  ] as const) {
     const given = destinations[field];
     if (given === undefined) continue;
-    if (given.Destination === undefined || given.Destination === null || given.Destination === '') delete next[key];
+    if (given.Destination === undefined || given.Destination === null || given.Destination === '')
+      delete next[key];
     else next[key] = parseDestination(given.Destination, `DestinationConfig.${field}.Destination`);
   }
   const spec = structuredClone(resource.spec);
@@ -296,7 +384,12 @@ export function resetEventInvokeConfig(resource: FunctionResource, now: Date): F
 
 /** Whether the function has an event invoke config other than Lambda's defaults. */
 export function hasEventInvokeConfig(spec: FunctionSpec): boolean {
-  return spec.async.maxRetryAttempts !== 2 || spec.async.maxEventAgeSeconds !== 21_600 || !!spec.async.onSuccess || !!spec.async.onFailure;
+  return (
+    spec.async.maxRetryAttempts !== 2 ||
+    spec.async.maxEventAgeSeconds !== 21_600 ||
+    !!spec.async.onSuccess ||
+    !!spec.async.onFailure
+  );
 }
 
 export function toEventInvokeConfig(resource: FunctionResource, context: AccountContext) {
@@ -329,6 +422,18 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * What the controller reports serving: the registry's route in process mode, the Function's
+ * status on Kubernetes. `spec` is the spec it serves; absent when that is known only to be an
+ * older one than asked for.
+ */
+export interface ServedState {
+  state: FunctionRoute['state'];
+  stateReason?: string;
+  spec?: FunctionSpec;
+  lastModified?: string;
+}
+
 export interface ObservedState {
   State: 'Pending' | 'Active' | 'Inactive' | 'Failed';
   StateReason?: string;
@@ -344,18 +449,41 @@ export interface ObservedState {
  * Failed when the controller gave up on that spec, InProgress until then. The function stays
  * Active meanwhile if it already was, as on Lambda.
  */
-export function observedState(spec: FunctionSpec, route: FunctionRoute | undefined): ObservedState {
+export function observedState(spec: FunctionSpec, route: ServedState | undefined): ObservedState {
   if (!route) {
-    return { State: 'Pending', StateReason: 'The function is being created.', StateReasonCode: 'Creating', LastUpdateStatus: 'InProgress' };
+    return {
+      State: 'Pending',
+      StateReason: 'The function is being created.',
+      StateReasonCode: 'Creating',
+      LastUpdateStatus: 'InProgress',
+    };
   }
-  const current = canonical(route.spec) === canonical(spec);
+  const current = route.spec !== undefined && canonical(route.spec) === canonical(spec);
   if (route.state === 'Failed' && current) {
     const reason = route.stateReason ?? 'The function could not be started.';
-    return { State: 'Failed', StateReason: reason, StateReasonCode: 'InternalError', LastUpdateStatus: 'Failed', LastUpdateStatusReason: reason, LastUpdateStatusReasonCode: 'InternalError' };
+    return {
+      State: 'Failed',
+      StateReason: reason,
+      StateReasonCode: 'InternalError',
+      LastUpdateStatus: 'Failed',
+      LastUpdateStatusReason: reason,
+      LastUpdateStatusReasonCode: 'InternalError',
+    };
   }
-  if (current) return { State: route.state === 'Failed' ? 'Failed' : route.state, LastUpdateStatus: 'Successful' };
-  if (route.state === 'Active') return { State: 'Active', LastUpdateStatus: 'InProgress', LastUpdateStatusReason: 'The function is being updated.' };
-  return { State: 'Pending', StateReason: 'The function is being created.', StateReasonCode: 'Creating', LastUpdateStatus: 'InProgress' };
+  if (current)
+    return { State: route.state === 'Failed' ? 'Failed' : route.state, LastUpdateStatus: 'Successful' };
+  if (route.state === 'Active')
+    return {
+      State: 'Active',
+      LastUpdateStatus: 'InProgress',
+      LastUpdateStatusReason: 'The function is being updated.',
+    };
+  return {
+    State: 'Pending',
+    StateReason: 'The function is being created.',
+    StateReasonCode: 'Creating',
+    LastUpdateStatus: 'InProgress',
+  };
 }
 
 /** CodeSha256 and CodeSize of any kind of code: the zip's for archives, a digest of the files for inline code. */
@@ -364,22 +492,33 @@ export function codeIdentity(resource: FunctionResource): { sha256Base64: string
   const size = Number(annotationsOf(resource)[Annotations.codeSize] ?? 0);
   if (code.archive) return { sha256Base64: Buffer.from(code.archive.sha256, 'hex').toString('base64'), size };
   const digest = createHash('sha256').update(canonical(code)).digest('base64');
-  const inlineSize = Object.values(code.inline?.files ?? {}).reduce((n, text) => n + Buffer.byteLength(text), 0);
+  const inlineSize = Object.values(code.inline?.files ?? {}).reduce(
+    (n, text) => n + Buffer.byteLength(text),
+    0,
+  );
   return { sha256Base64: digest, size: code.inline ? inlineSize : size };
 }
 
 /** RevisionId: a UUID-shaped digest of the whole Function, changing with every change. */
 export function revisionId(resource: FunctionResource): string {
-  const hex = createHash('sha256').update(canonical({ spec: resource.spec, annotations: resource.metadata.annotations ?? {} })).digest('hex');
+  const hex = createHash('sha256')
+    .update(canonical({ spec: resource.spec, annotations: resource.metadata.annotations ?? {} }))
+    .digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-export function toFunctionConfiguration(resource: FunctionResource, route: FunctionRoute | undefined, context: AccountContext) {
+export function toFunctionConfiguration(
+  resource: FunctionResource,
+  route: ServedState | undefined,
+  context: AccountContext,
+) {
   const { spec } = resource;
   const annotations = annotationsOf(resource);
   const code = codeIdentity(resource);
   const image = spec.code.image !== undefined;
-  const variables = Object.fromEntries((spec.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+  const variables = Object.fromEntries(
+    (spec.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]),
+  );
   return {
     FunctionName: resource.metadata.name,
     FunctionArn: functionArn(resource.metadata.name, context.region, context.accountId),
@@ -413,11 +552,21 @@ export function tagsOf(resource: FunctionResource): Record<string, string> {
 }
 
 /** ListFunctions' paging: functions sorted by name, Marker the last name of the previous page. */
-export function pageOf<T extends { name: string }>(items: T[], marker: unknown, maxItems: unknown): { page: T[]; nextMarker?: string } {
-  const limit = maxItems === undefined || maxItems === '' ? 50 : integerIn(Number(maxItems), 'MaxItems', 1, 10_000);
-  const after = typeof marker === 'string' && marker !== '' ? Buffer.from(marker, 'base64url').toString('utf8') : undefined;
+export function pageOf<T extends { name: string }>(
+  items: T[],
+  marker: unknown,
+  maxItems: unknown,
+): { page: T[]; nextMarker?: string } {
+  const limit =
+    maxItems === undefined || maxItems === '' ? 50 : integerIn(Number(maxItems), 'MaxItems', 1, 10_000);
+  const after =
+    typeof marker === 'string' && marker !== ''
+      ? Buffer.from(marker, 'base64url').toString('utf8')
+      : undefined;
   const sorted = [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const rest = after === undefined ? sorted : sorted.filter((item) => item.name > after);
   const page = rest.slice(0, limit);
-  return rest.length > limit ? { page, nextMarker: Buffer.from(page.at(-1)!.name).toString('base64url') } : { page };
+  return rest.length > limit
+    ? { page, nextMarker: Buffer.from(page.at(-1)!.name).toString('base64url') }
+    : { page };
 }

@@ -66,7 +66,11 @@ export function managementRoutes(options: ManagementOptions): Router {
     router[method](path, authenticate, handler);
 
   const nameOf = (req: Request) => parseFunctionReference(String(req.params.name), undefined).name;
-  const notFound = (name: string) => new GatewayError('ResourceNotFoundException', `Function not found: ${functionArn(name, context.region, context.accountId)}`);
+  const notFound = (name: string) =>
+    new GatewayError(
+      'ResourceNotFoundException',
+      `Function not found: ${functionArn(name, context.region, context.accountId)}`,
+    );
   async function existing(name: string): Promise<FunctionRecord> {
     const record = await backend.get(name);
     if (!record) throw notFound(name);
@@ -82,14 +86,20 @@ export function managementRoutes(options: ManagementOptions): Router {
     }
     return record;
   }
-  const configuration = (resource: FunctionResource, record?: FunctionRecord) => toFunctionConfiguration(resource, record?.route, context);
+  const configuration = (resource: FunctionResource, record?: FunctionRecord) =>
+    toFunctionConfiguration(resource, record?.served, context);
 
   /** Checks and stores uploaded code; returns the spec's code for it. */
   async function storeCode(code: CodeInput): Promise<{ code: FunctionSpec['code']; size: number }> {
     if ('imageUri' in code) return { code: { image: code.imageUri }, size: 0 };
     await checkZip(code.zipFile);
     const stored = await codeStore.put(code.zipFile);
-    return { code: { archive: { url: `${options.codeBaseUrl}/hearth/v1/code/${stored.sha256}.zip`, sha256: stored.sha256 } }, size: stored.size };
+    return {
+      code: {
+        archive: { url: `${options.codeBaseUrl}/hearth/v1/code/${stored.sha256}.zip`, sha256: stored.sha256 },
+      },
+      size: stored.size,
+    };
   }
 
   /** Removes stored code that no Function refers to any more. */
@@ -119,7 +129,10 @@ export function managementRoutes(options: ManagementOptions): Router {
   route('get', '/2015-03-31/functions', async (req, res) => {
     const records = (await backend.list()).map((record) => ({ name: record.resource.metadata.name, record }));
     const { page, nextMarker } = pageOf(records, req.query.Marker, req.query.MaxItems);
-    res.json({ Functions: page.map(({ record }) => configuration(record.resource, record)), ...(nextMarker ? { NextMarker: nextMarker } : {}) });
+    res.json({
+      Functions: page.map(({ record }) => configuration(record.resource, record)),
+      ...(nextMarker ? { NextMarker: nextMarker } : {}),
+    });
   });
 
   route('get', '/2015-03-31/functions/:name', async (req, res) => {
@@ -127,7 +140,11 @@ export function managementRoutes(options: ManagementOptions): Router {
     const { resource } = record;
     const archive = resource.spec.code.archive;
     const code = resource.spec.code.image
-      ? { RepositoryType: 'ECR', ImageUri: resource.spec.code.image, ResolvedImageUri: resource.spec.code.image }
+      ? {
+          RepositoryType: 'ECR',
+          ImageUri: resource.spec.code.image,
+          ResolvedImageUri: resource.spec.code.image,
+        }
       : { RepositoryType: 'S3', ...(archive ? { Location: archive.url } : {}) };
     const reserved = resource.spec.concurrency.reserved;
     res.json({
@@ -187,7 +204,13 @@ export function managementRoutes(options: ManagementOptions): Router {
       const others = (await backend.list())
         .filter((r) => r.resource.metadata.name !== name)
         .reduce((n, r) => n + (r.resource.spec.concurrency.reserved ?? 0), 0);
-      const changed = applyReservedConcurrency(record.resource, body, others, options.accountConcurrency, new Date());
+      const changed = applyReservedConcurrency(
+        record.resource,
+        body,
+        others,
+        options.accountConcurrency,
+        new Date(),
+      );
       await backend.replace(changed);
       return changed;
     });
@@ -209,14 +232,20 @@ export function managementRoutes(options: ManagementOptions): Router {
   });
 
   const eventInvokeConfig = '/2019-09-25/functions/:name/event-invoke-config';
-  for (const [method, merge] of [['put', false], ['post', true]] as const) {
+  for (const [method, merge] of [
+    ['put', false],
+    ['post', true],
+  ] as const) {
     route(method, eventInvokeConfig, async (req, res) => {
       const name = nameOf(req);
       const body = jsonBody(res);
       const next = await serialized(async () => {
         const record = await changeable(name);
         if (merge && !hasEventInvokeConfig(record.resource.spec)) {
-          throw new GatewayError('ResourceNotFoundException', `The function ${functionArn(name, context.region, context.accountId)} doesn't have an EventInvokeConfig`);
+          throw new GatewayError(
+            'ResourceNotFoundException',
+            `The function ${functionArn(name, context.region, context.accountId)} doesn't have an EventInvokeConfig`,
+          );
         }
         const changed = applyEventInvokeConfig(record.resource, body, merge, new Date());
         await backend.replace(changed);
@@ -229,7 +258,10 @@ export function managementRoutes(options: ManagementOptions): Router {
     const name = nameOf(req);
     const { resource } = await existing(name);
     if (!hasEventInvokeConfig(resource.spec)) {
-      throw new GatewayError('ResourceNotFoundException', `The function ${functionArn(name, context.region, context.accountId)} doesn't have an EventInvokeConfig`);
+      throw new GatewayError(
+        'ResourceNotFoundException',
+        `The function ${functionArn(name, context.region, context.accountId)} doesn't have an EventInvokeConfig`,
+      );
     }
     res.json(toEventInvokeConfig(resource, context));
   });
@@ -271,7 +303,8 @@ export function managementRoutes(options: ManagementOptions): Router {
     const name = nameOf(req);
     await existing(name);
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new GatewayError('InvalidParameterValueException', 'limit must be an integer from 1 to 1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new GatewayError('InvalidParameterValueException', 'limit must be an integer from 1 to 1000');
     const after = typeof req.query.after === 'string' && req.query.after !== '' ? req.query.after : undefined;
     res.json(await readFunctionLogs(options.redis, name, { limit, ...(after ? { after } : {}) }));
   });
@@ -285,13 +318,17 @@ export function managementRoutes(options: ManagementOptions): Router {
  */
 function authenticateWithBody(authenticator: Authenticator): RequestHandler {
   return async (req, res, next) => {
-    const principal = authenticator.precheck(typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined);
+    const principal = authenticator.precheck(
+      typeof req.headers.authorization === 'string' ? req.headers.authorization : undefined,
+    );
     let body: Buffer;
     try {
       body = await readBody(req, CodeArchiveLimits.requestBytes);
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
-        throw zipTooLarge(`Request must be smaller than ${CodeArchiveLimits.requestBytes} bytes for the ${operationOf(req)} operation.`);
+        throw zipTooLarge(
+          `Request must be smaller than ${CodeArchiveLimits.requestBytes} bytes for the ${operationOf(req)} operation.`,
+        );
       }
       throw error;
     }
@@ -311,7 +348,11 @@ function authenticateWithBody(authenticator: Authenticator): RequestHandler {
 }
 
 function operationOf(req: Request): string {
-  return req.method === 'POST' ? 'CreateFunction' : req.path.endsWith('/code') || req.path.endsWith('/code/') ? 'UpdateFunctionCode' : req.method;
+  return req.method === 'POST'
+    ? 'CreateFunction'
+    : req.path.endsWith('/code') || req.path.endsWith('/code/')
+      ? 'UpdateFunctionCode'
+      : req.method;
 }
 
 function jsonBody(res: Response): unknown {
@@ -320,6 +361,9 @@ function jsonBody(res: Response): unknown {
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (error) {
-    throw new GatewayError('InvalidRequestContentException', `Could not parse request body into json: ${(error as Error).message}`);
+    throw new GatewayError(
+      'InvalidRequestContentException',
+      `Could not parse request body into json: ${(error as Error).message}`,
+    );
   }
 }

@@ -35,13 +35,21 @@ interface Run {
 }
 
 /** Runs the built `hearth` in the work folder, pointed at the running hearth dev by HEARTH_URL. */
-function hearth(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<Run> {
+function hearth(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<Run> {
   return new Promise((resolve) => {
     const child = execFile(
       process.execPath,
       [hearthMain, ...args],
-      { cwd: work, env: { PATH: process.env.PATH, HOME: work, HEARTH_URL: dev.url, ...options.env }, timeout: 180_000 },
-      (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+      {
+        cwd: work,
+        env: { PATH: process.env.PATH, HOME: work, HEARTH_URL: dev.url, ...options.env },
+        timeout: 180_000,
+      },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
     );
     if (options.stdin !== undefined) child.stdin!.end(options.stdin);
   });
@@ -56,8 +64,14 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
   succeeded(await hearth(['init', 'greeter', '--runtime', 'nodejs20.x']), 'init');
   // A dependency in node_modules: the invoke below only works if deploy packaged it.
   await mkdir(join(work, 'greeter', 'node_modules', 'shout'), { recursive: true });
-  await writeFile(join(work, 'greeter', 'node_modules', 'shout', 'package.json'), JSON.stringify({ name: 'shout', main: 'index.js' }));
-  await writeFile(join(work, 'greeter', 'node_modules', 'shout', 'index.js'), 'module.exports = (s) => s.toUpperCase() + "!";\n');
+  await writeFile(
+    join(work, 'greeter', 'node_modules', 'shout', 'package.json'),
+    JSON.stringify({ name: 'shout', main: 'index.js' }),
+  );
+  await writeFile(
+    join(work, 'greeter', 'node_modules', 'shout', 'index.js'),
+    'module.exports = (s) => s.toUpperCase() + "!";\n',
+  );
   await writeFile(
     join(work, 'greeter', 'index.mjs'),
     `import shout from 'shout';\nexport const handler = async (event) => {\n  if (event.fail) throw new Error('asked to fail');\n  console.log('greeting', event.name);\n  return { greeting: shout('hello ' + event.name) };\n};\n`,
@@ -68,13 +82,29 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
   assert.match(deployed.stdout, /Created greeter: Active/);
   assert.ok(deployed.stdout.includes(`${dev.url}/function/greeter`), deployed.stdout);
 
-  const invoked = succeeded(await hearth(['invoke', 'greeter', '--payload', '{"name":"ada"}', '--log']), 'invoke');
+  const invoked = succeeded(
+    await hearth(['invoke', 'greeter', '--payload', '{"name":"ada"}', '--log']),
+    'invoke',
+  );
   assert.deepEqual(JSON.parse(invoked.stdout), { greeting: 'HELLO ADA!' });
   assert.match(invoked.stderr, /START RequestId: [0-9a-f-]+/);
 
   await writeFile(join(work, 'event.json'), '{"name":"file"}');
-  assert.deepEqual(JSON.parse(succeeded(await hearth(['invoke', 'greeter', '--payload', '@event.json']), 'invoke @file').stdout), { greeting: 'HELLO FILE!' });
-  assert.deepEqual(JSON.parse(succeeded(await hearth(['invoke', 'greeter', '--payload', '-'], { stdin: '{"name":"stdin"}' }), 'invoke -').stdout), { greeting: 'HELLO STDIN!' });
+  assert.deepEqual(
+    JSON.parse(
+      succeeded(await hearth(['invoke', 'greeter', '--payload', '@event.json']), 'invoke @file').stdout,
+    ),
+    { greeting: 'HELLO FILE!' },
+  );
+  assert.deepEqual(
+    JSON.parse(
+      succeeded(
+        await hearth(['invoke', 'greeter', '--payload', '-'], { stdin: '{"name":"stdin"}' }),
+        'invoke -',
+      ).stdout,
+    ),
+    { greeting: 'HELLO STDIN!' },
+  );
 
   const failed = await hearth(['invoke', 'greeter', '--payload', '{"fail":true}']);
   assert.equal(failed.code, 3, 'a function error has its own exit code');
@@ -85,12 +115,24 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
   assert.equal(badPayload.code, 2);
   assert.match(badPayload.stderr, /not JSON/);
 
-  const queued = succeeded(await hearth(['invoke', 'greeter', '--async', '--payload', '{"name":"later"}']), 'invoke --async');
+  const queued = succeeded(
+    await hearth(['invoke', 'greeter', '--async', '--payload', '{"name":"later"}']),
+    'invoke --async',
+  );
   assert.match(queued.stdout, /Queued greeter/);
 
-  const listed = JSON.parse(succeeded(await hearth(['ls', '--output', 'json']), 'ls').stdout) as { FunctionName: string; State: string }[];
-  assert.deepEqual(listed.map((f) => [f.FunctionName, f.State]), [['greeter', 'Active']]);
-  assert.match(succeeded(await hearth(['ls']), 'ls').stdout, /^NAME\s+RUNTIME.*\ngreeter\s+nodejs20\.x\s+128 MB/);
+  const listed = JSON.parse(succeeded(await hearth(['ls', '--output', 'json']), 'ls').stdout) as {
+    FunctionName: string;
+    State: string;
+  }[];
+  assert.deepEqual(
+    listed.map((f) => [f.FunctionName, f.State]),
+    [['greeter', 'Active']],
+  );
+  assert.match(
+    succeeded(await hearth(['ls']), 'ls').stdout,
+    /^NAME\s+RUNTIME.*\ngreeter\s+nodejs20\.x\s+128 MB/,
+  );
 
   const shown = succeeded(await hearth(['get', 'greeter']), 'get').stdout;
   assert.match(shown, /state\s+Active/);
@@ -100,13 +142,22 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
   assert.match(logs, /greeting ada/);
   assert.match(logs, /REPORT RequestId/);
 
-  assert.match(succeeded(await hearth(['dlq', 'ls', 'greeter']), 'dlq ls').stdout, /dead-letter queue of greeter is empty/);
+  assert.match(
+    succeeded(await hearth(['dlq', 'ls', 'greeter']), 'dlq ls').stdout,
+    /dead-letter queue of greeter is empty/,
+  );
 
   // Settings from a config file when neither flags nor the environment say otherwise.
   const config = join(work, 'config.json');
   await writeFile(config, JSON.stringify({ url: dev.url, output: 'json' }));
-  const fromFile = succeeded(await hearth(['get', 'greeter'], { env: { HEARTH_URL: '', HEARTH_CONFIG: config } }), 'get with a config file');
-  assert.equal((JSON.parse(fromFile.stdout) as { Configuration: { FunctionName: string } }).Configuration.FunctionName, 'greeter');
+  const fromFile = succeeded(
+    await hearth(['get', 'greeter'], { env: { HEARTH_URL: '', HEARTH_CONFIG: config } }),
+    'get with a config file',
+  );
+  assert.equal(
+    (JSON.parse(fromFile.stdout) as { Configuration: { FunctionName: string } }).Configuration.FunctionName,
+    'greeter',
+  );
 
   assert.match(succeeded(await hearth(['rm', 'greeter']), 'rm').stdout, /Deleted greeter/);
   const gone = await hearth(['get', 'greeter']);
@@ -118,10 +169,16 @@ test('a Python function with vendored packages deploys and runs', async () => {
   succeeded(await hearth(['init', 'pyfn', '--runtime', 'python3.11']), 'init');
   await mkdir(join(work, 'pyfn', 'vendored'), { recursive: true });
   await writeFile(join(work, 'pyfn', 'vendored', '__init__.py'), 'def double(n):\n    return n * 2\n');
-  await writeFile(join(work, 'pyfn', 'app.py'), 'from vendored import double\n\ndef handler(event, context):\n    return {"doubled": double(event["n"])}\n');
+  await writeFile(
+    join(work, 'pyfn', 'app.py'),
+    'from vendored import double\n\ndef handler(event, context):\n    return {"doubled": double(event["n"])}\n',
+  );
   await setTimeoutInManifest('pyfn');
   succeeded(await hearth(['deploy', 'pyfn']), 'deploy');
-  assert.deepEqual(JSON.parse(succeeded(await hearth(['invoke', 'pyfn', '--payload', '{"n":21}']), 'invoke').stdout), { doubled: 42 });
+  assert.deepEqual(
+    JSON.parse(succeeded(await hearth(['invoke', 'pyfn', '--payload', '{"n":21}']), 'invoke').stdout),
+    { doubled: 42 },
+  );
   succeeded(await hearth(['rm', 'pyfn']), 'rm');
 });
 

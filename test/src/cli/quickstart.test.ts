@@ -16,13 +16,20 @@ const repo = fileURLToPath(new URL('../../../', import.meta.url));
  */
 test('the README’s quickstart ends in `hearth dev --dir examples`, and that command serves examples/hello', async () => {
   const readme = await readFile(join(repo, 'README.md'), 'utf8');
-  assert.match(readme, /```sh\nbash scripts\/quickstart\.sh\n```/, 'the README starts people with scripts/quickstart.sh');
+  assert.match(
+    readme,
+    /```sh\nbash scripts\/quickstart\.sh\n```/,
+    'the README starts people with scripts/quickstart.sh',
+  );
   const script = (await readFile(join(repo, 'scripts', 'quickstart.sh'), 'utf8')).trimEnd().split('\n');
   const last = script.at(-1)!;
   assert.equal(last, 'exec npx hearth dev --dir examples --port "${PORT:-8080}"');
 
   const port = await freePort();
-  const [command, ...args] = last.replace(/^exec /, '').replace('"${PORT:-8080}"', String(port)).split(' ');
+  const [command, ...args] = last
+    .replace(/^exec /, '')
+    .replace('"${PORT:-8080}"', String(port))
+    .split(' ');
   const dev = await startProcess({
     name: 'quickstart',
     command: command!,
@@ -33,7 +40,10 @@ test('the README’s quickstart ends in `hearth dev --dir examples`, and that co
     readyTimeoutMs: 60_000,
   });
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/function/hello`, { method: 'POST', body: '{"name":"you"}' });
+    const response = await fetch(`http://127.0.0.1:${port}/function/hello`, {
+      method: 'POST',
+      body: '{"name":"you"}',
+    });
     const body = (await response.json()) as { message?: string; warmInvocations?: number };
     assert.equal(response.status, 200, JSON.stringify(body));
     assert.equal(body.message, 'Hello, you!');
@@ -41,5 +51,9 @@ test('the README’s quickstart ends in `hearth dev --dir examples`, and that co
   } finally {
     await dev.stop('SIGINT', 15_000);
   }
-  assert.equal(existsSync(join(repo, 'examples', '.hearth')), false, 'serving the examples leaves the folder as it was');
+  assert.equal(
+    existsSync(join(repo, 'examples', '.hearth')),
+    false,
+    'serving the examples leaves the folder as it was',
+  );
 });

@@ -30,7 +30,8 @@ import { zipOf } from './zips.js';
 /** The real AWS CLI v2 (Debian's awscli); a pip-installed v1 may shadow it on PATH. */
 const AWS = process.env.HEARTH_AWS_CLI ?? '/usr/bin/aws';
 
-const handlerOf = (version: string) => `export const handler = async (event) => ({ version: ${JSON.stringify(version)}, event });`;
+const handlerOf = (version: string) =>
+  `export const handler = async (event) => ({ version: ${JSON.stringify(version)}, event });`;
 const base64Sha256 = (data: Buffer) => createHash('sha256').update(data).digest('base64');
 
 let dev: HearthDev;
@@ -46,7 +47,9 @@ after(async () => {
 });
 
 async function storedZips(): Promise<string[]> {
-  return (await readdir(join(dev.dir, '.hearth', 'code')).catch(() => [] as string[])).filter((f) => f.endsWith('.zip'));
+  return (await readdir(join(dev.dir, '.hearth', 'code')).catch(() => [] as string[])).filter((f) =>
+    f.endsWith('.zip'),
+  );
 }
 
 describe('the AWS CLI v2 against hearth dev', () => {
@@ -62,9 +65,14 @@ describe('the AWS CLI v2 against hearth dev', () => {
   };
   function aws(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      execFile(AWS, ['--endpoint-url', dev.url, '--output', 'json', 'lambda', ...args], { env, timeout: 180_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
-      });
+      execFile(
+        AWS,
+        ['--endpoint-url', dev.url, '--output', 'json', 'lambda', ...args],
+        { env, timeout: 180_000 },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+        },
+      );
     });
   }
   async function ok(...args: string[]): Promise<Record<string, unknown>> {
@@ -84,36 +92,105 @@ describe('the AWS CLI v2 against hearth dev', () => {
 
     // A timeout that a cold start on a busy machine cannot eat up (the gateway's deadline currently
     // starts before it waits for a cold instance).
-    const created = await ok('create-function', '--function-name', name, '--runtime', 'nodejs20.x', '--handler', 'index.handler', '--role', role, '--timeout', '30', '--zip-file', `fileb://${v1}`);
+    const created = await ok(
+      'create-function',
+      '--function-name',
+      name,
+      '--runtime',
+      'nodejs20.x',
+      '--handler',
+      'index.handler',
+      '--role',
+      role,
+      '--timeout',
+      '30',
+      '--zip-file',
+      `fileb://${v1}`,
+    );
     assert.equal(created.FunctionName, name);
     assert.equal(created.State, 'Pending');
 
-    const again = await aws('create-function', '--function-name', name, '--runtime', 'nodejs20.x', '--handler', 'index.handler', '--role', role, '--zip-file', `fileb://${v1}`);
+    const again = await aws(
+      'create-function',
+      '--function-name',
+      name,
+      '--runtime',
+      'nodejs20.x',
+      '--handler',
+      'index.handler',
+      '--role',
+      role,
+      '--zip-file',
+      `fileb://${v1}`,
+    );
     assert.notEqual(again.code, 0);
     assert.match(again.stderr, /ResourceConflictException/);
 
     await ok('wait', 'function-active-v2', '--function-name', name);
     const out = join(scratch, 'out.json');
-    await ok('invoke', '--function-name', name, '--cli-binary-format', 'raw-in-base64-out', '--payload', '{"n":1}', out);
+    await ok(
+      'invoke',
+      '--function-name',
+      name,
+      '--cli-binary-format',
+      'raw-in-base64-out',
+      '--payload',
+      '{"n":1}',
+      out,
+    );
     assert.deepEqual(JSON.parse(await readFile(out, 'utf8')), { version: 'v1', event: { n: 1 } });
 
     const updated = await ok('update-function-code', '--function-name', name, '--zip-file', `fileb://${v2}`);
     assert.equal(updated.CodeSha256, base64Sha256(v2Zip));
     assert.equal(updated.CodeSize, v2Zip.length);
     await ok('wait', 'function-updated-v2', '--function-name', name);
-    await ok('invoke', '--function-name', name, '--cli-binary-format', 'raw-in-base64-out', '--payload', '{"n":2}', out);
+    await ok(
+      'invoke',
+      '--function-name',
+      name,
+      '--cli-binary-format',
+      'raw-in-base64-out',
+      '--payload',
+      '{"n":2}',
+      out,
+    );
     assert.deepEqual(JSON.parse(await readFile(out, 'utf8')), { version: 'v2', event: { n: 2 } });
     assert.equal((await storedZips()).length, 1, 'the first zip is reclaimed once no function refers to it');
 
-    assert.deepEqual(await ok('put-function-concurrency', '--function-name', name, '--reserved-concurrent-executions', '5'), { ReservedConcurrentExecutions: 5 });
-    assert.deepEqual(await ok('get-function-concurrency', '--function-name', name), { ReservedConcurrentExecutions: 5 });
-    const tooMuch = await aws('put-function-concurrency', '--function-name', name, '--reserved-concurrent-executions', '901');
-    assert.match(tooMuch.stderr, /InvalidParameterValueException.*UnreservedConcurrentExecution below its minimum value of \[100\]/);
+    assert.deepEqual(
+      await ok('put-function-concurrency', '--function-name', name, '--reserved-concurrent-executions', '5'),
+      { ReservedConcurrentExecutions: 5 },
+    );
+    assert.deepEqual(await ok('get-function-concurrency', '--function-name', name), {
+      ReservedConcurrentExecutions: 5,
+    });
+    const tooMuch = await aws(
+      'put-function-concurrency',
+      '--function-name',
+      name,
+      '--reserved-concurrent-executions',
+      '901',
+    );
+    assert.match(
+      tooMuch.stderr,
+      /InvalidParameterValueException.*UnreservedConcurrentExecution below its minimum value of \[100\]/,
+    );
 
-    const config = await ok('put-function-event-invoke-config', '--function-name', name, '--maximum-retry-attempts', '0', '--destination-config', '{"OnFailure":{"Destination":"arn:aws:sqs:us-east-1:000000000000:failed"}}');
+    const config = await ok(
+      'put-function-event-invoke-config',
+      '--function-name',
+      name,
+      '--maximum-retry-attempts',
+      '0',
+      '--destination-config',
+      '{"OnFailure":{"Destination":"arn:aws:sqs:us-east-1:000000000000:failed"}}',
+    );
     assert.equal(config.MaximumRetryAttempts, 0);
     const read = await ok('get-function-event-invoke-config', '--function-name', name);
-    assert.deepEqual(read.DestinationConfig, { OnSuccess: {}, OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:failed' } });
+    assert.deepEqual(read.DestinationConfig, {
+      OnSuccess: {},
+      OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:failed' },
+    });
 
     // The CLI checks MemorySize itself; Timeout's upper limit is the service's to enforce.
     const tooLong = await aws('update-function-configuration', '--function-name', name, '--timeout', '901');
@@ -131,9 +208,14 @@ describe('the AWS CLI v2 against hearth dev', () => {
 
 describe('the AWS SDK v3 against hearth dev', () => {
   const client = () =>
-    new LambdaClient({ endpoint: dev.url, region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } });
+    new LambdaClient({
+      endpoint: dev.url,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+    });
   const waiter = (lambda: LambdaClient) => ({ client: lambda, maxWaitTime: 120, minDelay: 1, maxDelay: 2 });
-  const decode = (payload: Uint8Array | undefined) => JSON.parse(Buffer.from(payload ?? []).toString('utf8')) as unknown;
+  const decode = (payload: Uint8Array | undefined) =>
+    JSON.parse(Buffer.from(payload ?? []).toString('utf8')) as unknown;
 
   test('create, wait, invoke, update code, wait, invoke the new code, concurrency, event invoke config, paging, delete', async () => {
     const lambda = client();
@@ -155,16 +237,28 @@ describe('the AWS SDK v3 against hearth dev', () => {
     assert.equal(created.CodeSha256, base64Sha256(v1));
     assert.equal(created.MemorySize, 256);
     await assert.rejects(
-      lambda.send(new CreateFunctionCommand({ FunctionName: name, Runtime: 'nodejs20.x', Handler: 'index.handler', Role: 'r', Code: { ZipFile: v1 } })),
+      lambda.send(
+        new CreateFunctionCommand({
+          FunctionName: name,
+          Runtime: 'nodejs20.x',
+          Handler: 'index.handler',
+          Role: 'r',
+          Code: { ZipFile: v1 },
+        }),
+      ),
       ResourceConflictException,
     );
     await waitUntilFunctionActiveV2(waiter(lambda), { FunctionName: name });
-    const first = await lambda.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":1}') }));
+    const first = await lambda.send(
+      new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":1}') }),
+    );
     assert.deepEqual(decode(first.Payload), { version: 'v1', event: { n: 1 } });
 
     await lambda.send(new UpdateFunctionCodeCommand({ FunctionName: name, ZipFile: v2 }));
     await waitUntilFunctionUpdatedV2(waiter(lambda), { FunctionName: name });
-    const second = await lambda.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":2}') }));
+    const second = await lambda.send(
+      new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":2}') }),
+    );
     assert.deepEqual(decode(second.Payload), { version: 'v2', event: { n: 2 } });
 
     await lambda.send(new UpdateFunctionConfigurationCommand({ FunctionName: name, Timeout: 20 }));
@@ -175,19 +269,41 @@ describe('the AWS SDK v3 against hearth dev', () => {
     assert.equal(fetched.Configuration?.CodeSha256, base64Sha256(v2));
     assert.deepEqual(fetched.Configuration?.Environment?.Variables, { GREETING: 'hi' });
 
-    await lambda.send(new PutFunctionConcurrencyCommand({ FunctionName: name, ReservedConcurrentExecutions: 3 }));
-    assert.equal((await lambda.send(new GetFunctionConcurrencyCommand({ FunctionName: name }))).ReservedConcurrentExecutions, 3);
-    await lambda.send(new PutFunctionEventInvokeConfigCommand({ FunctionName: name, MaximumRetryAttempts: 1, MaximumEventAgeInSeconds: 120 }));
+    await lambda.send(
+      new PutFunctionConcurrencyCommand({ FunctionName: name, ReservedConcurrentExecutions: 3 }),
+    );
+    assert.equal(
+      (await lambda.send(new GetFunctionConcurrencyCommand({ FunctionName: name })))
+        .ReservedConcurrentExecutions,
+      3,
+    );
+    await lambda.send(
+      new PutFunctionEventInvokeConfigCommand({
+        FunctionName: name,
+        MaximumRetryAttempts: 1,
+        MaximumEventAgeInSeconds: 120,
+      }),
+    );
     const eventConfig = await lambda.send(new GetFunctionEventInvokeConfigCommand({ FunctionName: name }));
     assert.equal(eventConfig.MaximumRetryAttempts, 1);
     assert.equal(eventConfig.MaximumEventAgeInSeconds, 120);
 
-    await lambda.send(new CreateFunctionCommand({ FunctionName: `${name}-2`, Runtime: 'python3.11', Handler: 'app.handler', Role: 'r', Code: { ZipFile: await zipOf({ 'app.py': 'def handler(e, c):\n  return e\n' }) } }));
+    await lambda.send(
+      new CreateFunctionCommand({
+        FunctionName: `${name}-2`,
+        Runtime: 'python3.11',
+        Handler: 'app.handler',
+        Role: 'r',
+        Code: { ZipFile: await zipOf({ 'app.py': 'def handler(e, c):\n  return e\n' }) },
+      }),
+    );
     const names: string[] = [];
     let marker: string | undefined;
     let pages = 0;
     do {
-      const page = await lambda.send(new ListFunctionsCommand({ MaxItems: 1, ...(marker ? { Marker: marker } : {}) }));
+      const page = await lambda.send(
+        new ListFunctionsCommand({ MaxItems: 1, ...(marker ? { Marker: marker } : {}) }),
+      );
       names.push(...(page.Functions ?? []).map((f) => f.FunctionName!));
       marker = page.NextMarker;
       pages += 1;
@@ -197,12 +313,20 @@ describe('the AWS SDK v3 against hearth dev', () => {
 
     await lambda.send(new DeleteFunctionCommand({ FunctionName: name }));
     await lambda.send(new DeleteFunctionCommand({ FunctionName: `${name}-2` }));
-    await assert.rejects(lambda.send(new GetFunctionCommand({ FunctionName: name })), ResourceNotFoundException);
+    await assert.rejects(
+      lambda.send(new GetFunctionCommand({ FunctionName: name })),
+      ResourceNotFoundException,
+    );
     lambda.destroy();
   });
 
   test('paths answer with and without a trailing slash', async () => {
-    for (const path of ['/2015-03-31/functions', '/2015-03-31/functions/', '/2016-08-19/account-settings', '/2016-08-19/account-settings/']) {
+    for (const path of [
+      '/2015-03-31/functions',
+      '/2015-03-31/functions/',
+      '/2016-08-19/account-settings',
+      '/2016-08-19/account-settings/',
+    ]) {
       const response = await fetch(`${dev.url}${path}`);
       assert.equal(response.status, 200, path);
       await response.arrayBuffer();
@@ -222,18 +346,22 @@ describe('the AWS SDK v3 against hearth dev', () => {
     const actual = createHash('sha256').update(zip).digest('hex');
     let configuration;
     for (let i = 0; i < 100; i++) {
-      configuration = (await lambda.send(new GetFunctionCommand({ FunctionName: 'by-hand' })).catch(() => undefined))?.Configuration;
+      configuration = (
+        await lambda.send(new GetFunctionCommand({ FunctionName: 'by-hand' })).catch(() => undefined)
+      )?.Configuration;
       if (configuration?.State === 'Failed') break;
       await sleep(200);
     }
     assert.equal(configuration?.State, 'Failed');
     assert.match(configuration?.StateReason ?? '', new RegExp(`${actual}.*${expected}`));
-    await assert.rejects(lambda.send(new DeleteFunctionCommand({ FunctionName: 'by-hand' })), (error: Error) => {
-      assert.ok(error instanceof ResourceConflictException);
-      assert.match(error.message, /by-hand\.yaml/);
-      return true;
-    });
+    await assert.rejects(
+      lambda.send(new DeleteFunctionCommand({ FunctionName: 'by-hand' })),
+      (error: Error) => {
+        assert.ok(error instanceof ResourceConflictException);
+        assert.match(error.message, /by-hand\.yaml/);
+        return true;
+      },
+    );
     lambda.destroy();
   });
 });
-

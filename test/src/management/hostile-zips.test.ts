@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ArchiveError, unpackArchive } from '@hearth/controller/archive';
-import { freePort, startProcess, startRedis, type RedisServer, type RunningProcess } from '../harness/index.js';
+import {
+  freePort,
+  startProcess,
+  startRedis,
+  type RedisServer,
+  type RunningProcess,
+} from '../harness/index.js';
 import { deflatedZeros, rawZip, zipOf } from './zips.js';
 
 const GATEWAY_MAIN = fileURLToPath(import.meta.resolve('@hearth/gateway/main'));
@@ -32,9 +38,24 @@ async function tree(dir: string, prefix = ''): Promise<string[]> {
 function hostileCorpus(escapeName: string) {
   const zeros900k = deflatedZeros(900 * 1024);
   return [
-    { what: 'an entry climbing out with ..', zip: rawZip([{ name: `../${escapeName}`, data: Buffer.from('x') }]), error: 'InvalidZipFileException', message: /\.\./ },
-    { what: 'an absolute path', zip: rawZip([{ name: `/tmp/${escapeName}`, data: Buffer.from('x') }]), error: 'InvalidZipFileException', message: /absolute/ },
-    { what: 'a symlink out of the root', zip: rawZip([{ name: 'link', data: Buffer.from('../../../../etc'), mode: 0o120777 }]), error: 'InvalidZipFileException', message: /symlink "link" points outside/ },
+    {
+      what: 'an entry climbing out with ..',
+      zip: rawZip([{ name: `../${escapeName}`, data: Buffer.from('x') }]),
+      error: 'InvalidZipFileException',
+      message: /\.\./,
+    },
+    {
+      what: 'an absolute path',
+      zip: rawZip([{ name: `/tmp/${escapeName}`, data: Buffer.from('x') }]),
+      error: 'InvalidZipFileException',
+      message: /absolute/,
+    },
+    {
+      what: 'a symlink out of the root',
+      zip: rawZip([{ name: 'link', data: Buffer.from('../../../../etc'), mode: 0o120777 }]),
+      error: 'InvalidZipFileException',
+      message: /symlink "link" points outside/,
+    },
     {
       what: 'a file written through a symlink',
       zip: rawZip([
@@ -44,7 +65,12 @@ function hostileCorpus(escapeName: string) {
       error: 'InvalidZipFileException',
       message: /inside the symlink "dir"/,
     },
-    { what: 'a zip bomb (one entry inflating 1000 times)', zip: rawZip([{ name: 'bomb', data: Buffer.alloc(0), deflated: deflatedZeros(20 * 1024 * 1024) }]), error: 'InvalidZipFileException', message: /zip bomb/ },
+    {
+      what: 'a zip bomb (one entry inflating 1000 times)',
+      zip: rawZip([{ name: 'bomb', data: Buffer.alloc(0), deflated: deflatedZeros(20 * 1024 * 1024) }]),
+      error: 'InvalidZipFileException',
+      message: /zip bomb/,
+    },
     {
       what: 'an entry whose declared size lies',
       zip: rawZip([{ name: 'liar', data: Buffer.alloc(0), deflated: zeros900k, declaredSize: 100 }]),
@@ -53,12 +79,28 @@ function hostileCorpus(escapeName: string) {
     },
     {
       what: 'more than 250 MB unzipped in small honest entries',
-      zip: rawZip(Array.from({ length: 300 }, (_, i) => ({ name: `f${i}`, data: Buffer.alloc(0), deflated: zeros900k }))),
+      zip: rawZip(
+        Array.from({ length: 300 }, (_, i) => ({
+          name: `f${i}`,
+          data: Buffer.alloc(0),
+          deflated: zeros900k,
+        })),
+      ),
       error: 'RequestTooLargeException',
       message: /Unzipped size must be smaller than 262144000 bytes/,
     },
-    { what: 'a corrupt archive', zip: randomBytes(4096), error: 'InvalidZipFileException', message: /Could not unzip/ },
-    { what: 'a truncated archive', zip: rawZip([{ name: 'a.js', data: randomBytes(2000), deflate: true }]).subarray(0, 1500), error: 'InvalidZipFileException', message: /Could not unzip/ },
+    {
+      what: 'a corrupt archive',
+      zip: randomBytes(4096),
+      error: 'InvalidZipFileException',
+      message: /Could not unzip/,
+    },
+    {
+      what: 'a truncated archive',
+      zip: rawZip([{ name: 'a.js', data: randomBytes(2000), deflate: true }]).subarray(0, 1500),
+      error: 'InvalidZipFileException',
+      message: /Could not unzip/,
+    },
   ];
 }
 
@@ -79,7 +121,16 @@ describe('uploads through the management API', () => {
     gateway = await startProcess({
       name: 'gateway',
       command: process.execPath,
-      args: [GATEWAY_MAIN, `--port=${port}`, '--host=127.0.0.1', '--auth=false', `--redis-url=${redis.url}`, `--functions-dir=${functionsDir()}`, `--code-store-bytes=${QUOTA_BYTES}`, '--log-level=warn'],
+      args: [
+        GATEWAY_MAIN,
+        `--port=${port}`,
+        '--host=127.0.0.1',
+        '--auth=false',
+        `--redis-url=${redis.url}`,
+        `--functions-dir=${functionsDir()}`,
+        `--code-store-bytes=${QUOTA_BYTES}`,
+        '--log-level=warn',
+      ],
       ready: { url: `${url}/healthz` },
     });
   });
@@ -89,13 +140,26 @@ describe('uploads through the management API', () => {
     if (root) await rm(root, { recursive: true, force: true });
   });
 
-  async function create(name: string, zip: Buffer): Promise<{ status: number; error: string | null; body: Record<string, unknown> }> {
+  async function create(
+    name: string,
+    zip: Buffer,
+  ): Promise<{ status: number; error: string | null; body: Record<string, unknown> }> {
     const response = await fetch(`${url}/2015-03-31/functions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ FunctionName: name, Runtime: 'nodejs20.x', Handler: 'index.handler', Role: 'r', Code: { ZipFile: zip.toString('base64') } }),
+      body: JSON.stringify({
+        FunctionName: name,
+        Runtime: 'nodejs20.x',
+        Handler: 'index.handler',
+        Role: 'r',
+        Code: { ZipFile: zip.toString('base64') },
+      }),
     });
-    return { status: response.status, error: response.headers.get('x-amzn-errortype'), body: (await response.json()) as Record<string, unknown> };
+    return {
+      status: response.status,
+      error: response.headers.get('x-amzn-errortype'),
+      body: (await response.json()) as Record<string, unknown>,
+    };
   }
 
   test('hostile archives are refused with the right error, and nothing is written anywhere', async () => {
@@ -104,7 +168,10 @@ describe('uploads through the management API', () => {
     for (const [i, sample] of hostileCorpus(escapeName).entries()) {
       const result = await create(`hostile-${i}`, sample.zip);
       assert.equal(result.error, sample.error, `${sample.what}: ${JSON.stringify(result.body)}`);
-      assert.ok(result.status === 400 || result.status === 413, `${sample.what}: a client error, not retried (got ${result.status})`);
+      assert.ok(
+        result.status === 400 || result.status === 413,
+        `${sample.what}: a client error, not retried (got ${result.status})`,
+      );
       assert.match(String(result.body.message), sample.message, sample.what);
     }
     assert.equal(existsSync(join(root, escapeName)), false);
@@ -120,12 +187,16 @@ describe('uploads through the management API', () => {
     assert.equal(result.status, 413);
     assert.equal(result.error, 'RequestTooLargeException');
     // In base64 inside JSON any zip over 50 MB passes Lambda's request limit, so that is what answers.
-    assert.match(String(result.body.message), /Request must be smaller than 69905067 bytes for the CreateFunction operation/);
+    assert.match(
+      String(result.body.message),
+      /Request must be smaller than 69905067 bytes for the CreateFunction operation/,
+    );
     assert.deepEqual(await tree(storeDir()), []);
   });
 
   test('the code store quota answers CodeStorageExceededException; deleting a function frees its code', async () => {
-    const incompressible = () => zipOf({ 'index.mjs': 'export const handler = async () => 1;', 'blob.bin': randomBytes(200_000) });
+    const incompressible = () =>
+      zipOf({ 'index.mjs': 'export const handler = async () => 1;', 'blob.bin': randomBytes(200_000) });
     const first = await create('quota-a', await incompressible());
     assert.equal(first.status, 201, JSON.stringify(first.body));
     const second = await create('quota-b', await incompressible());
@@ -136,7 +207,10 @@ describe('uploads through the management API', () => {
     assert.deepEqual(await tree(storeDir()), [], 'the deleted function’s code was reclaimed');
     const third = await create('quota-b', await incompressible());
     assert.equal(third.status, 201, JSON.stringify(third.body));
-    const settings = (await (await fetch(`${url}/2016-08-19/account-settings/`)).json()) as { AccountLimit: { TotalCodeSize: number }; AccountUsage: { TotalCodeSize: number; FunctionCount: number } };
+    const settings = (await (await fetch(`${url}/2016-08-19/account-settings/`)).json()) as {
+      AccountLimit: { TotalCodeSize: number };
+      AccountUsage: { TotalCodeSize: number; FunctionCount: number };
+    };
     assert.equal(settings.AccountLimit.TotalCodeSize, QUOTA_BYTES);
     assert.equal(settings.AccountUsage.FunctionCount, 1);
     assert.ok(settings.AccountUsage.TotalCodeSize > 200_000);
@@ -176,8 +250,16 @@ describe('the controller unpacking an archive', () => {
     for (const [i, sample] of hostileCorpus(escapeName).entries()) {
       if (sample.error !== 'InvalidZipFileException') continue;
       const dir = join(root, 'unpacked', `hostile-${i}`);
-      await assert.rejects(unpackArchive(await archive(sample.zip, `hostile-${i}`), dir), ArchiveError, sample.what);
-      assert.equal(await lstat(dir).catch(() => undefined), undefined, `${sample.what}: the half-unpacked directory is removed`);
+      await assert.rejects(
+        unpackArchive(await archive(sample.zip, `hostile-${i}`), dir),
+        ArchiveError,
+        sample.what,
+      );
+      assert.equal(
+        await lstat(dir).catch(() => undefined),
+        undefined,
+        `${sample.what}: the half-unpacked directory is removed`,
+      );
     }
     assert.equal(existsSync(join(root, 'unpacked', escapeName)), false);
     assert.equal(existsSync(join(root, escapeName)), false);
@@ -188,10 +270,13 @@ describe('the controller unpacking an archive', () => {
     const zip = await zipOf({ 'index.mjs': 'export const handler = async () => 1;' });
     const good = await archive(zip, 'mismatch');
     const expected = 'f'.repeat(64);
-    await assert.rejects(unpackArchive({ url: good.url, sha256: expected }, join(root, 'mismatch')), (error: Error) => {
-      assert.ok(error instanceof ArchiveError);
-      assert.match(error.message, new RegExp(`${good.sha256}.*${expected}`));
-      return true;
-    });
+    await assert.rejects(
+      unpackArchive({ url: good.url, sha256: expected }, join(root, 'mismatch')),
+      (error: Error) => {
+        assert.ok(error instanceof ArchiveError);
+        assert.match(error.message, new RegExp(`${good.sha256}.*${expected}`));
+        return true;
+      },
+    );
   });
 });

@@ -2,7 +2,10 @@ import { deflateRawSync } from 'node:zlib';
 import yazl from 'yazl';
 
 /** A well-formed zip of the given files (text or bytes), as a person's tools would make it. */
-export async function zipOf(files: Record<string, string | Buffer>, modes: Record<string, number> = {}): Promise<Buffer> {
+export async function zipOf(
+  files: Record<string, string | Buffer>,
+  modes: Record<string, number> = {},
+): Promise<Buffer> {
   const zip = new yazl.ZipFile();
   for (const [name, content] of Object.entries(files)) {
     zip.addBuffer(Buffer.from(content), name, { mode: modes[name] ?? 0o100644 });

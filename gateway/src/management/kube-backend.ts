@@ -1,0 +1,147 @@
+import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { API_GROUP, API_VERSION, type FunctionResource, type FunctionStatus } from '@hearth/api';
+import { GatewayError } from '../core/errors.js';
+import type { FunctionBackend, FunctionRecord } from './backend.js';
+import { Annotations, MANAGED_BY, type ServedState } from './mapping.js';
+
+/** The Function CRD's plural (controller/src/crd.ts generates the CRD with it). */
+const PLURAL = 'functions';
+/** Ready=False reasons that mean "not yet", not "failed". */
+const TRANSIENT_REASONS = new Set(['PoolNotReady', 'Reconciling']);
+
+/**
+ * What the controller serves, read from a Function's status: the asked-for spec once the status
+ * speaks of the current generation; before that, an older spec (if a revision ever served) or
+ * nothing at all (Pending).
+ */
+export function servedFromStatus(resource: FunctionResource): ServedState | undefined {
+  const status: FunctionStatus | undefined = resource.status;
+  const ready = status?.conditions?.find((c) => c.type === 'Ready');
+  if (!status || !ready) return undefined;
+  const current =
+    status.observedGeneration !== undefined && status.observedGeneration === resource.metadata.generation;
+  const lastModified = ready.lastTransitionTime;
+  if (current && ready.status === 'True') return { state: 'Active', spec: resource.spec, lastModified };
+  if (current && ready.status === 'False' && !TRANSIENT_REASONS.has(ready.reason)) {
+    return {
+      state: 'Failed',
+      stateReason: `${ready.reason}: ${ready.message ?? ''}`.trim(),
+      spec: resource.spec,
+      lastModified,
+    };
+  }
+  return status.revision ? { state: 'Active', lastModified } : undefined;
+}
+
+/**
+ * Kubernetes: Functions are `hearth.dev/v1alpha1` resources in one namespace. Changes replace
+ * the whole object with the resourceVersion it was read at, so a change made meanwhile (by
+ * kubectl, or another gateway) is refused rather than overwritten.
+ */
+export class KubernetesFunctionBackend implements FunctionBackend {
+  private readonly api: CustomObjectsApi;
+
+  constructor(
+    private readonly namespace: string,
+    kubeConfig?: KubeConfig,
+  ) {
+    const kc = kubeConfig ?? new KubeConfig();
+    if (!kubeConfig) kc.loadFromDefault();
+    this.api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  private get ref() {
+    return { group: API_GROUP, version: API_VERSION, plural: PLURAL, namespace: this.namespace };
+  }
+
+  private record(resource: FunctionResource): FunctionRecord {
+    const served = servedFromStatus(resource);
+    const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
+    return {
+      resource,
+      ...(served ? { served } : {}),
+      source: `Function ${this.namespace}/${resource.metadata.name}`,
+      managed: annotations[Annotations.managedBy] === MANAGED_BY,
+    };
+  }
+
+  async list(): Promise<FunctionRecord[]> {
+    const records: FunctionRecord[] = [];
+    let token: string | undefined;
+    do {
+      const page = (await this.api.listNamespacedCustomObject({
+        ...this.ref,
+        limit: 500,
+        ...(token ? { _continue: token } : {}),
+      })) as {
+        items: FunctionResource[];
+        metadata?: { _continue?: string; continue?: string };
+      };
+      records.push(...page.items.map((item) => this.record(item)));
+      token = page.metadata?._continue ?? page.metadata?.continue;
+    } while (token);
+    return records;
+  }
+
+  async get(name: string): Promise<FunctionRecord | undefined> {
+    try {
+      return this.record(
+        (await this.api.getNamespacedCustomObject({ ...this.ref, name })) as FunctionResource,
+      );
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async create(resource: FunctionResource): Promise<void> {
+    try {
+      await this.api.createNamespacedCustomObject({
+        ...this.ref,
+        body: { ...resource, metadata: { ...resource.metadata, namespace: this.namespace } },
+      });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 409)
+        throw new GatewayError(
+          'ResourceConflictException',
+          `Function already exist: ${resource.metadata.name}`,
+        );
+      throw rejected(error);
+    }
+  }
+
+  async replace(resource: FunctionResource): Promise<void> {
+    const { status: _status, ...body } = resource;
+    try {
+      await this.api.replaceNamespacedCustomObject({ ...this.ref, name: resource.metadata.name, body });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 409) {
+        throw new GatewayError(
+          'ResourceConflictException',
+          `The function ${resource.metadata.name} was changed meanwhile; read it again and retry.`,
+        );
+      }
+      throw rejected(error);
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      await this.api.deleteNamespacedCustomObject({ ...this.ref, name });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return;
+      throw error;
+    }
+  }
+}
+
+/** The API server refusing an object (its schema) is the caller's problem, said in its words. */
+function rejected(error: unknown): unknown {
+  if (error instanceof ApiException && error.code === 422) {
+    return new GatewayError(
+      'InvalidParameterValueException',
+      `The Function was refused by Kubernetes: ${String((error.body as { message?: string } | undefined)?.message ?? error.message)}`,
+    );
+  }
+  return error;
+}
