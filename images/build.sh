@@ -35,7 +35,9 @@ done
 
 log() { echo "[images] $*" >&2; }
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+ctr_id=""
+# A failed build leaves no working container behind.
+trap 'rm -rf "$work"; [ -z "$ctr_id" ] || buildah rm "$ctr_id" >/dev/null 2>&1 || true' EXIT
 mkdir -p "$out"
 
 # Copies files into a root, each with the shared libraries ldd lists for it (and the loader).
@@ -158,6 +160,7 @@ for name in "${names[@]}"; do
     buildah copy --quiet "$ctr_id" "$root" / >/dev/null
     buildah config "${flags[@]}" --workingdir / --label org.opencontainers.image.title="hearth-$name" "$ctr_id"
     buildah commit --quiet --rm "$ctr_id" "$ref" >/dev/null
+    ctr_id=""
     rm -f "$out/hearth-$name-$tag-"*.tar
     buildah push --quiet "$ref" "oci-archive:$archive.tmp:$ref"
     mv "$archive.tmp" "$archive"
