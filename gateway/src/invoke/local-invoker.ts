@@ -126,11 +126,13 @@ export class LocalInvoker implements Invoker {
     signal?: AbortSignal,
   ): Promise<InvokeResult> {
     const { router, shims, region, accountId, logger, coldStartBudgetMs } = this.options;
-    const deadlineMs = Date.now() + route.spec.timeoutSeconds * 1000;
     const invokedFunctionArn = functionArn(route.name, region, accountId, request.qualifier);
     const waitUntil = Date.now() + coldStartBudgetMs;
     for (;;) {
       const instance = await router.lease(route, signal, waitUntil);
+      // The function's timeout starts once it has an instance: as on Lambda, waiting for a cold
+      // start never eats into it.
+      const deadlineMs = Date.now() + route.spec.timeoutSeconds * 1000;
       try {
         const answer = await shims.invoke(instance.endpoint.url, {
           requestId: request.requestId,
