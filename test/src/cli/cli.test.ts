@@ -18,10 +18,7 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-/**
- * A timeout that a cold start on a busy machine cannot eat up (the gateway's deadline currently
- * starts before it waits for a cold instance).
- */
+/** A timeout with room for a first call on a busy machine (2 cores shared by many tests). */
 async function setTimeoutInManifest(folder: string): Promise<void> {
   const file = join(work, folder, 'hearth.json');
   const manifest = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;

@@ -90,8 +90,7 @@ describe('the AWS CLI v2 against hearth dev', () => {
     const name = 'cli-fn';
     const role = 'arn:aws:iam::000000000000:role/lambda';
 
-    // A timeout that a cold start on a busy machine cannot eat up (the gateway's deadline currently
-    // starts before it waits for a cold instance).
+    // A timeout with room for a first call on a busy machine (2 cores shared by many tests).
     const created = await ok(
       'create-function',
       '--function-name',
