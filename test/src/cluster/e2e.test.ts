@@ -316,6 +316,30 @@ describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 
     assert.ok(health);
     const anonymous = await fetch(`${gateway}/function/anything`, { method: 'POST', body: '{}' });
     assert.equal(anonymous.status, 403, 'a call without the key is refused, as Lambda does');
+    // Redis keeps acknowledged events: AOF on, no eviction, a password.
+    const [redisIp] = await podIps('redis');
+    const password = Buffer.from(
+      (
+        await kubectl([
+          '-n',
+          NAMESPACE,
+          'get',
+          'secret',
+          'hearth-redis',
+          '-o',
+          'jsonpath={.data.redis-password}',
+        ])
+      ).trim(),
+      'base64',
+    ).toString();
+    const redis = (args: string[], auth = true) =>
+      run('redis-cli', ['-h', redisIp!, ...(auth ? ['--no-auth-warning', '-a', password] : []), ...args]);
+    assert.match((await redis(['config', 'get', 'appendonly'])).stdout, /appendonly\s+yes/);
+    assert.match(
+      (await redis(['config', 'get', 'maxmemory-policy'])).stdout,
+      /maxmemory-policy\s+noeviction/,
+    );
+    assert.match((await redis(['ping'], false)).stdout, /NOAUTH/);
   });
 
   step(
@@ -375,6 +399,52 @@ describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 
       assert.equal(pod.containers[0].image, 'localhost/hearth-runtime-nodejs20:0.1.0');
     },
   );
+
+  step('the second controller replica takes over when the leader goes', async () => {
+    const holder = async () =>
+      (
+        await kubectl([
+          '-n',
+          NAMESPACE,
+          'get',
+          'lease',
+          'hearth-controller',
+          '-o',
+          'jsonpath={.spec.holderIdentity}',
+        ])
+      ).trim();
+    const leader = await until('a leader', async () => (await holder()) || undefined, 60_000);
+    const pod = (
+      await kubectl([
+        '-n',
+        NAMESPACE,
+        'get',
+        'pods',
+        '-l',
+        'app.kubernetes.io/component=controller',
+        '-o',
+        'jsonpath={.items[*].metadata.name}',
+      ])
+    )
+      .trim()
+      .split(/\s+/)
+      .find((name) => leader.startsWith(name));
+    assert.ok(pod, `no controller pod holds the lease ${leader}`);
+    await kubectl(['-n', NAMESPACE, 'delete', 'pod', pod, '--wait=false']);
+    const next = await until(
+      'another leader',
+      async () => {
+        const h = await holder();
+        return h && !h.startsWith(pod) ? h : undefined;
+      },
+      90_000,
+    );
+    assert.notEqual(next, leader);
+    // The new leader reconciles: a Function applied now becomes Ready.
+    const late = fn('late', { runtime: 'nodejs20.x', code: hello('late') });
+    await kubectl(['apply', '-f', '-'], JSON.stringify(late));
+    await kubectl(['-n', FN_NAMESPACE, 'wait', '--for=condition=Ready', '--timeout=120s', 'fn/late']);
+  });
 
   step('every runtime answers through the gateway', async () => {
     const node20 = await invoke('hello-node20', { name: 'a' });
