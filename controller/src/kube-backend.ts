@@ -163,6 +163,21 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     await ignoreNotFound(core.deleteNamespacedConfigMap({ namespace, name }));
   }
 
+  /** In-flight plus waiting calls, 0 without Redis, undefined when Redis does not answer soon. */
+  async function readDemand(name: string): Promise<number | undefined> {
+    if (!registry) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)));
+    try {
+      const reports = await Promise.race([registry.demand(name), timeout]);
+      return reports && totalDemand(reports, Date.now());
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
     const fn = (await ignoreNotFound(custom.getNamespacedCustomObject({ ...fnRef, namespace, name }))) as
@@ -221,8 +236,12 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       }
     }
 
-    const demand = registry ? totalDemand(await registry.demand(name), Date.now()) : 0;
-    const pool = nextPoolSize(pools.get(key), demand, fn.spec, Date.now());
+    const demand = await readDemand(name);
+    // Without word from Redis the pool keeps its size: an outage there must not stop rollouts.
+    const pool =
+      demand === undefined
+        ? (pools.get(key) ?? nextPoolSize(undefined, 0, fn.spec, Date.now()))
+        : nextPoolSize(pools.get(key), demand, fn.spec, Date.now());
     pools.set(key, pool);
     const objectName = revisionObjectName(name, revision);
     const existing = (
@@ -276,7 +295,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       old = [];
     }
     log.debug({ function: key, revision, desired: pool.size, ready, oldRevisions: old.length }, 'reconciled');
-    const busy = registry ? Math.min(demand, ready * fn.spec.concurrency.perInstance) : 0;
+    const busy = Math.min(demand ?? 0, ready * fn.spec.concurrency.perInstance);
     const url = options.gatewayUrl ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${name}` : undefined;
     const status = poolStatus(
       fn.status,

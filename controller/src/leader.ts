@@ -33,6 +33,7 @@ export class LeaderElector {
   private leading = false;
   private timer: NodeJS.Timeout | undefined;
   private lastRenew = 0;
+  private inFlight: Promise<void> | undefined;
   private readonly leaseSeconds: number;
   private readonly retryMs: number;
 
@@ -50,8 +51,13 @@ export class LeaderElector {
     const tick = async () => {
       if (this.stopped) return;
       let held = false;
+      const attempt = this.tryAcquireOrRenew();
+      this.inFlight = attempt.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
-        held = await this.tryAcquireOrRenew();
+        held = await attempt;
       } catch (error) {
         this.options.logger.warn({ err: error, lease: this.options.name }, 'could not reach the lease');
       }
@@ -76,7 +82,9 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (!this.leading) return;
+    // An attempt still under way may take or renew the lease after this point: let it land first,
+    // then give back whatever it holds.
+    await this.inFlight;
     this.leading = false;
     const { api, namespace, name, identity } = this.options;
     try {
