@@ -10,7 +10,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { functionArn, Limits, SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api';
+import { functionArn, Limits } from '@hearth/api/lambda';
+import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
 import { Dispatcher } from './dispatcher.js';
 import { chooseIsolation, detectHostFacts, Sandbox, type IsolationPlan } from './isolation.js';

@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
-import { Limits, Runtimes, ShimEnv, type Runtime } from '@hearth/api';
+import { Limits, Runtimes, type Runtime } from '@hearth/api/lambda';
+import { ShimEnv } from '@hearth/api/shim-protocol';
 
 export type IsolationWish = 'auto' | 'portable';
 

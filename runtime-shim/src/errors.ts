@@ -1,4 +1,4 @@
-import { FunctionErrorType, Limits } from '@hearth/api';
+import { FunctionErrorType, Limits } from '@hearth/api/lambda';
 
 /** An invocation the platform ended, carrying Lambda's error type for the answer body. */
 export class LambdaError extends Error {

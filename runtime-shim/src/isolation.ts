@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { closeSync, constants, openSync, readSync, statfsSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readdirSync, readSync, statfsSync, writeSync } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,13 +46,18 @@ async function canWrite(path: string): Promise<boolean> {
   }
 }
 
-async function onPath(command: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${command}`]);
-    return true;
-  } catch {
-    return false;
+/** Whether `command` is an executable on PATH (file checks only: no shell is started). */
+function onPath(command: string): boolean {
+  for (const dir of (process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      // not here
+    }
   }
+  return false;
 }
 
 /**
@@ -98,12 +103,9 @@ function processExists(pid: number): boolean {
 export async function detectHostFacts(): Promise<HostFacts> {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
-  const [v1, v2, hasUnshare, hasMkfsExt4] = await Promise.all([
-    cgroupV1Parent(),
-    cgroupV2Parent(),
-    onPath('unshare'),
-    onPath('mkfs.ext4'),
-  ]);
+  const [v1, v2] = await Promise.all([cgroupV1Parent(), cgroupV2Parent()]);
+  const hasUnshare = onPath('unshare');
+  const hasMkfsExt4 = onPath('mkfs.ext4');
   const facts: HostFacts = { isRoot, hasUnshare, hasMkfsExt4 };
   const parent = v1 ?? v2;
   if (parent) await removeStaleGroups(parent);
@@ -275,6 +277,12 @@ export class Sandbox {
         return false;
       }
     }
+    // Checked after every call: an empty /tmp (the common case) costs one small synchronous read.
+    try {
+      if (readdirSync(this.tmpDir!).length === 0) return false;
+    } catch {
+      return false;
+    }
     return (await directoryBytes(this.tmpDir!)) >= this.storageMb * 1024 * 1024;
   }
 
@@ -344,11 +352,15 @@ async function directoryBytes(dir: string): Promise<number> {
 }
 
 /**
- * Without cgroups: the resident memory of the runtime's process group, sampled from /proc by
- * whoever polls `sample()`; the highest sample is the peak.
+ * Without cgroups: the resident memory of the runtime's processes (the runtime and its
+ * descendants, found through /proc/<pid>/task/<tid>/children), sampled by whoever polls
+ * `sample()`; the highest sample is the peak. Only the runtime's own few /proc files are read,
+ * never the whole of /proc. After a reset the peak starts from the last sample, so a call too
+ * short to be sampled still reports what the warm runtime holds.
  */
 export class RssMeter implements MemoryMeter {
   private peak = 0;
+  private last = 0;
   kills = 0;
   constructor(private readonly pgid: () => number | undefined) {}
 
@@ -357,26 +369,73 @@ export class RssMeter implements MemoryMeter {
   }
 
   resetPeak(): void {
-    this.peak = 0;
+    this.peak = this.last;
   }
 
   async oomKills(): Promise<number> {
     return this.kills;
   }
 
-  /** Current RSS of the process group in bytes; also raises the peak. */
-  async sample(): Promise<number> {
-    const group = this.pgid();
-    if (group === undefined) return 0;
+  /** Current RSS of the runtime's process tree in bytes; also raises the peak. */
+  sample(): number {
+    const root = this.pgid();
+    if (root === undefined) return 0;
     let total = 0;
-    for (const name of await readdir('/proc').catch(() => [])) {
-      if (!/^\d+$/.test(name)) continue;
-      const statLine = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
-      // Fields after the parenthesised command: state ppid pgrp ... rss is field 24 overall.
-      const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[2]) === group) total += Number(fields[21] ?? 0) * 4096;
+    const seen = new Set<number>();
+    const pending = [root];
+    while (pending.length > 0 && seen.size < 4096) {
+      const pid = pending.pop()!;
+      if (seen.has(pid)) continue;
+      seen.add(pid);
+      const rssPages = readRssPages(pid);
+      if (rssPages === undefined) continue;
+      total += rssPages * PAGE_SIZE;
+      for (const child of childrenOf(pid)) pending.push(child);
     }
-    this.peak = Math.max(this.peak, total);
+    this.last = total;
+    if (total > this.peak) this.peak = total;
     return total;
   }
+}
+
+const PAGE_SIZE = 4096;
+const procBuffer = Buffer.alloc(4096);
+
+/** Reads a small /proc file into the shared buffer; undefined when the process is gone. */
+function readProc(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const length = readSync(fd, procBuffer, 0, procBuffer.length, 0);
+    return procBuffer.toString('latin1', 0, length);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Resident pages of a process (the second field of /proc/<pid>/statm). */
+function readRssPages(pid: number): number | undefined {
+  const statm = readProc(`/proc/${pid}/statm`);
+  if (statm === undefined) return undefined;
+  const start = statm.indexOf(' ') + 1;
+  return Number(statm.slice(start, statm.indexOf(' ', start))) || 0;
+}
+
+/** A process's children, as its threads list them (processes started from any thread count). */
+function childrenOf(pid: number): number[] {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const children: number[] = [];
+  for (const task of tasks) {
+    const text = readProc(`/proc/${pid}/task/${task}/children`);
+    if (!text) continue;
+    for (const child of text.split(' ')) if (child) children.push(Number(child));
+  }
+  return children;
 }

@@ -72,10 +72,11 @@ test('an infinite loop is killed at its deadline (within 100 ms) with Sandbox.Ti
   const elapsed = Date.now() - started;
   assert.equal(answer.errorType, 'Sandbox.Timedout');
   assert.equal(answer.json().errorType, 'Sandbox.Timedout');
-  // The time the function had: up to the gateway's deadline, which started a little before delivery.
+  // The time the function had: up to the gateway's deadline, which started a little before delivery
+  // (on a loaded machine the test's own first request can take a few hundred ms to get there).
   assert.match(
     answer.json().errorMessage,
-    /^RequestId: req-loop Error: Task timed out after (0\.9\d|1\.00) seconds$/,
+    /^RequestId: req-loop Error: Task timed out after (0\.[5-9]\d|1\.00) seconds$/,
   );
   const pid = Number(/pid (\d+)/.exec(shim.stdout())![1]);
   // Reaping the killed process takes a moment; it must be gone well within the margin.

@@ -3,6 +3,7 @@
 import { pino } from 'pino';
 import { createShim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
+import { FunctionLog } from './function-log.js';
 
 let config;
 try {
@@ -18,10 +19,14 @@ const logger = pino(
   { name: 'hearth-shim', level: config.logLevel, base: { function: config.functionName, pid: process.pid } },
   operationalLog,
 );
-// The function's log stream: buffered, written without blocking the invoke path.
-const functionLog = pino.destination({ dest: 1, sync: false });
+// The function's log stream: one write per invocation, START to REPORT.
+const functionLog = new FunctionLog(1);
 
 const shim = await createShim(config, { logger, functionLog });
+// The runtime starts before the shim listens: its start-up (a second Node process for the Node
+// runtimes) overlaps the shim's own, and the first call finds it warm sooner.
+const started = shim.start();
+started.catch(() => undefined);
 await new Promise<void>((resolve, reject) => {
   shim.server.once('error', reject);
   shim.server.listen(config.port, config.host, () => resolve());
@@ -53,7 +58,7 @@ process.on('SIGTERM', () => void stop('SIGTERM'));
 process.on('SIGINT', () => void stop('SIGINT'));
 
 try {
-  await shim.start();
+  await started;
   logger.info('runtimes initialized: ready');
 } catch (error) {
   logger.fatal({ err: error }, 'runtimes could not start');

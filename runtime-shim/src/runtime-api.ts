@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api';
+import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api/lambda';
 
 /** What the runtime gets from `/next` for one invocation. */
 export interface RuntimeEvent {

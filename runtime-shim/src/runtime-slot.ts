@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { FunctionErrorType, Limits } from '@hearth/api';
+import { FunctionErrorType, Limits } from '@hearth/api/lambda';
 import type { ShimConfig } from './config.js';
 import {
   ephemeralStorageFull,
@@ -55,6 +55,8 @@ export interface InvokeResult {
 /** Where the function's log stream goes (the shim's stdout). */
 export interface LogSink {
   write(text: string): unknown;
+  /** Called when an invocation's log is complete (after REPORT): a buffering sink writes it out. */
+  flush?(): void;
 }
 
 type Outcome = { body: Buffer; errorType?: string };
@@ -261,6 +263,11 @@ export class RuntimeSlot implements RuntimeApiHandler {
       this.phase = 'ready';
       this.pendingInitDurationMs = performance.now() - this.runtime!.spawnedAt;
       this.settleFirstInit();
+      // The warm runtime's memory, so that the first call's REPORT has it even if it is short.
+      if (this.meter instanceof RssMeter) {
+        this.meter.sample();
+        this.meter.resetPeak();
+      }
       this.logger.debug({ initDurationMs: this.pendingInitDurationMs }, 'runtime initialized');
     }
     if (this.phase !== 'ready') {
@@ -389,6 +396,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
       initDurationMs: invocation.initDurationMs,
     });
     this.sink.write(end + report);
+    this.sink.flush?.();
     const result: InvokeResult = {
       body: outcome.body,
       durationMs,
@@ -402,7 +410,6 @@ export class RuntimeSlot implements RuntimeApiHandler {
       result.logTail = logTail(invocation.logChunks, Limits.logTailBytes);
     }
     this.current = undefined;
-    this.stopPollingIfIdle();
     invocation.resolve(result);
     this.meter.resetPeak();
     this.onFree(this);
@@ -495,6 +502,10 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   // --- polling, only where the kernel does not enforce a limit ---
 
+  /**
+   * Samples while the runtime initializes or works, every 50 ms; one interval runs for a whole
+   * busy stretch (not one per call) and stops at the first tick that finds the slot idle.
+   */
   private startPolling(): void {
     const rss = this.meter instanceof RssMeter ? this.meter : undefined;
     const pollTmp = this.sandbox.tmpDir !== undefined;
@@ -503,29 +514,31 @@ export class RuntimeSlot implements RuntimeApiHandler {
     let sampling = false;
     this.pollTimer = setInterval(() => {
       const runtime = this.runtime;
+      if (!this.current && this.phase !== 'initializing') {
+        clearInterval(this.pollTimer);
+        this.pollTimer = undefined;
+        return;
+      }
       if (sampling || !runtime || runtime.killReason) return;
-      sampling = true;
-      void (async () => {
-        if (rss && (await rss.sample()) > this.config.memoryMb * MB) {
-          rss.kills++;
-          this.logger.warn({ pid: runtime.pid }, 'runtime over its memory limit: killed');
-          this.kill(runtime, 'out-of-memory');
-        }
-        const invocation = this.current;
-        if (pollTmp && invocation?.delivered && ++tick % TMP_POLL_EVERY === 0 && !runtime.killReason) {
-          if (await this.sandbox.tmpFull(runtime.pid)) {
-            void this.complete(invocation, this.tmpOverflow(invocation, runtime), { checkTmp: false });
-          }
-        }
-      })().finally(() => (sampling = false));
+      if (rss && rss.sample() > this.config.memoryMb * MB) {
+        rss.kills++;
+        this.logger.warn({ pid: runtime.pid }, 'runtime over its memory limit: killed');
+        this.kill(runtime, 'out-of-memory');
+        return;
+      }
+      const invocation = this.current;
+      if (pollTmp && invocation?.delivered && ++tick % TMP_POLL_EVERY === 0) {
+        sampling = true;
+        void this.sandbox
+          .tmpFull(runtime.pid)
+          .then((full) => {
+            if (full && !runtime.killReason && this.current === invocation) {
+              void this.complete(invocation, this.tmpOverflow(invocation, runtime), { checkTmp: false });
+            }
+          })
+          .finally(() => (sampling = false));
+      }
     }, POLL_INTERVAL_MS);
-  }
-
-  private stopPollingIfIdle(): void {
-    if (this.pollTimer && !this.current) {
-      clearInterval(this.pollTimer);
-      this.pollTimer = undefined;
-    }
   }
 
   /** Kills the runtime and removes the sandbox; the in-flight invocation must be over first. */
@@ -572,8 +585,16 @@ function appendBounded(chunks: string[], text: string): void {
   }
 }
 
+/** Random bytes drawn in bulk: one trace id takes 20 of them, and refills are rare. */
+const randomPool = Buffer.alloc(20 * 256);
+let randomOffset = randomPool.length;
+
 /** An X-Ray style trace id, as Lambda passes one even when tracing is off. */
 function newTraceId(nowMs: number): string {
-  const random = randomBytes(20).toString('hex');
+  if (randomOffset + 20 > randomPool.length) {
+    randomFillSync(randomPool);
+    randomOffset = 0;
+  }
+  const random = randomPool.toString('hex', randomOffset, (randomOffset += 20));
   return `Root=1-${Math.floor(nowMs / 1000).toString(16)}-${random.slice(0, 24)};Parent=${random.slice(24, 40)};Sampled=0`;
 }

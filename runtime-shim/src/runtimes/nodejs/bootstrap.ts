@@ -13,7 +13,7 @@ import { buildContext, functionSettingsFromEnv, type Completion } from './contex
 import { formatForLog, RuntimeError, toErrorReport } from './errors.js';
 import { loadHandler, type Handler } from './handler.js';
 import { patchConsole, setLogRequestId } from './logging.js';
-import { RuntimeApiClient, type Invocation } from './runtime-api.js';
+import { RuntimeApiClient, type ErrorReport, type Invocation } from './runtime-api.js';
 
 /** AWS's Node.js runtime exits with this code after an uncaught error; so does this one. */
 const FATAL_EXIT_CODE = 129;
@@ -34,6 +34,8 @@ let reportCurrent: ((outcome: Outcome) => Promise<void> | undefined) | undefined
 /** What happens once the handler's work has drained the event loop. */
 let onEmptyEventLoop: (() => void) | undefined;
 let exiting = false;
+/** The next event, asked for together with the last invocation's answer. */
+let prefetchedNext: Promise<Invocation> | undefined;
 
 process.on('beforeExit', () => {
   const action = onEmptyEventLoop;
@@ -90,21 +92,32 @@ function invoke(handler: Handler, { requestId, headers, body }: Invocation): Pro
       reported = true;
       reportCurrent = undefined;
       onEmptyEventLoop = undefined;
-      let posted: Promise<void>;
+      let body: string | undefined;
+      let errorReport: ErrorReport | undefined;
       if ('result' in outcome) {
         try {
-          posted = client.postResponse(requestId, serialise(outcome.result));
+          body = serialise(outcome.result);
         } catch (cause) {
           const error = new RuntimeError(
             'Runtime.MarshalError',
             `Unable to stringify response body: ${String(cause)}`,
           );
           console.error('Invoke Error', formatForLog(error));
-          posted = client.postError(requestId, toErrorReport(error));
+          errorReport = toErrorReport(error);
         }
       } else {
-        posted = client.postError(requestId, toErrorReport(outcome.error));
+        errorReport = toErrorReport(outcome.error);
       }
+      let posted!: Promise<void>;
+      // The answer and the request for the next event leave in one write, unless this process
+      // is on its way out after a fatal error.
+      client.batch(() => {
+        posted =
+          body !== undefined ? client.postResponse(requestId, body) : client.postError(requestId, errorReport!);
+        if (!exiting) prefetchedNext = client.nextInvocation();
+      });
+      // Awaited by the main loop once this invocation is over; a failure shows there.
+      prefetchedNext?.catch(() => undefined);
       posted.then(resolveInvocation, rejectInvocation);
       return posted;
     };
@@ -160,8 +173,9 @@ async function main() {
   initializing = false;
   // After a fatal error the process is on its way out: it must not take another event.
   while (!exiting) {
-    const invocation = await client.nextInvocation();
-    await invoke(handler, invocation);
+    const next = prefetchedNext ?? client.nextInvocation();
+    prefetchedNext = undefined;
+    await invoke(handler, await next);
   }
 }
 
