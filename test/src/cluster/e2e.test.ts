@@ -374,9 +374,12 @@ describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 
           body: (await res.json()) as Record<string, unknown>,
         };
       };
-      assert.match(String((await shim('hello-node20', {})).body.node), /^v20\./);
-      assert.match(String((await shim('hello-node22', {})).body.node), /^v22\./);
-      assert.match(String((await shim('hello-python', {})).body.version), /^3\.11\./);
+      const node20 = await shim('hello-node20', {});
+      assert.match(String(node20.body.node), /^v20\./, JSON.stringify(node20));
+      const node22 = await shim('hello-node22', {});
+      assert.match(String(node22.body.node), /^v22\./, JSON.stringify(node22));
+      const python = await shim('hello-python', {});
+      assert.match(String(python.body.version), /^3\.11\./, JSON.stringify(python));
       assert.deepEqual((await shim('hello-provided', { n: 1 })).body, {
         runtime: 'provided',
         event: { n: 1 },
