@@ -5,13 +5,20 @@
  * >= 60% of the direct-to-shim throughput. Auth is off (as in `hearth dev`) unless --auth, which
  * sends a Bearer key.
  *
+ * Each row also reports the CPU time the gateway and the shim (with its runtimes) spent per call,
+ * read from /proc (Linux): on a shared, noisy machine wall-clock numbers swing with the other
+ * work, CPU per call much less.
+ *
  * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
- *   [--shim-concurrency 4] [--auth] [--out results.md]
+ *   [--shim-concurrency 4] [--auth] [--targets gateway,direct,floor] [--cpu-prof dir]
+ *   [--out results.md]
+ * `--cpu-prof dir` runs the gateway under `node --cpu-prof` and leaves the profile in `dir`.
  */
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ShimEnv, ShimPaths } from '@hearth/api';
@@ -35,6 +42,74 @@ interface Row {
   p50Ms: number;
   p99Ms: number;
   failed: number;
+  /** CPU µs per successful call of the gateway's and the shim's process groups; undefined without /proc. */
+  gatewayCpuUs: number | undefined;
+  shimCpuUs: number | undefined;
+}
+
+/** Clock ticks per second of /proc's utime and stime: 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU time (µs) used so far by a server process and its descendants (the shim's runtimes), or
+ * undefined where there is no /proc. Descendants that already exited are not counted; the
+ * servers' processes live for the whole run.
+ */
+function treeCpuMicros(root: number | undefined): number | undefined {
+  if (root === undefined) return undefined;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  const processes = new Map<number, { parent: number; ticks: number }>();
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Fields after the command name (which may hold spaces): state ppid pgrp ... utime (12th) stime (13th).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    processes.set(Number(entry), {
+      parent: Number(fields[1]),
+      ticks: Number(fields[11]) + Number(fields[12]),
+    });
+  }
+  let ticks = 0;
+  for (const [pid, { ticks: own }] of processes) {
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = processes.get(p)?.parent) {
+      if (p === root) {
+        ticks += own;
+        break;
+      }
+    }
+  }
+  return (ticks * 1e6) / CLOCK_TICKS;
+}
+
+/** The pid of the process started with these arguments (the leader of its group), if /proc shows it. */
+function findPid(match: (cmdline: string[], environ: string) => boolean): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+      if (match(cmdline, environ)) return Number(entry);
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
 }
 
 function runWrk(
@@ -71,6 +146,10 @@ function runWrk(
   };
 }
 
+function micros(value: number | undefined): string {
+  return value === undefined ? '-' : value.toFixed(0);
+}
+
 async function untilAnswers(url: string, processes: ServerProcess[], headers: Record<string, string> = {}) {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
@@ -95,6 +174,8 @@ export async function main(argv: string[]): Promise<void> {
       callers: { type: 'string', default: '1,64' },
       'shim-concurrency': { type: 'string', default: '4' },
       auth: { type: 'boolean', default: false },
+      targets: { type: 'string', default: 'gateway,direct,floor' },
+      'cpu-prof': { type: 'string' },
       out: { type: 'string' },
     },
   });
@@ -102,6 +183,8 @@ export async function main(argv: string[]): Promise<void> {
   const warmup = Number(values.warmup);
   const callerCounts = values.callers.split(',').map(Number);
   const shimConcurrency = Number(values['shim-concurrency']);
+  const wanted = new Set(values.targets.split(','));
+  const cpuProfDir = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
   const stateDir = await mkdtemp(join(tmpdir(), 'hearth-bench-gateway-'));
   const processes: ServerProcess[] = [];
   const redis = await startRedis();
@@ -149,6 +232,7 @@ export async function main(argv: string[]): Promise<void> {
       name: 'hearth-gateway',
       command: process.execPath,
       args: [
+        ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
         gatewayMain,
         `--port=${gatewayPort}`,
         '--host=127.0.0.1',
@@ -174,19 +258,33 @@ export async function main(argv: string[]): Promise<void> {
     processes.push(floor);
 
     const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
-    const targets = [
+    const gatewayPid = findPid(
+      (cmdline) => cmdline.includes(gatewayMain) && cmdline.includes(`--port=${gatewayPort}`),
+    );
+    const shimPid = findPid(
+      (cmdline, environ) => cmdline.includes(shimMain) && environ.includes(`${ShimEnv.port}=${shimPort}\0`),
+    );
+    const allTargets = [
       {
+        key: 'gateway',
         label: 'gateway + shim + Node runtime',
         url: `http://127.0.0.1:${gatewayPort}/2015-03-31/functions/noop/invocations`,
         headers: authHeaders,
       },
       {
+        key: 'direct',
         label: 'shim + Node runtime (direct)',
         url: `http://127.0.0.1:${shimPort}${ShimPaths.invoke}`,
         headers: {},
       },
-      { label: 'plain Node server (floor)', url: `http://127.0.0.1:${floorPort}/`, headers: {} },
+      {
+        key: 'floor',
+        label: 'plain Node server (floor)',
+        url: `http://127.0.0.1:${floorPort}/`,
+        headers: {},
+      },
     ];
+    const targets = allTargets.filter((t) => wanted.has(t.key));
     for (const target of targets) await untilAnswers(target.url, processes, target.headers);
 
     const rows: Row[] = [];
@@ -194,10 +292,23 @@ export async function main(argv: string[]): Promise<void> {
       for (const target of targets) {
         const headers = Object.entries(target.headers).map(([k, v]) => `${k}: ${v}`);
         runWrk(target.url, callers, warmup, headers);
+        const gatewayBefore = treeCpuMicros(gatewayPid);
+        const shimBefore = treeCpuMicros(shimPid);
         const result = runWrk(target.url, callers, duration, headers);
-        rows.push({ label: target.label, callers, ...result });
+        const calls = result.okPerSecond * duration;
+        const perCall = (before: number | undefined, after: number | undefined) =>
+          before === undefined || after === undefined || calls === 0 ? undefined : (after - before) / calls;
+        const row: Row = {
+          label: target.label,
+          callers,
+          ...result,
+          gatewayCpuUs: perCall(gatewayBefore, treeCpuMicros(gatewayPid)),
+          shimCpuUs: perCall(shimBefore, treeCpuMicros(shimPid)),
+        };
+        rows.push(row);
         console.error(
-          `  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms`,
+          `  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms, ` +
+            `CPU/call gateway ${micros(row.gatewayCpuUs)} µs, shim ${micros(row.shimCpuUs)} µs`,
         );
       }
     }
@@ -205,17 +316,18 @@ export async function main(argv: string[]): Promise<void> {
     const lines = [
       `Gateway benchmark: no-op Node handler, ${duration} s per row after ${warmup} s warm-up, shim concurrency ${shimConcurrency}, auth ${values.auth ? 'Bearer' : 'off'}.`,
       '',
-      '| target | callers | ok/s | p50 ms | p99 ms | failed |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| target | callers | ok/s | p50 ms | p99 ms | failed | gateway CPU µs/call | shim CPU µs/call |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows.map(
         (r) =>
-          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} |`,
+          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} | ${micros(r.gatewayCpuUs)} | ${micros(r.shimCpuUs)} |`,
       ),
       '',
     ];
     for (const callers of callerCounts) {
-      const via = rows.find((r) => r.callers === callers && r.label.startsWith('gateway'))!;
-      const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'))!;
+      const via = rows.find((r) => r.callers === callers && r.label.startsWith('gateway'));
+      const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'));
+      if (!via || !direct) continue;
       lines.push(
         `- ${callers} caller(s): gateway hop ${(via.p50Ms - direct.p50Ms).toFixed(3)} ms at p50 (goal <= 1 ms), ` +
           `${((100 * via.okPerSecond) / direct.okPerSecond).toFixed(0)}% of direct-to-shim throughput (goal >= 60%)`,

@@ -53,11 +53,13 @@ export interface Gateway {
 export function createGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Gateway {
   const logger = overrides.logger ?? pino({ name: 'hearth-gateway', level: config.logLevel });
   const reportRedisError = (error: unknown) => logger.warn({ err: error }, 'redis command failed');
-  // Auto-pipelining sends the admissions and releases of many concurrent calls in one write.
+  // No auto-pipelining: it defers every command to the next setImmediate and holds it back while
+  // the previous batch awaits its replies, so an admission would wait behind the release of the
+  // call before it (two round trips instead of one). Commands go out as they are issued; Redis
+  // runs them in order, so a release still lands ahead of any later admission.
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
-    enableAutoPipelining: true,
   });
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const subscriber = overrides.discovery ? undefined : new Redis(config.redisUrl, { lazyConnect: true });
@@ -127,17 +129,19 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     res.end(await metrics.registry.metrics());
   });
   app.use(assignRequestId);
-  if (servesHttp) {
-    app.use(
-      invokeRoutes({
+  const invoke = servesHttp
+    ? invokeRoutes({
         invoker,
         authenticator,
         metrics,
         events,
         syncPayloadBytes: config.syncPayloadBytes,
         asyncPayloadBytes: config.asyncPayloadBytes,
-      }),
-    );
+        logger,
+      })
+    : undefined;
+  if (invoke) {
+    app.use(invoke.router);
     // Before the DLQ's authentication, which would read (and cap at 1 MB) every body it sees.
     if (management) app.use(management.router);
     if (events) app.use(authenticateRequest(authenticator), createDlqRouter(events.deadLetters));
@@ -147,7 +151,10 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
   });
   app.use(errorHandler(logger));
 
-  const server = createServer({ keepAliveTimeout: 65_000 }, app);
+  // Invoke calls skip Express (see InvokeRoutes.fastPath); everything else goes through it.
+  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+    if (!invoke?.fastPath(req, res)) app(req, res);
+  });
   // A client that sends garbage gets a plain 400 from Node; the gateway goes on.
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

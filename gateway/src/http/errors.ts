@@ -1,9 +1,10 @@
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { GatewayError } from '../core/errors.js';
 
 /** Writes a service error the way Lambda does: `x-amzn-ErrorType` header and a `{Type, message, Message}` body. */
-export function sendServiceError(res: Response, error: GatewayError, requestId: string): void {
+export function sendServiceError(res: ServerResponse, error: GatewayError, requestId: string): void {
   const body = JSON.stringify({
     Type: error.type,
     message: error.message,
@@ -26,29 +27,39 @@ export function sendServiceError(res: Response, error: GatewayError, requestId: 
  */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
-    const requestId = String(res.locals.requestId ?? '');
-    if (res.headersSent) {
-      logger.warn({ err: error, requestId }, 'error after the answer started; closing the connection');
-      res.destroy();
-      return;
-    }
-    if (error instanceof GatewayError) {
-      if (error.status >= 500)
-        logger.warn({ code: error.code, message: error.message, requestId, path: req.path }, 'call failed');
-      sendServiceError(res, error, requestId);
-      return;
-    }
-    // Express's own 4xx, e.g. a path segment that is not valid percent-encoding.
-    const status = (error as { status?: unknown })?.status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      sendServiceError(
-        res,
-        new GatewayError('InvalidRequestContentException', 'The request could not be read.'),
-        requestId,
-      );
-      return;
-    }
-    logger.error({ err: error, requestId, path: req.path }, 'unexpected error');
-    sendServiceError(res, new GatewayError('ServiceException', 'An internal error occurred.'), requestId);
+    answerError(logger, error, res, String(res.locals.requestId ?? ''), req.path);
   };
+}
+
+/** The error handler's work, for routes served outside Express too (the Invoke fast path). */
+export function answerError(
+  logger: Logger,
+  error: unknown,
+  res: ServerResponse,
+  requestId: string,
+  path: string,
+): void {
+  if (res.headersSent) {
+    logger.warn({ err: error, requestId }, 'error after the answer started; closing the connection');
+    res.destroy();
+    return;
+  }
+  if (error instanceof GatewayError) {
+    if (error.status >= 500)
+      logger.warn({ code: error.code, message: error.message, requestId, path }, 'call failed');
+    sendServiceError(res, error, requestId);
+    return;
+  }
+  // Express's own 4xx, e.g. a path segment that is not valid percent-encoding.
+  const status = (error as { status?: unknown })?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    sendServiceError(
+      res,
+      new GatewayError('InvalidRequestContentException', 'The request could not be read.'),
+      requestId,
+    );
+    return;
+  }
+  logger.error({ err: error, requestId, path }, 'unexpected error');
+  sendServiceError(res, new GatewayError('ServiceException', 'An internal error occurred.'), requestId);
 }

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
 import { Router, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
 import { InvokeHeaders } from '@hearth/api';
 import type { Authenticator } from '../auth/authenticate.js';
 import { GatewayError } from '../core/errors.js';
@@ -7,6 +10,7 @@ import type { InvokeRequest, InvokeResult } from '../core/invoker.js';
 import type { LocalInvoker } from '../invoke/local-invoker.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import { answerError } from './errors.js';
 import {
   eventPayload,
   parseFunctionReference,
@@ -37,29 +41,46 @@ export interface InvokeRoutesOptions {
   events: EventQueue | undefined;
   syncPayloadBytes: number;
   asyncPayloadBytes: number;
+  /** For errors of calls served by the fast path (Express's error handler logs the others). */
+  logger: Logger;
 }
 
-const header = (req: Request, name: string) => {
+const header = (req: IncomingMessage, name: string) => {
   const value = req.headers[name];
   return typeof value === 'string' ? value : undefined;
 };
+
+/** The canonical Invoke paths, served without Express; any other spelling falls through to its router. */
+const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/;
+const PLAIN_PATH = /^\/function\/([^/?]+)(?:\?(.*))?$/;
+
+/** The Invoke routes: an Express router, and the same routes as a fast path in front of Express. */
+export interface InvokeRoutes {
+  router: Router;
+  /**
+   * Serves `req` when it is a POST to one of the Invoke routes spelt canonically and returns
+   * true; returns false (and touches nothing) otherwise. Express's routing, its request and
+   * response decoration and its middleware chain are a large share of a no-op call's CPU.
+   */
+  fastPath(req: IncomingMessage, res: ServerResponse): boolean;
+}
 
 /**
  * Lambda's Invoke (`POST /2015-03-31/functions/{name}/invocations`) and the plain one for curl
  * users (`POST /function/{name}`: the result as the body, a function error as a 500).
  */
-export function invokeRoutes(options: InvokeRoutesOptions): Router {
+export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
   const router = Router();
-  const { invoker, authenticator, metrics } = options;
+  const { invoker, authenticator, metrics, logger } = options;
 
   /** Authenticates, reads and checks the request; returns it ready for the invoker. */
   async function accept(
-    req: Request,
-    res: Response,
+    req: IncomingMessage,
+    rawUrl: string,
+    requestId: string,
     reference: FunctionReference,
     type: InvocationType,
   ): Promise<InvokeRequest> {
-    const requestId = String(res.locals.requestId);
     // A Bearer key (or auth off) is settled now; a SigV4 signature needs the body first.
     const settled = authenticator.precheck(header(req, 'authorization'));
     const limit = payloadLimit(type, options);
@@ -71,11 +92,11 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
       throw error;
     }
     if (!settled) {
-      const query = req.originalUrl.indexOf('?');
+      const query = rawUrl.indexOf('?');
       await authenticator.verify({
-        method: req.method,
-        rawPath: query < 0 ? req.originalUrl : req.originalUrl.slice(0, query),
-        rawQuery: query < 0 ? '' : req.originalUrl.slice(query + 1),
+        method: req.method ?? 'POST',
+        rawPath: query < 0 ? rawUrl : rawUrl.slice(0, query),
+        rawQuery: query < 0 ? '' : rawUrl.slice(query + 1),
         headers: req.headers,
         body,
       });
@@ -95,7 +116,7 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
   }
 
   /** A signal that fires when the caller hangs up before its answer, so a waiting call stops waiting. */
-  function callerGone(res: Response): AbortSignal {
+  function callerGone(res: ServerResponse): AbortSignal {
     const controller = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();
@@ -103,12 +124,18 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
     return controller.signal;
   }
 
-  router.post('/2015-03-31/functions/:name/invocations', async (req, res) => {
-    const requestId = String(res.locals.requestId);
-    const qualifierParam = typeof req.query.Qualifier === 'string' ? req.query.Qualifier : undefined;
-    const reference = parseFunctionReference(String(req.params.name), qualifierParam);
+  /** Lambda's Invoke; `name` is the FunctionName segment, percent-decoded. */
+  async function invoke(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rawUrl: string,
+    requestId: string,
+    name: string,
+    qualifierParam: string | undefined,
+  ): Promise<void> {
+    const reference = parseFunctionReference(name, qualifierParam);
     const type = parseInvocationType(header(req, InvokeHeaders.invocationType));
-    const request = await accept(req, res, reference, type);
+    const request = await accept(req, rawUrl, requestId, reference, type);
 
     if (type === 'DryRun') {
       const route = invoker.resolve(request);
@@ -135,20 +162,67 @@ export function invokeRoutes(options: InvokeRoutesOptions): Router {
     }
     const result = await invoker.invoke(request, callerGone(res));
     writeResult(res, requestId, result, 200);
+  }
+
+  /** The plain route: the event as the body, the result back, a function error as a 500. */
+  async function invokePlain(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rawUrl: string,
+    requestId: string,
+    name: string,
+  ): Promise<void> {
+    const reference = parseFunctionReference(name, undefined);
+    const request = await accept(req, rawUrl, requestId, reference, 'RequestResponse');
+    const result = await invoker.invoke(request, callerGone(res));
+    writeResult(res, requestId, result, result.functionError ? 500 : 200);
+  }
+
+  router.post('/2015-03-31/functions/:name/invocations', async (req, res) => {
+    const qualifierParam = typeof req.query.Qualifier === 'string' ? req.query.Qualifier : undefined;
+    await invoke(
+      req,
+      res,
+      req.originalUrl,
+      String(res.locals.requestId),
+      String(req.params.name),
+      qualifierParam,
+    );
   });
 
   router.post('/function/:name', async (req, res) => {
-    const requestId = String(res.locals.requestId);
-    const reference = parseFunctionReference(String(req.params.name), undefined);
-    const request = await accept(req, res, reference, 'RequestResponse');
-    const result = await invoker.invoke(request, callerGone(res));
-    writeResult(res, requestId, result, result.functionError ? 500 : 200);
+    await invokePlain(req, res, req.originalUrl, String(res.locals.requestId), String(req.params.name));
   });
 
-  return router;
+  function fastPath(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url;
+    if (req.method !== 'POST' || url === undefined) return false;
+    const lambda = INVOKE_PATH.exec(url);
+    const plain = lambda ? null : PLAIN_PATH.exec(url);
+    if (!lambda && !plain) return false;
+    const requestId = randomUUID();
+    const served = (async () => {
+      let name: string;
+      try {
+        name = decodeURIComponent((lambda ?? plain)![1]!);
+      } catch {
+        throw new GatewayError('InvalidRequestContentException', 'The request could not be read.');
+      }
+      if (plain) return invokePlain(req, res, url, requestId, name);
+      const query = lambda![2] === undefined ? undefined : parseQuery(lambda![2]).Qualifier;
+      return invoke(req, res, url, requestId, name, typeof query === 'string' ? query : undefined);
+    })();
+    served.catch((error: unknown) => {
+      const query = url.indexOf('?');
+      answerError(logger, error, res, requestId, query < 0 ? url : url.slice(0, query));
+    });
+    return true;
+  }
+
+  return { router, fastPath };
 }
 
-function writeResult(res: Response, requestId: string, result: InvokeResult, status: number): void {
+function writeResult(res: ServerResponse, requestId: string, result: InvokeResult, status: number): void {
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/json',
     'Content-Length': result.payload.length,

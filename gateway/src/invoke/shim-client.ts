@@ -1,4 +1,4 @@
-import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { Limits, ShimHeaders, ShimPaths, SHIM_UNAVAILABLE } from '@hearth/api';
 
 export interface ShimCall {
@@ -36,110 +36,400 @@ export class ShimCallError extends Error {
 const DEADLINE_GRACE_MS = 5000;
 /** The shim caps responses at 6 MB; a little room for its error JSON around that. */
 const MAX_ANSWER_BYTES = Limits.responseBytes + 64 * 1024;
+/** Status line and headers of an answer; the shim's are a few hundred bytes. */
+const MAX_HEAD_BYTES = 64 * 1024;
+/**
+ * Idle connections are closed after 2 s, before the shim's own keep-alive timeout (Node's 5 s)
+ * could close one just as a call is written to it: such a failure could not be told apart from
+ * an instance dying mid-call, and a call is never sent twice. Running calls are not limited by it.
+ */
+const IDLE_TIMEOUT_MS = 2000;
+const CRLF = Buffer.from('\r\n');
+/** States of a chunked body besides "bytes left of a chunk". */
+const SIZE_LINE = -1;
+const TRAILER = -2;
+const CHUNKS_DONE = -3;
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/** An answer as read off the wire: status, lower-cased headers, body. */
+interface RawAnswer {
+  status: number;
+  headers: Map<string, string>;
+  body: Buffer;
+}
+
+/** The call a connection is carrying, if any. */
+interface PendingCall {
+  resolve(answer: RawAnswer): void;
+  reject(error: ShimCallError): void;
+  /** False until the first byte of the answer: a refused connect can still be retried elsewhere. */
+  answered: boolean;
+}
+
+/**
+ * One kept-alive connection to an instance, with a small HTTP/1.1 answer reader. Node's
+ * http.request builds a ClientRequest, an agent entry, a parser and an IncomingMessage stream
+ * per call; for the gateway's one fixed request shape that machinery was most of a no-op call's
+ * CPU, so the client speaks the protocol itself: one write per call, the answer parsed in place.
+ */
+class ShimConnection {
+  readonly socket: Socket;
+  /** Set once the socket connected (a refusal before that is `unreachable`). */
+  private connected = false;
+  private call: PendingCall | undefined;
+  private buffer: Buffer | undefined;
+  private head:
+    { status: number; headers: Map<string, string>; length: number | 'chunked' | 'close' } | undefined;
+  private chunks: Buffer[] = [];
+  private bodySize = 0;
+  /** Chunked bodies: bytes left of the current chunk with its CRLF, or one of the states below. */
+  private chunkLeft = SIZE_LINE;
+  private idleTimer: NodeJS.Timeout | undefined;
+  closed = false;
+
+  constructor(
+    private readonly pool: ShimPool,
+    host: string,
+    port: number,
+  ) {
+    this.socket = connect({ host, port, noDelay: true });
+    this.socket.on('connect', () => (this.connected = true));
+    this.socket.on('data', (data: Buffer) => this.onData(data));
+    this.socket.on('error', (error: NodeJS.ErrnoException) => this.fail(error));
+    this.socket.on('close', () => this.fail(undefined));
+  }
+
+  /** Sends a request; `head` is the request line and headers, `body` the payload. */
+  send(head: string, body: Buffer, call: PendingCall): void {
+    clearTimeout(this.idleTimer);
+    this.call = call;
+    if (body.length <= 16 * 1024) {
+      this.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    } else {
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
+    }
+  }
+
+  destroy(): void {
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    this.socket.destroy();
+  }
+
+  private fail(error: NodeJS.ErrnoException | undefined): void {
+    const call = this.call;
+    this.call = undefined;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    this.pool.forget(this);
+    if (!call) return;
+    if (this.head?.length === 'close' && error === undefined) {
+      // An answer without a length ends with the connection.
+      call.resolve(this.finishAnswer());
+      return;
+    }
+    const code = error?.code;
+    if (
+      !this.connected &&
+      !call.answered &&
+      (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND')
+    ) {
+      call.reject(new ShimCallError('unreachable', `instance unreachable: ${code}`));
+      return;
+    }
+    call.reject(
+      new ShimCallError(
+        'failed',
+        call.answered
+          ? `instance answer broke off: ${code ?? error?.message ?? 'connection closed'}`
+          : `instance connection failed: ${code ?? error?.message ?? 'connection closed'}`,
+      ),
+    );
+    this.socket.destroy();
+  }
+
+  private onData(data: Buffer): void {
+    const call = this.call;
+    if (!call) {
+      // Bytes nobody asked for: the connection cannot be trusted with a call any more.
+      this.destroy();
+      this.pool.forget(this);
+      return;
+    }
+    call.answered = true;
+    if (!this.head) {
+      const buffer = this.buffer ? Buffer.concat([this.buffer, data]) : data;
+      const end = buffer.indexOf(HEAD_END);
+      if (end < 0) {
+        if (buffer.length > MAX_HEAD_BYTES) return this.protocolError('answer headers too large');
+        this.buffer = buffer;
+        return;
+      }
+      this.buffer = undefined;
+      const head = parseHead(buffer.subarray(0, end).toString('latin1'));
+      if (!head) return this.protocolError('malformed answer');
+      if (head.status >= 100 && head.status < 200) {
+        // An interim answer (100 Continue): the real one follows.
+        if (buffer.length > end + 4) this.onData(buffer.subarray(end + 4));
+        return;
+      }
+      this.head = head;
+      data = buffer.subarray(end + 4);
+    }
+    if (data.length > 0 && !this.readBody(data)) return;
+    if (this.head.length !== 'close' && this.bodyComplete()) this.complete();
+  }
+
+  /** Takes body bytes; false when the answer was refused (too large, bad chunk). */
+  private readBody(data: Buffer): boolean {
+    const head = this.head!;
+    if (head.length !== 'chunked') {
+      this.bodySize += data.length;
+      if (this.bodySize > MAX_ANSWER_BYTES) {
+        this.tooLarge();
+        return false;
+      }
+      if (typeof head.length === 'number' && this.bodySize > head.length) {
+        this.protocolError('answer longer than its content-length');
+        return false;
+      }
+      this.chunks.push(data);
+      return true;
+    }
+    // Chunked: a size line, that many bytes and CRLF, again; size 0, trailer lines and an empty line end it.
+    let rest: Buffer = this.buffer ? Buffer.concat([this.buffer, data]) : data;
+    this.buffer = undefined;
+    while (rest.length > 0 && this.chunkLeft !== CHUNKS_DONE) {
+      if (this.chunkLeft === SIZE_LINE || this.chunkLeft === TRAILER) {
+        const eol = rest.indexOf(CRLF);
+        if (eol < 0) {
+          if (rest.length > MAX_HEAD_BYTES) {
+            this.protocolError('bad chunked answer');
+            return false;
+          }
+          this.buffer = rest;
+          return true;
+        }
+        const line = rest.subarray(0, eol).toString('latin1');
+        rest = rest.subarray(eol + 2);
+        if (this.chunkLeft === TRAILER) {
+          if (line === '') this.chunkLeft = CHUNKS_DONE;
+          continue;
+        }
+        const size = parseInt(line, 16);
+        if (!Number.isSafeInteger(size) || size < 0) {
+          this.protocolError('bad chunk size');
+          return false;
+        }
+        this.chunkLeft = size === 0 ? TRAILER : size + 2;
+        continue;
+      }
+      const before = this.chunkLeft;
+      const take = Math.min(before, rest.length);
+      // The chunk's closing CRLF (its last two bytes) is not body.
+      const bodyPart = rest.subarray(0, Math.max(0, Math.min(take, before - 2)));
+      rest = rest.subarray(take);
+      this.chunkLeft = before - take === 0 ? SIZE_LINE : before - take;
+      if (bodyPart.length > 0) {
+        this.bodySize += bodyPart.length;
+        if (this.bodySize > MAX_ANSWER_BYTES) {
+          this.tooLarge();
+          return false;
+        }
+        this.chunks.push(bodyPart);
+      }
+    }
+    return true;
+  }
+
+  private bodyComplete(): boolean {
+    const head = this.head!;
+    return head.length === 'chunked' ? this.chunkLeft === CHUNKS_DONE : this.bodySize === head.length;
+  }
+
+  private finishAnswer(): RawAnswer {
+    const head = this.head!;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bodySize);
+    this.head = undefined;
+    this.chunks = [];
+    this.bodySize = 0;
+    this.chunkLeft = SIZE_LINE;
+    return { status: head.status, headers: head.headers, body };
+  }
+
+  private complete(): void {
+    const call = this.call!;
+    const keepAlive = this.head!.headers.get('connection')?.toLowerCase() !== 'close';
+    const answer = this.finishAnswer();
+    this.call = undefined;
+    if (keepAlive && !this.closed) {
+      this.idleTimer = setTimeout(() => this.destroy(), IDLE_TIMEOUT_MS);
+      this.pool.release(this);
+    } else {
+      this.destroy();
+      this.pool.forget(this);
+    }
+    call.resolve(answer);
+  }
+
+  private tooLarge(): void {
+    const call = this.call;
+    this.call = undefined;
+    this.destroy();
+    this.pool.forget(this);
+    call?.reject(new ShimCallError('failed', `instance answer exceeded ${MAX_ANSWER_BYTES} bytes`));
+  }
+
+  private protocolError(why: string): void {
+    const call = this.call;
+    this.call = undefined;
+    this.destroy();
+    this.pool.forget(this);
+    call?.reject(new ShimCallError('failed', `instance answer broke off: ${why}`));
+  }
+}
+
+function parseHead(
+  text: string,
+): { status: number; headers: Map<string, string>; length: number | 'chunked' | 'close' } | undefined {
+  const lines = text.split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+  if (!status) return undefined;
+  const headers = new Map<string, string>();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    const before = headers.get(name);
+    headers.set(name, before === undefined ? value : `${before}, ${value}`);
+  }
+  const code = Number(status[1]);
+  let length: number | 'chunked' | 'close';
+  if (code === 204 || code === 304) length = 0;
+  else if (headers.get('transfer-encoding')?.toLowerCase().includes('chunked')) length = 'chunked';
+  else if (headers.has('content-length')) {
+    length = Number(headers.get('content-length'));
+    if (!Number.isSafeInteger(length) || length < 0) return undefined;
+  } else length = 'close';
+  return { status: code, headers, length };
+}
+
+/** Kept-alive connections to one instance, the most recently used first. */
+class ShimPool {
+  readonly idle: ShimConnection[] = [];
+  readonly all = new Set<ShimConnection>();
+  readonly host: string;
+  readonly port: number;
+  /** Request line and the headers every call carries. */
+  readonly headPrefix: string;
+
+  constructor(baseUrl: string) {
+    const url = new URL(baseUrl);
+    if (url.protocol !== 'http:') throw new Error(`instance URL must be http: ${baseUrl}`);
+    this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    this.port = url.port === '' ? 80 : Number(url.port);
+    this.headPrefix =
+      `POST ${new URL(ShimPaths.invoke, baseUrl).pathname} HTTP/1.1\r\n` +
+      `host: ${url.host}\r\ncontent-type: application/json\r\n`;
+  }
+
+  connection(): ShimConnection {
+    for (let connection = this.idle.pop(); connection; connection = this.idle.pop()) {
+      if (!connection.closed && !connection.socket.destroyed) return connection;
+    }
+    const connection = new ShimConnection(this, this.host, this.port);
+    this.all.add(connection);
+    return connection;
+  }
+
+  release(connection: ShimConnection): void {
+    this.idle.push(connection);
+  }
+
+  forget(connection: ShimConnection): void {
+    this.all.delete(connection);
+    const index = this.idle.indexOf(connection);
+    if (index >= 0) this.idle.splice(index, 1);
+  }
+}
 
 /** Calls `POST /invoke` on instances over kept-alive connections. */
 export class ShimClient {
-  // Idle connections are closed after 2 s, before the shim's own keep-alive timeout (Node's
-  // 5 s) could close one just as a call is written to it: such a failure could not be told
-  // apart from an instance dying mid-call, and a call is never sent twice. The timeout applies
-  // to idle connections only; a running call's connection waits as long as the call.
-  private readonly agent = new Agent({ keepAlive: true, timeout: 2000, scheduling: 'lifo' });
+  private readonly pools = new Map<string, ShimPool>();
 
   close(): void {
-    this.agent.destroy();
+    for (const pool of this.pools.values()) for (const connection of [...pool.all]) connection.destroy();
+    this.pools.clear();
   }
 
   invoke(baseUrl: string, call: ShimCall): Promise<ShimAnswer> {
-    const url = new URL(ShimPaths.invoke, baseUrl);
-    const headers: Record<string, string | number> = {
-      'content-type': 'application/json',
-      'content-length': call.payload.length,
-      [ShimHeaders.requestId]: call.requestId,
-      [ShimHeaders.deadlineMs]: call.deadlineMs,
-      [ShimHeaders.invokedFunctionArn]: call.invokedFunctionArn,
-    };
-    if (call.clientContext) headers[ShimHeaders.clientContext] = call.clientContext;
-    if (call.logTail) headers[ShimHeaders.logType] = 'Tail';
+    let pool = this.pools.get(baseUrl);
+    if (!pool) {
+      try {
+        pool = new ShimPool(baseUrl);
+      } catch (error) {
+        return Promise.reject(new ShimCallError('unreachable', (error as Error).message));
+      }
+      this.pools.set(baseUrl, pool);
+    }
+    let head =
+      pool.headPrefix +
+      `content-length: ${call.payload.length}\r\n` +
+      `${ShimHeaders.requestId}: ${call.requestId}\r\n` +
+      `${ShimHeaders.deadlineMs}: ${call.deadlineMs}\r\n` +
+      `${ShimHeaders.invokedFunctionArn}: ${call.invokedFunctionArn}\r\n`;
+    if (call.clientContext) head += `${ShimHeaders.clientContext}: ${call.clientContext}\r\n`;
+    if (call.logTail) head += `${ShimHeaders.logType}: Tail\r\n`;
+    head += '\r\n';
+    if (/[\r\n]/.test(call.requestId + call.invokedFunctionArn + (call.clientContext ?? ''))) {
+      return Promise.reject(new ShimCallError('refused', 'a header value holds a line break'));
+    }
+    const connection = pool.connection();
     return new Promise<ShimAnswer>((resolve, reject) => {
-      let answered = false;
-      const req = httpRequest(url, { method: 'POST', headers, agent: this.agent });
       const timeoutMs = Math.max(0, call.deadlineMs - Date.now()) + DEADLINE_GRACE_MS;
       const timer = setTimeout(() => {
-        req.destroy(new ShimCallError('failed', `the instance gave no answer within ${timeoutMs} ms`));
+        connection.destroy();
+        reject(new ShimCallError('failed', `the instance gave no answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      req.on('error', (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        if (error instanceof ShimCallError) return reject(error);
-        if (
-          !answered &&
-          (error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH' || error.code === 'ENOTFOUND')
-        ) {
-          return reject(new ShimCallError('unreachable', `instance unreachable: ${error.code}`));
-        }
-        reject(new ShimCallError('failed', `instance connection failed: ${error.code ?? error.message}`));
+      connection.send(head, call.payload, {
+        answered: false,
+        resolve: (raw) => {
+          clearTimeout(timer);
+          const answer = toAnswer(raw);
+          if (answer instanceof ShimCallError) reject(answer);
+          else resolve(answer);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       });
-      req.on('response', (res) => {
-        answered = true;
-        readAnswer(res).then(
-          (body) => {
-            clearTimeout(timer);
-            const answer = toAnswer(res, body);
-            if (answer instanceof ShimCallError) reject(answer);
-            else resolve(answer);
-          },
-          (error: Error) => {
-            clearTimeout(timer);
-            reject(
-              error instanceof ShimCallError
-                ? error
-                : new ShimCallError('failed', `instance answer broke off: ${error.message}`),
-            );
-          },
-        );
-      });
-      req.end(call.payload);
     });
   }
 }
 
-function readAnswer(res: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_ANSWER_BYTES) {
-        res.destroy(new ShimCallError('failed', `instance answer exceeded ${MAX_ANSWER_BYTES} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks, size)));
-    res.on('error', reject);
-    res.on('aborted', () => reject(new ShimCallError('failed', 'instance answer aborted')));
-  });
-}
-
 /** Maps the shim's answer; a 503 is a refusal, any other non-200 a failure. */
-function toAnswer(res: IncomingMessage, body: Buffer): ShimAnswer | ShimCallError {
-  const header = (name: string) => {
-    const value = res.headers[name];
-    return typeof value === 'string' ? value : undefined;
-  };
-  if (res.statusCode === 503) {
+function toAnswer(raw: RawAnswer): ShimAnswer | ShimCallError {
+  const header = (name: string) => raw.headers.get(name);
+  if (raw.status === 503) {
     return new ShimCallError(
       'refused',
       `instance refused the call: ${header(ShimHeaders.errorType) ?? SHIM_UNAVAILABLE}`,
     );
   }
-  if (res.statusCode !== 200) {
-    return new ShimCallError('failed', `instance answered ${res.statusCode}`);
+  if (raw.status !== 200) {
+    return new ShimCallError('failed', `instance answered ${raw.status}`);
   }
   const number = (name: string) => {
     const value = header(name);
     return value === undefined || value === '' || !Number.isFinite(Number(value)) ? undefined : Number(value);
   };
-  const answer: ShimAnswer = { payload: body };
+  const answer: ShimAnswer = { payload: raw.body };
   if (header(ShimHeaders.functionError)) answer.functionError = 'Unhandled';
   const errorType = header(ShimHeaders.errorType);
   if (errorType) answer.errorType = errorType;
