@@ -1,5 +1,14 @@
 import { execFile } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync, readdirSync, readSync, statfsSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  openSync,
+  readdirSync,
+  readSync,
+  statfsSync,
+  writeSync,
+} from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,7 +57,9 @@ async function canWrite(path: string): Promise<boolean> {
 
 /** Whether `command` is an executable on PATH (file checks only: no shell is started). */
 function onPath(command: string): boolean {
-  for (const dir of (process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+  for (const dir of (
+    process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  ).split(':')) {
     if (!dir) continue;
     try {
       accessSync(join(dir, command), constants.X_OK);
@@ -116,21 +127,26 @@ export async function detectHostFacts(): Promise<HostFacts> {
 
 // The launcher joins the memory cgroup and mounts the private /tmp before it becomes the runtime,
 // so that nothing of the runtime ever runs outside its limits. Exit 125: the sandbox failed.
+// Code or a runtime under /tmp (a test, a quick try, a checkout in a temp dir) would vanish under
+// the new /tmp. The working directory (the code) and fd 3 (the runtime's directory, opened before
+// the mount) still reach the originals, so both are bound back at their paths.
 const LAUNCH_SCRIPT =
-  'cg="$1"; img="$2"; shift 2; ' +
+  'cg="$1"; img="$2"; rt="$3"; shift 3; ' +
   'if [ -n "$cg" ]; then echo $$ > "$cg" || exit 125; fi; ' +
-  'if [ -n "$img" ]; then mount -o loop,nosuid,nodev "$img" /tmp || exit 125; chmod 1777 /tmp; ' +
-  // Code under /tmp (a test, a quick try) would vanish under the new /tmp: the working directory
-  // still holds the original, so it is bound back at its path.
-  'cwd="$(pwd -P)"; case "$cwd" in /tmp/*) mkdir -p "$cwd" && mount --no-canonicalize --bind . "$cwd" && cd "$cwd" || exit 125;; esac; fi; ' +
+  'if [ -n "$img" ]; then ' +
+  'case "$rt" in /tmp/*) exec 3<"$rt" || exit 125;; *) rt="";; esac; ' +
+  'mount -o loop,nosuid,nodev "$img" /tmp || exit 125; chmod 1777 /tmp; ' +
+  'cwd="$(pwd -P)"; case "$cwd" in /tmp/*) mkdir -p "$cwd" && mount --no-canonicalize --bind . "$cwd" && cd "$cwd" || exit 125;; esac; ' +
+  'if [ -n "$rt" ]; then mkdir -p "$rt" && mount --no-canonicalize --bind /proc/self/fd/3 "$rt" || exit 125; exec 3<&-; fi; ' +
+  'fi; ' +
   'exec "$@"';
 
 /** The command line that starts `command` inside the sandbox (pure: the paths are given). */
 export function launchCommand(
-  target: { command: string; args: string[] },
+  target: { command: string; args: string[]; runtimeDir?: string },
   sandbox: { cgroupProcsFile?: string; tmpImage?: string },
 ): { command: string; args: string[] } {
-  if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return target;
+  if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return { command: target.command, args: target.args };
   const shell = [
     'sh',
     '-c',
@@ -138,6 +154,7 @@ export function launchCommand(
     'hearth-launch',
     sandbox.cgroupProcsFile ?? '',
     sandbox.tmpImage ?? '',
+    target.runtimeDir ?? '',
   ];
   const argv = [...shell, target.command, ...target.args];
   if (sandbox.tmpImage) return { command: 'unshare', args: ['-m', '--propagation', 'private', ...argv] };

@@ -142,6 +142,8 @@ export interface ShimSettings {
   env?: Record<string, string>;
   /** Wait for /readyz (default true). */
   waitReady?: boolean;
+  /** The shim's main module (default: this build's). */
+  entry?: string;
 }
 
 /** Starts `hearth-shim` as a real process on a free port and waits until it is ready. */
@@ -160,7 +162,7 @@ export async function startShim(settings: ShimSettings): Promise<RunningShim> {
     [ShimEnv.port]: String(port),
     ...settings.env,
   };
-  const child = spawn(process.execPath, [SHIM_MAIN], {
+  const child = spawn(process.execPath, [settings.entry ?? SHIM_MAIN], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

@@ -109,10 +109,11 @@ test('launch command: joins the cgroup and mounts /tmp before becoming the runti
   const both = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs', tmpImage: '/state/tmp.ext4' });
   assert.equal(both.command, 'unshare');
   assert.deepEqual(both.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
-  assert.deepEqual(both.args.slice(-5), [
+  assert.deepEqual(both.args.slice(-6), [
     'hearth-launch',
     '/cg/cgroup.procs',
     '/state/tmp.ext4',
+    '',
     '/code/bootstrap',
     'a',
   ]);
