@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Everything Hearth's tests need on a fresh Debian or Ubuntu machine with Node 20+:
-# system packages (apt-get), the npm dependencies, the build, and the peers the conformance
-# tests run against (built once into ${HEARTH_CACHE:-$HOME/.cache/hearth}).
+# system packages (apt-get), the npm dependencies, the build, the peers the conformance tests run
+# against, and the Kubernetes control plane and helm the controller and chart tests use. Tools
+# built from source go once into ${HEARTH_CACHE:-$HOME/.cache/hearth}; later runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# A cold build of the kube binaries takes most of an hour on two cores at low priority; here the
+# machine is ours, so build at full speed unless told otherwise.
+export HEARTH_BUILD_NICE="${HEARTH_BUILD_NICE:-0}"
 
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npx tsc -b
 bash scripts/peers/install.sh
+bash test/cluster/build-kube.sh >/dev/null
+bash test/cluster/build-node.sh helm >/dev/null
