@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { Limits, Runtimes } from './lambda.js';
 
@@ -14,7 +14,9 @@ const Quantity = (description: string, defaultValue: string) =>
 
 const Destination = Type.Object(
   {
-    function: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Another function, invoked async' })),
+    function: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, description: 'Another function, invoked async' }),
+    ),
     url: Type.Optional(Type.String({ pattern: '^https?://', description: 'An HTTP URL receiving a POST' })),
     stream: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'A Redis stream' })),
   },
@@ -39,7 +41,9 @@ export const FunctionCodeSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    configMap: Type.Optional(Type.Object({ name: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+    configMap: Type.Optional(
+      Type.Object({ name: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+    ),
     archive: Type.Optional(
       Type.Object(
         {
@@ -78,7 +82,9 @@ export const FunctionSpecSchema = Type.Object(
     env: Type.Optional(Type.Array(EnvVar)),
     concurrency: Type.Object(
       {
-        reserved: Type.Optional(Type.Integer({ minimum: 0, description: 'Reserved concurrency: a guarantee and a cap' })),
+        reserved: Type.Optional(
+          Type.Integer({ minimum: 0, description: 'Reserved concurrency: a guarantee and a cap' }),
+        ),
         perInstance: Type.Integer({ minimum: 1, maximum: 1000, default: 1 }),
       },
       { additionalProperties: false, default: {} },
@@ -87,7 +93,11 @@ export const FunctionSpecSchema = Type.Object(
       {
         minWarm: Type.Integer({ minimum: 0, default: 0, description: 'Instances always warm' }),
         maxInstances: Type.Integer({ minimum: 1, default: 100 }),
-        idleSeconds: Type.Integer({ minimum: 0, default: 300, description: 'Scale down after this long idle' }),
+        idleSeconds: Type.Integer({
+          minimum: 0,
+          default: 300,
+          description: 'Scale down after this long idle',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -150,7 +160,9 @@ export function quantityToMb(quantity: string): number {
  * files (hearth dev) and from the API server are judged alike. Returns the defaulted spec or the
  * problems, each naming its field.
  */
-export function validateFunctionSpec(input: unknown): { spec: FunctionSpec; problems: [] } | { spec?: undefined; problems: SpecProblem[] } {
+export function validateFunctionSpec(
+  input: unknown,
+): { spec: FunctionSpec; problems: [] } | { spec?: undefined; problems: SpecProblem[] } {
   const candidate = Value.Default(FunctionSpecSchema, structuredClone(input ?? {}));
   const problems: SpecProblem[] = [...Value.Errors(FunctionSpecSchema, candidate)].map((e) => ({
     path: `spec${e.path.replaceAll('/', '.')}`,
@@ -164,26 +176,40 @@ function crossFieldProblems(spec: FunctionSpec): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const sources = Object.values(spec.code).filter((v) => v !== undefined).length;
   if (sources !== 1) {
-    problems.push({ path: 'spec.code', message: `must have exactly one of inline, configMap, archive, image (has ${sources})` });
+    problems.push({
+      path: 'spec.code',
+      message: `must have exactly one of inline, configMap, archive, image (has ${sources})`,
+    });
   }
   const range = (path: string, value: string, min: number, max: number) => {
     const mb = quantityToMb(value);
-    if (mb < min || mb > max) problems.push({ path, message: `must be between ${min}Mi and ${max / 1024}Gi (got ${value})` });
+    if (mb < min || mb > max)
+      problems.push({ path, message: `must be between ${min}Mi and ${max / 1024}Gi (got ${value})` });
   };
   range('spec.memory', spec.memory, Limits.memoryMb.min, Limits.memoryMb.max);
-  range('spec.ephemeralStorage', spec.ephemeralStorage, Limits.ephemeralStorageMb.min, Limits.ephemeralStorageMb.max);
+  range(
+    'spec.ephemeralStorage',
+    spec.ephemeralStorage,
+    Limits.ephemeralStorageMb.min,
+    Limits.ephemeralStorageMb.max,
+  );
   if (spec.scaling.minWarm > spec.scaling.maxInstances) {
     problems.push({ path: 'spec.scaling.minWarm', message: 'must not exceed spec.scaling.maxInstances' });
   }
-  for (const [key, destination] of Object.entries({ onSuccess: spec.async.onSuccess, onFailure: spec.async.onFailure })) {
+  for (const [key, destination] of Object.entries({
+    onSuccess: spec.async.onSuccess,
+    onFailure: spec.async.onFailure,
+  })) {
     if (destination && Object.values(destination).filter((v) => v !== undefined).length !== 1) {
       problems.push({ path: `spec.async.${key}`, message: 'must have exactly one of function, url, stream' });
     }
   }
   const envBytes = (spec.env ?? []).reduce((n, e) => n + e.name.length + (e.value?.length ?? 0), 0);
   if (envBytes > Limits.envVarsBytes) {
-    problems.push({ path: 'spec.env', message: `all variables together must be at most ${Limits.envVarsBytes} bytes (got ${envBytes})` });
+    problems.push({
+      path: 'spec.env',
+      message: `all variables together must be at most ${Limits.envVarsBytes} bytes (got ${envBytes})`,
+    });
   }
   return problems;
 }
-

@@ -84,6 +84,11 @@ export interface FunctionErrorBody {
   stackTrace?: string[];
 }
 
-export function functionArn(name: string, region = 'us-east-1', account = '000000000000', qualifier?: string) {
+export function functionArn(
+  name: string,
+  region = 'us-east-1',
+  account = '000000000000',
+  qualifier?: string,
+) {
   return `arn:aws:lambda:${region}:${account}:function:${name}${qualifier ? `:${qualifier}` : ''}`;
 }

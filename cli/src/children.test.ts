@@ -4,10 +4,15 @@ import { humanLine } from './children.js';
 
 test('pino JSON becomes a readable line, with prefixes and non-info levels kept', () => {
   assert.equal(
-    humanLine('{"level":30,"time":1,"pid":2,"hostname":"h","name":"n","msg":"started instance","function":"hello"}'),
+    humanLine(
+      '{"level":30,"time":1,"pid":2,"hostname":"h","name":"n","msg":"started instance","function":"hello"}',
+    ),
     'started instance function=hello',
   );
-  assert.equal(humanLine('[hello] {"level":50,"msg":"runtime exited","code":1}'), '[hello] ERROR runtime exited code=1');
+  assert.equal(
+    humanLine('[hello] {"level":50,"msg":"runtime exited","code":1}'),
+    '[hello] ERROR runtime exited code=1',
+  );
 });
 
 test('function log lines and broken JSON pass through unchanged', () => {

@@ -9,7 +9,14 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
-const levelNames: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+const levelNames: Record<number, string> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
+};
 
 /**
  * One line of a child's output for a person: pino's JSON becomes `level message key=value`,

@@ -4,9 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How to tell that a started process can serve. */
 export type Readiness =
-  | { url: string; status?: number }
-  | { line: RegExp }
-  | { check: () => Promise<boolean> };
+  { url: string; status?: number } | { line: RegExp } | { check: () => Promise<boolean> };
 
 export interface StartOptions {
   /** A short name for logs and errors. */
@@ -62,7 +60,9 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }

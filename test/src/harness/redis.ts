@@ -30,16 +30,28 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   const dir = await mkdtemp(join(tmpdir(), 'hearth-redis-'));
   const port = await freePort();
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--save', '',
-    '--maxmemory-policy', 'noeviction',
-    '--appendonly', options.appendOnly ? 'yes' : 'no',
-    '--appendfsync', 'always',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--maxmemory-policy',
+    'noeviction',
+    '--appendonly',
+    options.appendOnly ? 'yes' : 'no',
+    '--appendfsync',
+    'always',
   ];
   const start = () =>
-    startProcess({ name: `redis:${port}`, command: binary, args, ready: { line: /Ready to accept connections/ } });
+    startProcess({
+      name: `redis:${port}`,
+      command: binary,
+      args,
+      ready: { line: /Ready to accept connections/ },
+    });
   let current = await start();
   return {
     port,

@@ -113,7 +113,9 @@ function invoke(handler: Handler, { requestId, headers, body }: Invocation): Pro
       // is on its way out after a fatal error.
       client.batch(() => {
         posted =
-          body !== undefined ? client.postResponse(requestId, body) : client.postError(requestId, errorReport!);
+          body !== undefined
+            ? client.postResponse(requestId, body)
+            : client.postError(requestId, errorReport!);
         if (!exiting) prefetchedNext = client.nextInvocation();
       });
       // Awaited by the main loop once this invocation is over; a failure shows there.

@@ -56,7 +56,8 @@ class Connection {
   private readonly inFlight: Pending[] = [];
   private buffer: Buffer = Buffer.alloc(0);
   /** Parsed head of the answer being read, while its body is still arriving. */
-  private head: { status: number; headers: IncomingHttpHeaders; bodyBytes: number | 'chunked' | 'close' } | undefined;
+  private head:
+    { status: number; headers: IncomingHttpHeaders; bodyBytes: number | 'chunked' | 'close' } | undefined;
   private chunks: Buffer[] = [];
   /** Whether the socket has already carried an answer (a failure on it may be a stale close). */
   private reused = false;
@@ -209,7 +210,9 @@ class Connection {
     const pending = this.inFlight.shift();
     this.reused = true;
     const body =
-      this.chunks.length === 1 ? this.chunks[0]!.toString('utf8') : Buffer.concat(this.chunks).toString('utf8');
+      this.chunks.length === 1
+        ? this.chunks[0]!.toString('utf8')
+        : Buffer.concat(this.chunks).toString('utf8');
     this.chunks = [];
     const connection = head.headers.connection;
     if (typeof connection === 'string' && connection.toLowerCase() === 'close') {
