@@ -70,6 +70,12 @@ export const ShimEnv = {
    * loop-mounted `/tmp`); `portable`: never needs root (RSS polling, a `TMPDIR` directory).
    */
   isolation: 'HEARTH_ISOLATION',
+  /**
+   * A directory that is the instance's own `/tmp` (on Kubernetes the pod's size-limited
+   * emptyDir, so `/tmp` itself): with `/tmp` by directory, the shim watches and wipes this one
+   * (its contents) instead of a `TMPDIR` of its own. Unset: a per-runtime `TMPDIR`.
+   */
+  tmpDir: 'HEARTH_TMP_DIR',
   /** Init phase limit in ms (Lambda's 10 s by default); lower only in tests. */
   initTimeoutMs: 'HEARTH_INIT_TIMEOUT_MS',
 } as const;

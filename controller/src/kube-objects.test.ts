@@ -75,6 +75,9 @@ test('the Deployment runs the shim locked down, sized from memory, /tmp capped, 
   const tmp = pod.volumes!.find((v) => v.name === 'tmp')!;
   assert.equal(tmp.emptyDir!.sizeLimit, '1024Mi');
   assert.ok(c.volumeMounts!.some((m) => m.name === 'tmp' && m.mountPath === '/tmp'));
+  // The shim watches and wipes the pod's own /tmp, where Lambda code writes, not a TMPDIR of its own.
+  assert.equal(env.HEARTH_TMP_DIR, '/tmp');
+  assert.equal(env.HEARTH_ISOLATION, 'portable');
   assert.ok(c.volumeMounts!.some((m) => m.name === 'code' && m.readOnly));
   assert.deepEqual(d.spec!.selector.matchLabels, { [Labels.function]: 'echo', [Labels.revision]: revision });
 });

@@ -28,6 +28,8 @@ export const MANAGER = 'hearth-controller';
 export const SHIM_PORT = 8080;
 export const CODE_DIR = '/var/task';
 const STATE_DIR = '/var/hearth';
+/** The function's /tmp: a size-limited emptyDir, which the shim watches and wipes (HEARTH_TMP_DIR). */
+const TMP_DIR = '/tmp';
 /** Room for the shim's own scratch files, logs and the container layer beside the user's /tmp. */
 const STORAGE_OVERHEAD_MB = 256;
 /** A non-root user that exists in no image on purpose: function code owns nothing but /tmp. */
@@ -160,6 +162,8 @@ export function desiredDeployment(
     [ShimEnv.stateDir]: STATE_DIR,
     // The kubelet enforces memory and /tmp here; the shim need not try to mount anything.
     HEARTH_ISOLATION: 'portable',
+    // Code writes the literal /tmp (the emptyDir below): the shim watches that, not a TMPDIR of its own.
+    [ShimEnv.tmpDir]: TMP_DIR,
   };
   const volumes: V1Volume[] = [
     codeVolume(fn, revision),
@@ -168,7 +172,7 @@ export function desiredDeployment(
   ];
   const mounts: V1VolumeMount[] = [
     { name: 'code', mountPath: CODE_DIR, readOnly: true },
-    { name: 'tmp', mountPath: '/tmp' },
+    { name: 'tmp', mountPath: TMP_DIR },
     { name: 'state', mountPath: STATE_DIR },
   ];
   const probe = (path: string) => ({ httpGet: { path, port: SHIM_PORT } });

@@ -125,10 +125,17 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
   const slots: RuntimeSlot[] = [];
   const dispatcher = new Dispatcher(slots, QUEUE_PER_SLOT * config.concurrency);
   for (let index = 0; index < config.concurrency; index++) {
-    const sandbox = await Sandbox.create(isolation, facts, stateDir, index, {
-      memoryMb: config.memoryMb,
-      storageMb: config.ephemeralStorageMb,
-    });
+    const sandbox = await Sandbox.create(
+      isolation,
+      facts,
+      stateDir,
+      index,
+      {
+        memoryMb: config.memoryMb,
+        storageMb: config.ephemeralStorageMb,
+      },
+      config.tmpDir,
+    );
     slots.push(
       await RuntimeSlot.create(index, config, sandbox, options.functionLog, logger, () => dispatcher.pump()),
     );
@@ -140,9 +147,14 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       memoryMb: config.memoryMb,
       ephemeralStorageMb: config.ephemeralStorageMb,
       stateDir,
+      tmpDir: isolation.tmp === 'directory' ? config.tmpDir : undefined,
     },
     `isolation: memory by ${isolation.memory}, /tmp by ${isolation.tmp}` +
-      (isolation.tmp === 'directory' ? ' (TMPDIR only: code writing to /tmp itself is not confined)' : ''),
+      (isolation.tmp !== 'directory'
+        ? ''
+        : config.tmpDir
+          ? ` (${config.tmpDir}, the instance's own /tmp, watched)`
+          : ' (TMPDIR only: code writing to /tmp itself is not confined)'),
   );
 
   let ready = false;

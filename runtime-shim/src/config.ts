@@ -23,6 +23,11 @@ export interface ShimConfig {
   stateDir: string | undefined;
   logLevel: string;
   isolation: IsolationWish;
+  /**
+   * The instance's own /tmp (HEARTH_TMP_DIR): watched and wiped in place of a per-runtime TMPDIR
+   * when /tmp is confined by directory. Undefined: the shim makes its own TMPDIR per runtime.
+   */
+  tmpDir: string | undefined;
   initTimeoutMs: number;
   /** The function's own environment: everything not starting with `HEARTH_`. */
   functionEnv: Record<string, string>;
@@ -91,6 +96,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   if (stateDir !== undefined && stateDir !== '' && !isAbsolute(stateDir)) {
     throw new ConfigError(ShimEnv.stateDir, `must be an absolute path, got "${stateDir}"`);
   }
+  const tmpDir = env[ShimEnv.tmpDir];
+  // Its contents are wiped at start and on overflow: never the root directory.
+  if (tmpDir !== undefined && tmpDir !== '' && (!isAbsolute(tmpDir) || resolve(tmpDir) === '/')) {
+    throw new ConfigError(ShimEnv.tmpDir, `must be an absolute path other than /, got "${tmpDir}"`);
+  }
   const functionEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (!key.startsWith('HEARTH_') && value !== undefined) functionEnv[key] = value;
@@ -112,6 +122,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
     stateDir: stateDir ? resolve(stateDir) : undefined,
     logLevel: oneOf(env, ShimEnv.logLevel, LOG_LEVELS, 'info'),
     isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),
+    tmpDir: tmpDir ? resolve(tmpDir) : undefined,
     initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, {
       min: 100,
       max: Limits.initTimeoutMs,

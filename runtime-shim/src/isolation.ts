@@ -10,7 +10,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { IsolationWish } from './config.js';
@@ -211,15 +211,22 @@ export class Sandbox {
     private readonly cgroupDir: string | undefined,
     private readonly peak: CgroupCounter | undefined,
     private readonly storageMb: number,
+    /** The tmp directory is the instance's own /tmp (HEARTH_TMP_DIR): wipe its contents, keep it. */
+    private readonly sharedTmp: { keep: string | undefined } | undefined,
   ) {}
 
-  /** Creates the slot's cgroup (limit `memoryMb`) and /tmp (capacity `storageMb`) under `stateDir`. */
+  /**
+   * Creates the slot's cgroup (limit `memoryMb`) and /tmp (capacity `storageMb`) under `stateDir`.
+   * With `tmpDir` (HEARTH_TMP_DIR) and /tmp by directory, that directory is the slot's /tmp
+   * instead: the instance's own /tmp, watched and emptied in place (never removed itself).
+   */
   static async create(
     plan: IsolationPlan,
     facts: HostFacts,
     stateDir: string,
     slot: number,
     limits: { memoryMb: number; storageMb: number },
+    tmpDirSetting?: string,
   ): Promise<Sandbox> {
     const dir = join(stateDir, `slot-${slot}`);
     await mkdir(dir, { recursive: true });
@@ -245,15 +252,28 @@ export class Sandbox {
     }
     let tmpImage: string | undefined;
     let tmpDir: string | undefined;
+    let sharedTmp: { keep: string | undefined } | undefined;
     if (plan.tmp === 'loop-mount') tmpImage = join(dir, 'tmp.ext4');
-    else tmpDir = join(dir, 'tmp');
-    const sandbox = new Sandbox(plan, dir, tmpImage, tmpDir, cgroupDir, peak, limits.storageMb);
+    else if (tmpDirSetting) {
+      tmpDir = tmpDirSetting;
+      // A state dir inside it (the default one, under the shim's own temp dir) survives wipes.
+      const inside = relative(tmpDirSetting, stateDir);
+      const keep =
+        inside && !inside.startsWith('..') && !isAbsolute(inside) ? inside.split('/')[0] : undefined;
+      sharedTmp = { keep };
+    } else tmpDir = join(dir, 'tmp');
+    const sandbox = new Sandbox(plan, dir, tmpImage, tmpDir, cgroupDir, peak, limits.storageMb, sharedTmp);
     await sandbox.resetTmp();
     return sandbox;
   }
 
   get cgroupProcsFile(): string | undefined {
     return this.cgroupDir && join(this.cgroupDir, 'cgroup.procs');
+  }
+
+  /** True when the runtime's /tmp is the instance's own directory, not a TMPDIR the shim made. */
+  get tmpIsShared(): boolean {
+    return this.sharedTmp !== undefined;
   }
 
   /** An empty /tmp of the configured size (a fresh filesystem, or an emptied directory). */
@@ -275,6 +295,13 @@ export class Sandbox {
         'lazy_itable_init=1,nodiscard',
         this.tmpImage,
       ]);
+    } else if (this.tmpDir && this.sharedTmp) {
+      // The instance's own /tmp (a mount point on Kubernetes): empty it, leave the directory.
+      await mkdir(this.tmpDir, { recursive: true });
+      const keep = this.sharedTmp.keep;
+      for (const name of await readdir(this.tmpDir)) {
+        if (name !== keep) await rm(join(this.tmpDir, name), { recursive: true, force: true });
+      }
     } else if (this.tmpDir) {
       await rm(this.tmpDir, { recursive: true, force: true });
       await mkdir(this.tmpDir, { recursive: true, mode: 0o1777 });

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isAlive, nodeHandlerFunction, removeFunction, startShim, type RunningShim } from './testing.js';
@@ -28,6 +32,25 @@ export default async (event) => {
       closeSync(fd);
       return 'flooded';
     }
+    case 'flood-at': {
+      // Lambda code writes the literal /tmp, whatever TMPDIR says: here the instance's own /tmp.
+      const fd = openSync(event.dir + '/flood', 'w');
+      const block = Buffer.alloc(4 * 1024 * 1024);
+      try {
+        for (let i = 0; i < 130; i++) writeSync(fd, block);
+      } catch (error) {
+        console.log('write failed: ' + error.code);
+      }
+      closeSync(fd);
+      return 'flooded';
+    }
+    case 'write-at':
+      writeFileSync(event.dir + '/keep', 'kept');
+      return 'written';
+    case 'read-at':
+      return existsSync(event.dir + '/keep') ? readFileSync(event.dir + '/keep', 'utf8') : null;
+    case 'tmpdir':
+      return process.env.TMPDIR ?? null;
     case 'exit':
       process.exit(1);
     case 'write-tmp':
@@ -137,4 +160,28 @@ test('portable isolation (no root needed): memory by RSS polling, /tmp as a watc
   assert.equal(flood.errorType, 'Runtime.EphemeralStorageFull', flood.text);
   await assertServesAgain(shim);
   assert.equal((await shim.invoke({ case: 'read-tmp' })).json(), null, 'TMPDIR was wiped');
+});
+
+test("portable isolation with HEARTH_TMP_DIR: the instance's own /tmp is watched, capped and wiped", async () => {
+  // Stands in for the pod's /tmp emptyDir that the controller names in HEARTH_TMP_DIR.
+  const dir = await mkdtemp(join(tmpdir(), 'hearth-own-tmp-'));
+  dirs.push(dir);
+  await writeFile(join(dir, 'stale'), 'from an earlier instance');
+  const shim = await start({
+    timeoutSeconds: 20,
+    env: { HEARTH_ISOLATION: 'portable', HEARTH_TMP_DIR: dir },
+  });
+  assert.match(shim.stderr(), /\/tmp by directory \(.*the instance's own \/tmp, watched\)/);
+  assert.deepEqual(readdirSync(dir), [], 'emptied at start');
+  // No TMPDIR of the shim's own: the function's environment decides, as on Lambda.
+  assert.equal((await shim.invoke({ case: 'tmpdir' })).json(), process.env.TMPDIR ?? null);
+  assert.equal((await shim.invoke({ case: 'write-at', dir })).json(), 'written');
+  assert.equal((await shim.invoke({ case: 'read-at', dir })).json(), 'kept', 'survives warm calls');
+  const flood = await shim.invoke({ case: 'flood-at', dir });
+  assert.equal(flood.errorType, 'Runtime.EphemeralStorageFull', flood.text);
+  assert.match(flood.json().errorMessage, /\/tmp is full.*512 MB/);
+  await assertServesAgain(shim);
+  assert.ok(existsSync(dir), 'the directory itself (a mount point on Kubernetes) stays');
+  assert.deepEqual(readdirSync(dir), [], 'its contents were wiped');
+  assert.equal((await shim.invoke({ case: 'read-at', dir })).json(), null);
 });

@@ -182,7 +182,8 @@ export class RuntimeSlot implements RuntimeApiHandler {
       runtimeApi: this.api.address,
       runtimeDir: command.runtimeDir,
       logStream: logStreamName(this.config.functionVersion),
-      tmpDir: this.sandbox.tmpDir,
+      // The instance's own /tmp needs no TMPDIR: code finds it at /tmp, as on Lambda.
+      tmpDir: this.sandbox.tmpIsShared ? undefined : this.sandbox.tmpDir,
     });
     const oomKillsAtStart = await this.meter.oomKills();
     const spawnedAt = performance.now();

@@ -22,6 +22,7 @@ test('config: defaults as on Lambda, the function env is everything not HEARTH_'
   assert.equal(config.ephemeralStorageMb, 512);
   assert.equal(config.concurrency, 1);
   assert.equal(config.functionVersion, '$LATEST');
+  assert.equal(config.tmpDir, undefined, 'a TMPDIR of its own per runtime');
   assert.deepEqual(config.functionEnv, { PATH: '/bin', MY_VAR: 'x' });
 });
 
@@ -44,6 +45,8 @@ test('config: each bad setting names its variable and what it accepts', () => {
     [{ HEARTH_FUNCTION_NAME: '' }, /^HEARTH_FUNCTION_NAME: is required/],
     [{ HEARTH_CONCURRENCY: '0' }, /^HEARTH_CONCURRENCY: must be an integer from 1 to 64/],
     [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
+    [{ HEARTH_TMP_DIR: 'tmp' }, /^HEARTH_TMP_DIR: must be an absolute path/],
+    [{ HEARTH_TMP_DIR: '/' }, /^HEARTH_TMP_DIR: must be an absolute path other than \//],
   ];
   for (const [override, message] of cases) {
     assert.throws(
