@@ -6,6 +6,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  DiscoveryV1Api,
   KubeConfig,
   makeInformer,
   PatchStrategy,
@@ -40,6 +41,13 @@ import {
 import { LeaderElector } from './leader.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
 import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
+import {
+  registryInstances,
+  revisionInstances,
+  SERVICE_NAME_LABEL,
+  servingRevision,
+  writeRoute,
+} from './kube-registry.js';
 import { RegistryWriter } from './registry.js';
 import { canonicalJson, revisionHash } from './revision.js';
 
@@ -93,6 +101,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   const custom = kc.makeApiClient(CustomObjectsApi);
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
+  const discovery = kc.makeApiClient(DiscoveryV1Api);
   const objects = options.objects ?? defaultKubeOptions;
   const identity = options.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
   const resyncMs = options.resyncMs ?? 300_000;
@@ -108,6 +117,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   const registry = redis ? new RegistryWriter(redis) : undefined;
   const pools = new Map<string, PoolState>();
   const lastEvent = new Map<string, string>();
+  /** `namespace/service` -> `namespace/function`, for EndpointSlices that carry no labels of ours. */
+  const serviceOwners = new Map<string, string>();
   const fnRef = { group: API_GROUP, version: API_VERSION, plural: FUNCTION_PLURAL };
 
   async function event(fn: FunctionResource, type: 'Normal' | 'Warning', reason: string, message: string) {
@@ -178,6 +189,18 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     }
   }
 
+  /** A function that cannot serve: its route says why and it has no instances to call. */
+  async function registerFailed(
+    name: string,
+    revision: string,
+    spec: FunctionResource['spec'],
+    reason: string,
+  ) {
+    if (!registry) return;
+    await writeRoute(registry, { name, revision, spec, state: 'Failed', stateReason: reason });
+    await registry.syncInstances(name, []);
+  }
+
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
     const fn = (await ignoreNotFound(custom.getNamespacedCustomObject({ ...fnRef, namespace, name }))) as
@@ -186,6 +209,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       // Its Deployments, Services and ConfigMaps are owned by it: the garbage collector takes them.
       pools.delete(key);
       lastEvent.delete(key);
+      for (const [service, owner] of serviceOwners) if (owner === key) serviceOwners.delete(service);
+      if (registry) await registry.removeFunction(name);
       return;
     }
     const generation = fn.metadata.generation;
@@ -207,6 +232,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         ),
       );
       await event(fn, 'Warning', 'InvalidSpec', message);
+      // Without a valid spec there is nothing to route by: the gateways forget the function.
+      if (registry) await registry.removeFunction(name);
       return; // terminal: only a new spec helps
     }
     fn.spec = validated.spec;
@@ -220,6 +247,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       };
       await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
       await event(fn, 'Warning', failure.reason, unsupported);
+      await registerFailed(name, revision, fn.spec, `${failure.reason}: ${unsupported}`);
       return;
     }
     if (fn.spec.code.configMap) {
@@ -232,6 +260,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         };
         await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
         await event(fn, 'Warning', failure.reason, failure.message);
+        await registerFailed(name, revision, fn.spec, `${failure.reason}: ${failure.message}`);
         return { requeueAfterMs: 10_000 };
       }
     }
@@ -305,6 +334,26 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       url,
     );
     await writeStatus(fn, status);
+    if (registry) {
+      const revisions = [revision, ...old.map((d) => d.metadata!.labels![Labels.revision]!)];
+      for (const r of revisions) serviceOwners.set(`${namespace}/${revisionObjectName(name, r)}`, key);
+      const instances = await revisionInstances(discovery, namespace, name, revisions);
+      const serving = servingRevision(revision, instances);
+      const servingReady = (instances.get(serving) ?? []).some((i) => i.ready && !i.draining);
+      const previous = await registry.route(name);
+      // Active once it can take calls: an instance is ready, or none is needed (the gateways'
+      // demand brings one), or it was active before and is only scaling or rolling.
+      const active = servingReady || pool.size === 0 || previous?.state === 'Active';
+      const readyCondition = status.conditions?.find((c) => c.type === 'Ready');
+      await writeRoute(registry, {
+        name,
+        revision: serving,
+        spec: fn.spec,
+        state: active ? 'Active' : 'Pending',
+        ...(active ? {} : { stateReason: readyCondition?.message ?? 'waiting for instances' }),
+      });
+      await registry.syncInstances(name, registryInstances(instances, serving, revision));
+    }
     return { requeueAfterMs: registry ? pollMs : resyncMs };
   }
 
@@ -356,6 +405,22 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       const fn = o.metadata?.labels?.[Labels.function];
       return fn ? `${o.metadata?.namespace}/${fn}` : undefined;
     });
+    if (registry) {
+      // The gateways find instances in the registry: a change of a Service's endpoints is news.
+      const sliceSelector = SERVICE_NAME_LABEL;
+      const sliceInformer = makeInformer<KubernetesObject>(
+        kc,
+        '/apis/discovery.k8s.io/v1/endpointslices',
+        () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: sliceSelector }),
+        sliceSelector,
+      );
+      watchInformer(sliceInformer, 'endpointslices', (o) => {
+        const fn = o.metadata?.labels?.[Labels.function];
+        if (fn) return `${o.metadata?.namespace}/${fn}`;
+        const service = o.metadata?.labels?.[SERVICE_NAME_LABEL];
+        return service ? serviceOwners.get(`${o.metadata?.namespace}/${service}`) : undefined;
+      });
+    }
     for (const informer of informers) void informer.start().catch(() => undefined);
 
     // A watch can hang without an error; a periodic full list catches anything it missed.
@@ -363,11 +428,18 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       try {
         const list = (await custom.listClusterCustomObject(fnRef)) as { items: KubernetesObject[] };
         for (const o of list.items) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+        // Functions deleted while no controller led are still in the registry: forget them.
+        if (registry) {
+          const present = new Set(list.items.map((o) => o.metadata?.name));
+          for (const name of await registry.names())
+            if (!present.has(name)) await registry.removeFunction(name);
+        }
       } catch (error) {
         log.warn({ err: error }, 'could not list Functions for a resync');
       }
     };
     const resyncTimer = setInterval(() => void resync(), resyncMs);
+    if (registry) void resync();
     const workers = runWorkers(queue, reconcile, {
       workers: 4,
       onError: (key, error) => log.error({ err: error, function: key }, 'reconcile failed; will retry'),

@@ -74,4 +74,31 @@ export class RegistryWriter {
     }
     return reports;
   }
+
+  /**
+   * Makes the function's instances exactly `endpoints` (level-triggered): writes what differs,
+   * removes what is gone, and publishes once, only if anything changed. Returns whether it did.
+   */
+  async syncInstances(name: string, endpoints: InstanceEndpoint[]): Promise<boolean> {
+    const key = RedisKeys.instances(name);
+    const existing = await this.redis.hgetall(key);
+    const wanted = new Map(endpoints.map((e) => [e.id, JSON.stringify(e)]));
+    const multi = this.redis.multi();
+    let changed = false;
+    for (const [id, json] of wanted) {
+      if (existing[id] === json) continue;
+      multi.hset(key, id, json);
+      changed = true;
+    }
+    for (const id of Object.keys(existing)) {
+      if (wanted.has(id)) continue;
+      multi.hdel(key, id);
+      changed = true;
+    }
+    if (!changed) {
+      return false;
+    }
+    await multi.publish(RedisKeys.registryChannel, name).exec();
+    return true;
+  }
 }

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { RedisKeys, type FunctionResource } from '@hearth/api';
+import { RedisKeys, type FunctionResource, type FunctionRoute } from '@hearth/api';
 import { startKubeController, type KubeController } from '@hearth/controller/kube-backend';
 import { LeaderElector } from '@hearth/controller/leader';
 import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
@@ -310,6 +310,90 @@ describe(
           'hearth.dev/function=gone',
         );
         return rest.items.length === 0;
+      });
+    });
+
+    test('the registry in Redis gets the route and the ready endpoints; a deleted Function leaves it', async () => {
+      const ns = await namespace();
+      const name = `routed-${Date.now().toString(36)}`;
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest(name, { runtime: 'nodejs20.x', code: code('e') }),
+      );
+      const fn = await until('a revision in status', async () => {
+        const f = await fnOf(ns, name);
+        return f.status?.revision ? f : undefined;
+      });
+      const revision = fn.status!.revision!;
+      const route = await until('the route in Redis', async () => {
+        const json = await redisClient.get(RedisKeys.function(name));
+        return json ? (JSON.parse(json) as FunctionRoute) : undefined;
+      });
+      assert.equal(route.name, name);
+      assert.equal(route.revision, revision);
+      assert.equal(route.state, 'Active'); // nothing warm needed: the gateways' demand brings one
+      assert.equal(route.spec.runtime, 'nodejs20.x');
+      assert.equal(route.spec.timeoutSeconds, 3, 'the spec has its defaults');
+      assert.ok(!Number.isNaN(Date.parse(route.lastModified)));
+
+      // Tier 1 has no kubelet: the EndpointSlice the EndpointSlice controller would write, by hand.
+      const services = await getJson<{ items: Named[] }>(ns, 'services', '-l', `hearth.dev/function=${name}`);
+      assert.equal(services.items.length, 1);
+      const service = services.items[0]!.metadata.name;
+      const slice = {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: `${service}-abcde`, labels: { 'kubernetes.io/service-name': service } },
+        addressType: 'IPv4',
+        ports: [{ name: 'invoke', port: 8080, protocol: 'TCP' }],
+        endpoints: [
+          {
+            addresses: ['10.1.2.3'],
+            conditions: { ready: true, serving: true, terminating: false },
+            targetRef: { kind: 'Pod', name: `${service}-pod-1`, namespace: ns },
+          },
+          {
+            addresses: ['10.1.2.4'],
+            conditions: { ready: false, serving: false, terminating: false },
+          },
+        ],
+      };
+      await cp.kubectl(['-n', ns, 'apply', '-f', '-'], JSON.stringify(slice));
+      const instances = await until('the instances in Redis', async () => {
+        const hash = await redisClient.hgetall(RedisKeys.instances(name));
+        return Object.keys(hash).length === 2 && hash;
+      });
+      assert.deepEqual(JSON.parse(instances[`${service}-pod-1`]!), {
+        id: `${service}-pod-1`,
+        function: name,
+        revision,
+        url: 'http://10.1.2.3:8080',
+        ready: true,
+        draining: false,
+      });
+      assert.deepEqual(JSON.parse(instances['10.1.2.4']!), {
+        id: '10.1.2.4',
+        function: name,
+        revision,
+        url: 'http://10.1.2.4:8080',
+        ready: false,
+        draining: false,
+      });
+      assert.ok(await redisClient.sismember(RedisKeys.functions, name));
+
+      // The endpoint going away (the pod ending) is noticed too.
+      slice.endpoints = slice.endpoints.slice(0, 1);
+      await cp.kubectl(['-n', ns, 'apply', '-f', '-'], JSON.stringify(slice));
+      await until('one instance left', async () => (await redisClient.hlen(RedisKeys.instances(name))) === 1);
+
+      await cp.kubectl(['-n', ns, 'delete', 'fn', name, '--wait=true']);
+      await until('the registry forgets it', async () => {
+        const [route, count, member] = await Promise.all([
+          redisClient.exists(RedisKeys.function(name)),
+          redisClient.exists(RedisKeys.instances(name)),
+          redisClient.sismember(RedisKeys.functions, name),
+        ]);
+        return route === 0 && count === 0 && member === 0;
       });
     });
 
