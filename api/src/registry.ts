@@ -58,6 +58,14 @@ export const RedisKeys = {
   demandChannel: 'hearth:demand',
   /** Stream: the function's dead-letter queue. */
   dlq: (name: string) => `hearth:dlq:${name}`,
+  /** Hash: mapping name -> JSON PushMapping (HTTP routes and bucket notifications the gateway serves). */
+  pushMappings: 'hearth:esm:push',
+  /** Pub/sub channel: a push mapping name that changed. */
+  pushMappingsChannel: 'hearth:esm:push',
+  /** String, set NX: one schedule tick claimed, so that two controllers invoke it once. */
+  scheduleTick: (mapping: string, tickEpochMs: number) => `hearth:esm:tick:${mapping}:${tickEpochMs}`,
+  /** Hash: mapping name -> JSON EventSourceMappingStatus as the controller last saw it (process mode). */
+  mappingStatus: 'hearth:esm:status',
   /** Stream: the last lines of output of the function's instances (process mode), field `line`. */
   logs: (name: string) => `hearth:logs:${name}`,
 } as const;
