@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(redis-server python3 e2fsprogs util-linux procps awscli prometheus mount)
+# Event source mappings read NATS JetStream; the tests run a real nats-server.
+packages+=(nats-server)
 # The peers (scripts/peers): aws-lambda-ric compiles a native addon against libcurl; wrk is the
 # benchmark's load generator.
 packages+=(g++ make cmake autoconf automake libtool libcurl4-openssl-dev wrk)
