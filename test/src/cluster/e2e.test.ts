@@ -464,9 +464,9 @@ describe('Hearth on a real single-node cluster', { skip: skipReason(), timeout: 
     assert.match((python.body as { version: string }).version, /^3\.11\./);
     const provided = await invoke('hello-provided', { name: 'd' });
     assert.deepEqual(provided.body, { runtime: 'provided', event: { name: 'd' } }, JSON.stringify(provided));
-    // Warm: the same instance keeps its state between calls.
+    // Warm: the same instance keeps its state between calls (an earlier step called it directly too).
     const again = await invoke('hello-node20', {});
-    assert.equal((again.body as { warm: number }).warm, 2);
+    assert.equal((again.body as { warm: number }).warm, (node20.body as { warm: number }).warm + 1);
   });
 
   step('function errors, timeouts and /tmp overflow come back in Lambda shape', async () => {
