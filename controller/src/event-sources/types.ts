@@ -58,6 +58,11 @@ export interface SourceRecord {
   data: Buffer;
   /** Epoch ms the record reached the source. */
   arrivedAt: number;
+  /**
+   * Handed out before by a reader that never acknowledged it (a controller stopped or killed
+   * mid-batch): the function may have seen it already, so it counts as a duplicate.
+   */
+  redelivered?: boolean;
 }
 
 /**
