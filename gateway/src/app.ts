@@ -17,6 +17,7 @@ import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
 import { authenticateRequest } from './http/authenticate-middleware.js';
 import { errorHandler } from './http/errors.js';
 import { createManagement } from './management/index.js';
+import { createPushSources } from './event-sources/index.js';
 import {
   createAsyncQueue,
   createDlqRouter,
@@ -111,6 +112,22 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
         accountId: config.accountId,
       })
     : undefined;
+  const pushSources = events
+    ? createPushSources({
+        redis,
+        redisUrl: config.redisUrl,
+        resyncMs: config.discoveryResyncMs,
+        invoker,
+        events,
+        authenticator,
+        metricsRegistry: metrics.registry,
+        syncPayloadBytes: config.syncPayloadBytes,
+        region: config.region,
+        accountId: config.accountId,
+        logger,
+        onRedisError: reportRedisError,
+      })
+    : undefined;
   let workers: AsyncWorkers | undefined;
   let ready = false;
   const management =
@@ -144,6 +161,9 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
     app.use(invoke.router);
     // Before the DLQ's authentication, which would read (and cap at 1 MB) every body it sees.
     if (management) app.use(management.router);
+    // HTTP routes take only paths the gateway does not serve itself, ahead of the DLQ's
+    // authentication below, which would read (and cap at 1 MB) every body that reaches it.
+    if (pushSources) app.use(pushSources.bucketNotifications, pushSources.httpRoutes);
     if (events) app.use(authenticateRequest(authenticator), createDlqRouter(events.deadLetters));
   }
   app.use((req) => {
@@ -171,6 +191,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       await redis.connect();
       await subscriber?.connect();
       await discovery.start();
+      await pushSources?.start();
       leases.start();
       demand.start();
       if (runsWorkers) {
@@ -202,6 +223,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       demand.stop();
       await leases.stop();
       await events?.close();
+      await pushSources?.stop();
       await discovery.stop();
       shims.close();
       redis.disconnect();
