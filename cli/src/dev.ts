@@ -136,16 +136,25 @@ export async function runDev(options: DevOptions): Promise<number> {
     }
 
     const env = { ...process.env, HEARTH_REDIS_URL: redisUrl };
+    const gatewayUrl = `http://127.0.0.1:${options.port}`;
+    const controllerMetricsPort = await freePort();
     children.push(
       startChild(
         'controller',
         process.execPath,
         [programOf('@hearth/controller/main')],
-        { ...env, HEARTH_BACKEND: 'process', HEARTH_FUNCTIONS_DIR: dir },
+        {
+          ...env,
+          HEARTH_BACKEND: 'process',
+          HEARTH_FUNCTIONS_DIR: dir,
+          // Schedules and stream mappings invoke functions through the gateway (auth is off here).
+          HEARTH_GATEWAY_URL: gatewayUrl,
+          HEARTH_METRICS_PORT: String(controllerMetricsPort),
+          HEARTH_METRICS_HOST: '127.0.0.1',
+        },
         say,
       ),
     );
-    const gatewayUrl = `http://127.0.0.1:${options.port}`;
     const gateway = startChild(
       'gateway',
       process.execPath,
@@ -173,6 +182,7 @@ export async function runDev(options: DevOptions): Promise<number> {
     say('');
     say(`Hearth is running (Ctrl-C stops it)`);
     say(`  gateway    ${gatewayUrl}   (Lambda API at /2015-03-31/..., metrics at /metrics, auth off)`);
+    say(`  controller http://127.0.0.1:${controllerMetricsPort}/metrics   (event source mappings)`);
     say(`  redis      ${redisUrl}${options.redisUrl ? '' : '   (started by hearth dev)'}`);
     say(`  functions  ${dir}`);
     say(`  invoke     curl -s -X POST ${gatewayUrl}/function/NAME -d '{}'`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadManifests, parseManifests } from './manifests.js';
+import { describeProblem, loadManifests, parseManifests } from './manifests.js';
 
 const good = `
 apiVersion: hearth.dev/v1alpha1
@@ -77,4 +77,47 @@ test('a directory is read file by file; a name declared twice is a problem, not 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('EventSourceMappings are read beside Functions, validated, problems naming the mapping and the field', () => {
+  const text = `
+apiVersion: hearth.dev/v1alpha1
+kind: EventSourceMapping
+metadata: { name: every-minute }
+spec:
+  functionName: echo
+  source: { schedule: { expression: "rate(1 minute)" } }
+---
+apiVersion: hearth.dev/v1alpha1
+kind: EventSourceMapping
+metadata: { name: orders }
+spec:
+  functionName: echo
+  batchSize: 0
+  source: { redisStream: { stream: orders } }
+---
+apiVersion: hearth.dev/v1alpha1
+kind: EventSourceMapping
+metadata: { name: noon }
+spec:
+  functionName: echo
+  source: { schedule: { expression: "cron(0 12 * * * *)" } }
+`;
+  const { resources, mappings, problems } = parseManifests('sources.yaml', text);
+  assert.equal(resources.length, 0);
+  assert.deepEqual(
+    mappings.map((m) => [m.metadata.name, m.metadata.namespace, m.spec.source.schedule?.timezone]),
+    [['every-minute', 'default', 'UTC']],
+  );
+  assert.deepEqual(
+    problems.map((p) => [p.kind, p.name, p.path]),
+    [
+      ['EventSourceMapping', 'orders', 'spec.batchSize'],
+      ['EventSourceMapping', 'noon', 'spec.source.schedule.expression'],
+    ],
+  );
+  assert.match(
+    describeProblem(problems[0]!),
+    /^sources\.yaml \(EventSourceMapping orders\): spec\.batchSize /,
+  );
 });

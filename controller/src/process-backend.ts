@@ -8,6 +8,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import {
   quantityToMb,
   RedisKeys,
@@ -17,6 +18,10 @@ import {
   type FunctionSpec,
 } from '@hearth/api';
 import { ArchiveError, unpackArchive } from './archive.js';
+import { EventSourceMetrics } from './event-sources/metrics.js';
+import { RedisMappingStatus } from './event-sources/redis-state.js';
+import { createMappingSupervisor, type EventSourceSettings } from './event-sources/start.js';
+import { stableUid, type DesiredMapping } from './event-sources/supervisor.js';
 import { FunctionLogs } from './function-logs.js';
 import { describeProblem, loadManifests, type ManifestProblem, type ManifestSet } from './manifests.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
@@ -43,6 +48,11 @@ export interface ProcessControllerOptions {
   pollIntervalMs?: number;
   /** Receives the output of every instance; by default it goes to stderr prefixed with the function. */
   instanceOutput?: (functionName: string, instanceId: string, text: string) => void;
+  /**
+   * How EventSourceMappings invoke functions (the gateway's URL and key) and where they count.
+   * Without a gateway URL, schedules and stream mappings are Failed and say why.
+   */
+  eventSources?: EventSourceSettings;
 }
 
 export interface ProcessController {
@@ -120,6 +130,30 @@ function unsupported(spec: FunctionSpec): string | undefined {
   return unsafeFileName(spec);
 }
 
+/** The mappings the manifests declare, valid or not (invalid ones are Failed in their status). */
+function desiredMappings(set: ManifestSet): Map<string, DesiredMapping> {
+  const desired = new Map<string, DesiredMapping>();
+  const entry = (name: string) => {
+    const id = `${NAMESPACE}/${name}`;
+    return { id, name, namespace: NAMESPACE, uid: stableUid(id) };
+  };
+  for (const [name, { resource }] of set.mappings) {
+    desired.set(`${NAMESPACE}/${name}`, {
+      ...entry(name),
+      spec: resource.spec,
+      functionExists: set.functions.has(resource.spec.functionName),
+    });
+  }
+  for (const problem of set.problems) {
+    if (problem.kind !== 'EventSourceMapping' || !problem.name || set.mappings.has(problem.name)) continue;
+    const id = `${NAMESPACE}/${problem.name}`;
+    const invalid = desired.get(id) ?? { ...entry(problem.name), problems: [], functionExists: false };
+    invalid.problems!.push({ path: problem.path, message: problem.message });
+    desired.set(id, invalid);
+  }
+  return desired;
+}
+
 /**
  * The process backend: Functions from manifest files, instances as local runtime-shim processes on
  * loopback ports, the registry in Redis. What `hearth dev` runs.
@@ -156,7 +190,14 @@ export async function startProcessController(options: ProcessControllerOptions):
   const logs = new FunctionLogs(redis);
   const queue = new WorkQueue();
   const states = new Map<string, FunctionState>();
-  let manifests: ManifestSet = { functions: new Map(), problems: [] };
+  let manifests: ManifestSet = { functions: new Map(), mappings: new Map(), problems: [] };
+  const eventSources = createMappingSupervisor({
+    settings: options.eventSources ?? { metrics: new EventSourceMetrics(new Registry()) },
+    redis,
+    redisUrl: options.redisUrl,
+    statusWriter: new RedisMappingStatus(redis),
+    logger: log,
+  });
   let reported = new Set<string>();
   let stopping = false;
 
@@ -192,8 +233,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       return;
     }
     const fresh = new Set(next.problems.map(describeProblem));
-    for (const problem of fresh)
-      if (!reported.has(problem)) log.error(`invalid Function manifest: ${problem}`);
+    for (const problem of fresh) if (!reported.has(problem)) log.error(`invalid manifest: ${problem}`);
     reported = fresh;
     const before = manifests;
     manifests = next;
@@ -201,6 +241,12 @@ export async function startProcessController(options: ProcessControllerOptions):
       const a = before.functions.get(name)?.resource;
       const b = next.functions.get(name)?.resource;
       if (JSON.stringify(a) !== JSON.stringify(b)) queue.add(keyOf(name));
+    }
+    if (stopping) return;
+    try {
+      await eventSources.supervisor.reconcile(desiredMappings(next));
+    } catch (error) {
+      log.error({ err: error }, 'could not reconcile event source mappings; will retry at the next scan');
     }
   }
 
@@ -557,6 +603,8 @@ export async function startProcessController(options: ProcessControllerOptions):
       clearTimeout(scanTimer);
       queue.shutDown();
       await workers;
+      await scanning;
+      await eventSources.close();
       const instances = [...states.values()].flatMap((s) => [...s.instances.values()]);
       await Promise.all(instances.map((i) => drain(i, 5)));
       await Promise.all(instances.map((i) => i.exited));
