@@ -9,6 +9,7 @@ import {
   validateFunctionSpec,
   type FunctionRoute,
   type InstanceEndpoint,
+  type PushMapping,
 } from '@hearth/api';
 import { freePort, startProcess, type RunningProcess } from '../harness/index.js';
 
@@ -76,15 +77,24 @@ export class GatewayFixture {
     return route;
   }
 
-  /** Starts a shim for the route and registers it as a ready instance. */
+  /**
+   * Starts a shim for the route and registers it as a ready instance. Its code is the route's
+   * inline files in a temporary directory, or `options.codeDir` as it is (a fixture folder in the
+   * repo, whose imports resolve from the repo's node_modules).
+   */
   async addInstance(
     route: FunctionRoute,
     id = `${route.name}-${Math.random().toString(36).slice(2, 8)}`,
+    options: { codeDir?: string } = {},
   ): Promise<RunningInstance> {
-    const codeDir = await mkdtemp(join(tmpdir(), 'hearth-gw-fn-'));
-    this.cleanups.push(() => rm(codeDir, { recursive: true, force: true }));
-    for (const [file, content] of Object.entries(route.spec.code.inline?.files ?? {}))
-      await writeFile(join(codeDir, file), content);
+    let codeDir = options.codeDir;
+    if (codeDir === undefined) {
+      const dir = await mkdtemp(join(tmpdir(), 'hearth-gw-fn-'));
+      this.cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      for (const [file, content] of Object.entries(route.spec.code.inline?.files ?? {}))
+        await writeFile(join(dir, file), content);
+      codeDir = dir;
+    }
     const port = await freePort();
     const process = await startProcess({
       name: `shim:${id}`,
@@ -92,6 +102,10 @@ export class GatewayFixture {
       args: [SHIM_MAIN],
       env: {
         ...globalThis.process.env,
+        // The function's own variables (plain values), as the controller passes them.
+        ...Object.fromEntries(
+          (route.spec.env ?? []).flatMap((v) => (v.value === undefined ? [] : [[v.name, v.value]])),
+        ),
         [ShimEnv.functionName]: route.name,
         [ShimEnv.revision]: route.revision,
         [ShimEnv.runtime]: route.spec.runtime,
@@ -126,6 +140,15 @@ export class GatewayFixture {
       .multi()
       .hset(RedisKeys.instances(endpoint.function), endpoint.id, JSON.stringify(endpoint))
       .publish(RedisKeys.registryChannel, endpoint.function)
+      .exec();
+  }
+
+  /** Publishes a push mapping (HTTP route, bucket notifications) as the controller does. */
+  async setPushMapping(mapping: PushMapping): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(RedisKeys.pushMappings, mapping.name, JSON.stringify(mapping))
+      .publish(RedisKeys.pushMappingsChannel, mapping.name)
       .exec();
   }
 
