@@ -22,11 +22,18 @@ import {
   API_GROUP,
   API_VERSION,
   validateFunctionSpec,
+  type EventSourceMappingStatus,
   type FunctionResource,
   type FunctionStatus,
 } from '@hearth/api';
 import { failedStatus, poolStatus, reconcilingStatus } from './conditions.js';
 import { FUNCTION_PLURAL } from './crd.js';
+import { createMappingSupervisor, type EventSourceSettings } from './event-sources/start.js';
+import {
+  checkMappingSpec,
+  type DesiredMapping,
+  type MappingStatusWriter,
+} from './event-sources/supervisor.js';
 import {
   defaultKubeOptions,
   desiredCodeConfigMap,
@@ -68,6 +75,45 @@ export interface KubeControllerOptions {
   resyncMs?: number;
   /** How often a function's demand is read again while Redis is configured. */
   pollMs?: number;
+  /**
+   * EventSourceMappings: how they invoke functions and where they count. They run on the leader
+   * only, and need Redis (schedule ticks, the push mappings the gateways serve).
+   */
+  eventSources?: EventSourceSettings;
+  /** How often every mapping is reconciled, whatever the watches said. */
+  mappingResyncMs?: number;
+}
+
+export const EVENT_SOURCE_MAPPING_PLURAL = 'eventsourcemappings';
+
+/** Status keys of a mapping, so that a merge patch clears the ones a new status leaves out. */
+const MAPPING_STATUS_KEYS: (keyof EventSourceMappingStatus)[] = [
+  'observedGeneration',
+  'state',
+  'stateReason',
+  'lastProcessedPosition',
+  'lastProcessingResult',
+  'lastError',
+  'lastModified',
+];
+
+/** A mapping resource from the informer's cache as the supervisor wants it. */
+export function desiredMappingOf(
+  object: KubernetesObject & { spec?: unknown },
+  functionExists: boolean,
+): DesiredMapping {
+  const name = object.metadata!.name!;
+  const namespace = object.metadata!.namespace ?? 'default';
+  const checked = checkMappingSpec(object.spec);
+  return {
+    id: `${namespace}/${name}`,
+    name,
+    namespace,
+    uid: object.metadata!.uid ?? `${namespace}/${name}`,
+    generation: object.metadata!.generation,
+    ...(checked.spec ? { spec: checked.spec } : { problems: checked.problems }),
+    functionExists,
+  };
 }
 
 export interface KubeController {
@@ -120,6 +166,20 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   /** `namespace/service` -> `namespace/function`, for EndpointSlices that carry no labels of ours. */
   const serviceOwners = new Map<string, string>();
   const fnRef = { group: API_GROUP, version: API_VERSION, plural: FUNCTION_PLURAL };
+  const mappingRef = { group: API_GROUP, version: API_VERSION, plural: EVENT_SOURCE_MAPPING_PLURAL };
+  const mappingStatus: MappingStatusWriter = {
+    async write(mapping, status) {
+      const body = Object.fromEntries(MAPPING_STATUS_KEYS.map((key) => [key, status[key] ?? null]));
+      await ignoreNotFound(
+        custom.patchNamespacedCustomObjectStatus(
+          { ...mappingRef, namespace: mapping.namespace, name: mapping.name, body: { status: body } },
+          mergePatch,
+        ),
+      );
+    },
+    // Status lives on the resource and goes with it.
+    prune: () => Promise.resolve(),
+  };
 
   async function event(fn: FunctionResource, type: 'Normal' | 'Warning', reason: string, message: string) {
     const key = `${fn.metadata.namespace}/${fn.metadata.name}`;
@@ -357,6 +417,87 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     return { requeueAfterMs: registry ? pollMs : resyncMs };
   }
 
+  /**
+   * The leader's event source mappings: an informer on them, and on each change (and every
+   * `mappingResyncMs`) the supervisor is given the whole cache, level-triggered.
+   */
+  function runMappings(
+    functions: Informer<KubernetesObject> & ObjectCache<KubernetesObject>,
+  ): { stop(): Promise<void> } | undefined {
+    if (!options.eventSources) return undefined;
+    if (!redis || !options.redisUrl) {
+      log.warn('EventSourceMappings need HEARTH_REDIS_URL; they are not run');
+      return undefined;
+    }
+    const { supervisor, close } = createMappingSupervisor({
+      settings: options.eventSources,
+      redis,
+      redisUrl: options.redisUrl,
+      statusWriter: mappingStatus,
+      logger: log,
+    });
+    const informer = makeInformer<KubernetesObject>(
+      kc,
+      `/apis/${API_GROUP}/${API_VERSION}/${EVENT_SOURCE_MAPPING_PLURAL}`,
+      () => custom.listClusterCustomObject(mappingRef),
+    );
+    let stopped = false;
+    // Until the first list arrived the cache is not the whole truth: pruning then would unpublish
+    // the push mappings of every mapping not yet seen.
+    let synced = false;
+    let timer: NodeJS.Timeout | undefined;
+    const reconcileSoon = () => {
+      if (stopped || !synced || timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        const desired = new Map<string, DesiredMapping>();
+        for (const object of informer.list()) {
+          const mapping = object as KubernetesObject & { spec?: { functionName?: string } };
+          const fn = mapping.spec?.functionName;
+          const exists = fn !== undefined && functions.get(fn, mapping.metadata?.namespace) !== undefined;
+          const wanted = desiredMappingOf(mapping, exists);
+          desired.set(wanted.id, wanted);
+        }
+        supervisor
+          .reconcile(desired)
+          .catch((error: unknown) =>
+            log.error({ err: error }, 'reconciling event source mappings failed; will retry'),
+          );
+      }, 100);
+    };
+    for (const event of ['add', 'update', 'delete'] as const) informer.on(event, reconcileSoon);
+    // A function coming or going shows in its mappings' status.
+    for (const event of ['add', 'delete'] as const) functions.on(event, reconcileSoon);
+    let failures = 0;
+    const start = () => {
+      informer.start().then(
+        () => {
+          failures = 0;
+          synced = true;
+          reconcileSoon();
+        },
+        () => undefined,
+      );
+    };
+    informer.on('error', (error: unknown) => {
+      if (stopped) return;
+      const delay = Math.min(30_000, 500 * 2 ** failures++);
+      log.warn({ err: error, watch: 'eventsourcemappings', retryInMs: delay }, 'watch failed; restarting');
+      setTimeout(() => !stopped && start(), delay).unref();
+    });
+    start();
+    const resync = setInterval(reconcileSoon, options.mappingResyncMs ?? 30_000);
+    return {
+      async stop() {
+        stopped = true;
+        clearInterval(resync);
+        clearTimeout(timer);
+        await informer.stop();
+        await close();
+      },
+    };
+  }
+
   let term: { stop(): Promise<void> } | undefined;
 
   function lead() {
@@ -422,6 +563,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       });
     }
     for (const informer of informers) void informer.start().catch(() => undefined);
+    const mappings = runMappings(fnInformer);
 
     // A watch can hang without an error; a periodic full list catches anything it missed.
     const resync = async () => {
@@ -451,6 +593,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         queue.shutDown();
         for (const informer of informers) await informer.stop();
         await workers;
+        await mappings?.stop();
       },
     };
   }

@@ -82,6 +82,7 @@ async function start(): Promise<{ stop(): Promise<void> }> {
       redisUrl: process.env.HEARTH_REDIS_URL,
       gatewayUrl: process.env.HEARTH_GATEWAY_URL,
       leaseNamespace: process.env.HEARTH_NAMESPACE,
+      eventSources: eventSourceSettings(),
     });
   }
   throw new Error(`HEARTH_BACKEND: must be process or kubernetes, got "${backend}"`);
