@@ -1,2 +1,3 @@
 export * from './process.js';
 export * from './redis.js';
+export * from './nats.js';
