@@ -103,6 +103,15 @@ from the external Secret, or the external URL as given.
 {{- printf "http://%s-gateway.%s.svc:%v" (include "hearth.fullname" .) .Release.Namespace .Values.gateway.service.port -}}
 {{- end -}}
 
+{{/* The gateway as the controller calls it: by DNS name, or by its Service's environment variable. */}}
+{{- define "hearth.gatewayInternalUrl" -}}
+{{- if .Values.clusterDns -}}
+{{- include "hearth.gatewayUrl" . -}}
+{{- else -}}
+{{- printf "http://$(%s_GATEWAY_SERVICE_HOST):%v" (include "hearth.fullname" . | upper | replace "-" "_") .Values.gateway.service.port -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "hearth.functionNamespaces" -}}
 {{- if .Values.functions.namespaces -}}
 {{- toJson .Values.functions.namespaces -}}

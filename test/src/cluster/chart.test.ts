@@ -144,6 +144,8 @@ describe('the Helm chart', { skip: helm ? false : HELM_MISSING }, () => {
     assert.deepEqual(verbs('hearth.dev', 'functions'), ['get', 'list', 'watch']);
     assert.deepEqual(verbs('hearth.dev', 'functions/status'), ['get', 'update', 'patch']);
     assert.deepEqual(verbs('hearth.dev', 'functions/finalizers'), ['update']);
+    assert.deepEqual(verbs('hearth.dev', 'eventsourcemappings'), ['get', 'list', 'watch']);
+    assert.deepEqual(verbs('hearth.dev', 'eventsourcemappings/status'), ['get', 'update', 'patch']);
     assert.deepEqual(verbs('discovery.k8s.io', 'endpointslices'), ['get', 'list', 'watch']);
     assert.equal(verbs('', 'secrets').length, 0, 'the controller reads no Secrets');
     assert.deepEqual(
@@ -152,7 +154,21 @@ describe('the Helm chart', { skip: helm ? false : HELM_MISSING }, () => {
       ['leases'],
     );
 
-    assert.equal(byKind(ms, 'ServiceMonitor').length, 2);
+    // The controller's event source mappings invoke through the gateway with the generated key,
+    // and its metrics are scraped like the gateway's and the workers'.
+    assert.equal(env(controller).HEARTH_GATEWAY_URL, 'http://hearth-gateway.hearth-system.svc:8080');
+    assert.deepEqual(env(controller).HEARTH_GATEWAY_TOKEN, {
+      secretKeyRef: { name: 'hearth-api-key', key: 'api-key' },
+    });
+    assert.equal(env(controller).HEARTH_METRICS_PORT, '9091');
+    assert.deepEqual(controller.spec.template.spec.containers[0].ports, [
+      { name: 'metrics', containerPort: 9091 },
+    ]);
+    assert.equal(named(ms, 'Service', '-controller-metrics').spec.ports[0].targetPort, 'metrics');
+    assert.deepEqual(
+      byKind(ms, 'ServiceMonitor').map((m) => m.metadata.name),
+      ['hearth-gateway', 'hearth-worker', 'hearth-controller'],
+    );
     named(ms, 'PrometheusRule', 'hearth');
     const dashboard = named(ms, 'ConfigMap', '-dashboard');
     assert.equal(dashboard.metadata.labels?.grafana_dashboard, '1');
