@@ -1,12 +1,16 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { eventSourceKind } from '@hearth/api';
+import { createDestinationSender } from './destinations.js';
 import { GatewayInvoker } from './gateway-invoker.js';
 import type { EventSourceMetrics } from './metrics.js';
+import { openNatsSource } from './nats-source.js';
 import { RedisPushMappings } from './redis-state.js';
+import { openRedisStreamSource } from './redis-stream-source.js';
 import { runSchedule } from './schedule.js';
+import { runStreamMapping } from './stream-runner.js';
 import { MappingSupervisor, type MappingStatusWriter, type RunnerFactory } from './supervisor.js';
-import type { DestinationSender, FunctionInvoker } from './types.js';
+import type { FunctionInvoker, MappingContext, MappingRunner, RecordSource } from './types.js';
 
 /** What both backends give the event sources: the same settings from the controller's environment. */
 export interface EventSourceSettings {
@@ -29,22 +33,60 @@ const noGateway: FunctionInvoker = {
   invoke: () => Promise.resolve({ kind: 'unavailable', message: NO_GATEWAY }),
 };
 
+/**
+ * A mapping's reader in its consumer group: the same name every time the mapping starts, so that a
+ * restarted controller (or the next leader) takes back the entries its predecessor held at once.
+ */
+export function redisStreamConsumer(ctx: Pick<MappingContext, 'namespace' | 'name'>): string {
+  return `hearth-controller:${ctx.namespace}/${ctx.name}`;
+}
+
 /** Starts the runner of a pulled or scheduled mapping, by its source's kind. */
 export function runnerFactory(settings: EventSourceSettings): RunnerFactory {
+  const streamOptions = { retryBaseDelayMs: settings.retryBaseDelayMs };
+  const runStream = async (ctx: MappingContext, open: () => Promise<RecordSource>): Promise<MappingRunner> =>
+    runStreamMapping(ctx, await open(), streamOptions);
   return (ctx) => {
     if (!settings.gatewayUrl) return Promise.reject(new Error(NO_GATEWAY));
-    const kind = eventSourceKind(ctx.spec);
+    const { spec } = ctx;
+    const position = {
+      startingPosition: spec.startingPosition,
+      startingPositionTimestamp: spec.startingPositionTimestamp,
+    };
+    const kind = eventSourceKind(spec);
     switch (kind) {
       case 'schedule':
         return Promise.resolve(runSchedule(ctx));
+      case 'redisStream': {
+        const source = spec.source.redisStream!;
+        return runStream(ctx, () =>
+          openRedisStreamSource({
+            redisUrl: source.url ?? ctx.redisUrl,
+            stream: source.stream,
+            group: source.group ?? `hearth-${ctx.name}`,
+            consumer: redisStreamConsumer(ctx),
+            position,
+          }),
+        );
+      }
+      case 'nats': {
+        const source = spec.source.nats!;
+        return runStream(ctx, () =>
+          openNatsSource({
+            source,
+            consumer: source.consumer ?? `hearth-${ctx.name}`,
+            position,
+            logger: ctx.logger,
+          }),
+        );
+      }
       default:
-        return Promise.reject(new Error(`${kind} mappings are not supported by this controller yet`));
+        return Promise.reject(
+          new Error(`${kind} mappings are served by the gateway, not run by the controller`),
+        );
     }
   };
 }
-
-const noDestinations: DestinationSender = () =>
-  Promise.reject(new Error('failure destinations are not available in this controller yet'));
 
 /**
  * The supervisor of a backend, with the parts every mapping shares: the gateway invoker, the
@@ -66,7 +108,7 @@ export function createMappingSupervisor(options: {
     context: {
       invoker: invoker ?? noGateway,
       redisUrl: options.redisUrl,
-      sendToDestination: noDestinations,
+      sendToDestination: createDestinationSender({ redis: options.redis, invoker: invoker ?? noGateway }),
       metrics: settings.metrics,
       region: settings.region ?? 'us-east-1',
       accountId: settings.accountId ?? '000000000000',
