@@ -5,7 +5,8 @@ import type { GatewayConfig, ManagementConfig } from '../config.js';
 import type { Discovery } from '../core/discovery.js';
 import { CodeStore } from '../code-store/store.js';
 import type { FunctionBackend } from './backend.js';
-import { ManifestDirectoryBackend } from './manifest-backend.js';
+import type { MappingBackend } from './event-source-mappings.js';
+import { ManifestDirectoryBackend, ManifestMappingBackend } from './manifest-backend.js';
 import { managementRoutes } from './routes.js';
 
 export interface Management {
@@ -26,8 +27,15 @@ export function createManagement(
         lazyBackend(
           async () => new (await import('./kube-backend.js')).KubernetesFunctionBackend(choice.namespace),
         );
+  const mappings: MappingBackend =
+    choice.kind === 'manifests'
+      ? new ManifestMappingBackend(choice.functionsDir, parts.redis)
+      : lazyMappingBackend(
+          async () => new (await import('./kube-backend.js')).KubernetesMappingBackend(choice.namespace),
+        );
   const router = managementRoutes({
     backend,
+    mappings,
     codeStore: new CodeStore(settings.codeStoreDir, settings.codeStoreBytes),
     codeBaseUrl: settings.codeBaseUrl,
     authenticator: parts.authenticator,
@@ -40,6 +48,18 @@ export function createManagement(
 
 function lazyBackend(load: () => Promise<FunctionBackend>): FunctionBackend {
   let loaded: Promise<FunctionBackend> | undefined;
+  const backend = () => (loaded ??= load());
+  return {
+    list: async () => (await backend()).list(),
+    get: async (name) => (await backend()).get(name),
+    create: async (resource) => (await backend()).create(resource),
+    replace: async (resource) => (await backend()).replace(resource),
+    delete: async (name) => (await backend()).delete(name),
+  };
+}
+
+function lazyMappingBackend(load: () => Promise<MappingBackend>): MappingBackend {
+  let loaded: Promise<MappingBackend> | undefined;
   const backend = () => (loaded ??= load());
   return {
     list: async () => (await backend()).list(),

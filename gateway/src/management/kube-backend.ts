@@ -1,7 +1,14 @@
 import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { API_GROUP, API_VERSION, type FunctionResource, type FunctionStatus } from '@hearth/api';
+import {
+  API_GROUP,
+  API_VERSION,
+  type EventSourceMappingResource,
+  type FunctionResource,
+  type FunctionStatus,
+} from '@hearth/api';
 import { GatewayError } from '../core/errors.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
+import type { MappingBackend, MappingRecord } from './event-source-mappings.js';
 import { Annotations, MANAGED_BY, type ServedState } from './mapping.js';
 
 /** The Function CRD's plural (controller/src/crd.ts generates the CRD with it). */
@@ -135,12 +142,108 @@ export class KubernetesFunctionBackend implements FunctionBackend {
   }
 }
 
+/** The EventSourceMapping CRD's plural. */
+const MAPPING_PLURAL = 'eventsourcemappings';
+
+/**
+ * Kubernetes: EventSourceMappings are `hearth.dev/v1alpha1` resources in one namespace, named by
+ * their UUID; the controller reports on them in their status. Replaces carry the resourceVersion
+ * read, as for Functions.
+ */
+export class KubernetesMappingBackend implements MappingBackend {
+  private readonly api: CustomObjectsApi;
+
+  constructor(
+    private readonly namespace: string,
+    kubeConfig?: KubeConfig,
+  ) {
+    const kc = kubeConfig ?? new KubeConfig();
+    if (!kubeConfig) kc.loadFromDefault();
+    this.api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  private get ref() {
+    return { group: API_GROUP, version: API_VERSION, plural: MAPPING_PLURAL, namespace: this.namespace };
+  }
+
+  private record(resource: EventSourceMappingResource): MappingRecord {
+    const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
+    return {
+      resource,
+      ...(resource.status ? { status: resource.status } : {}),
+      source: `EventSourceMapping ${this.namespace}/${resource.metadata.name}`,
+      managed: annotations[Annotations.managedBy] === MANAGED_BY,
+    };
+  }
+
+  async list(): Promise<MappingRecord[]> {
+    const records: MappingRecord[] = [];
+    let token: string | undefined;
+    do {
+      const page = (await this.api.listNamespacedCustomObject({
+        ...this.ref,
+        limit: 500,
+        ...(token ? { _continue: token } : {}),
+      })) as { items: EventSourceMappingResource[]; metadata?: { _continue?: string; continue?: string } };
+      records.push(...page.items.map((item) => this.record(item)));
+      token = page.metadata?._continue ?? page.metadata?.continue;
+    } while (token);
+    return records;
+  }
+
+  async get(name: string): Promise<MappingRecord | undefined> {
+    try {
+      return this.record(
+        (await this.api.getNamespacedCustomObject({ ...this.ref, name })) as EventSourceMappingResource,
+      );
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async create(resource: EventSourceMappingResource): Promise<void> {
+    try {
+      await this.api.createNamespacedCustomObject({
+        ...this.ref,
+        body: { ...resource, metadata: { ...resource.metadata, namespace: this.namespace } },
+      });
+    } catch (error) {
+      throw rejected(error, 'EventSourceMapping');
+    }
+  }
+
+  async replace(resource: EventSourceMappingResource): Promise<void> {
+    const { status: _status, ...body } = resource;
+    try {
+      await this.api.replaceNamespacedCustomObject({ ...this.ref, name: resource.metadata.name, body });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 409) {
+        throw new GatewayError(
+          'ResourceConflictException',
+          `The event source mapping ${resource.metadata.name} was changed meanwhile; read it again and retry.`,
+        );
+      }
+      throw rejected(error, 'EventSourceMapping');
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      await this.api.deleteNamespacedCustomObject({ ...this.ref, name });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return;
+      throw error;
+    }
+  }
+}
+
 /** The API server refusing an object (its schema) is the caller's problem, said in its words. */
-function rejected(error: unknown): unknown {
+function rejected(error: unknown, kind = 'Function'): unknown {
   if (error instanceof ApiException && error.code === 422) {
     return new GatewayError(
       'InvalidParameterValueException',
-      `The Function was refused by Kubernetes: ${String((error.body as { message?: string } | undefined)?.message ?? error.message)}`,
+      `The ${kind} was refused by Kubernetes: ${String((error.body as { message?: string } | undefined)?.message ?? error.message)}`,
     );
   }
   return error;

@@ -1,11 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
 import { parseAllDocuments, stringify } from 'yaml';
-import { API_GROUP, API_VERSION, validateFunctionSpec, type FunctionResource } from '@hearth/api';
+import {
+  API_GROUP,
+  API_VERSION,
+  RedisKeys,
+  validateEventSourceMappingSpec,
+  validateFunctionSpec,
+  type EventSourceMappingResource,
+  type EventSourceMappingStatus,
+  type FunctionResource,
+} from '@hearth/api';
 import type { Discovery } from '../core/discovery.js';
 import { GatewayError } from '../core/errors.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
+import type { MappingBackend, MappingRecord } from './event-source-mappings.js';
 import { Annotations, MANAGED_BY } from './mapping.js';
 
 const MANIFEST = /\.(ya?ml|json)$/;
@@ -111,4 +122,110 @@ function functionsIn(text: string): FunctionResource[] {
     });
   }
   return resources;
+}
+
+const MAPPING_HEADER =
+  '# Written by the Hearth management API (CreateEventSourceMapping). Changes made here are kept,\n# but the next API call on this mapping rewrites the file.\n';
+
+/**
+ * Process mode's EventSourceMappings: the API writes `eventsourcemapping-<uuid>.yaml` beside the
+ * Functions, which the process controller reads; its status comes from Redis
+ * (`RedisKeys.mappingStatus`). Mappings declared in other files are listed and read, never changed.
+ */
+export class ManifestMappingBackend implements MappingBackend {
+  constructor(
+    private readonly dir: string,
+    private readonly redis: Redis,
+  ) {}
+
+  async list(): Promise<MappingRecord[]> {
+    const records = new Map<string, MappingRecord>();
+    const files = (await readdir(this.dir, { withFileTypes: true }))
+      .filter((e) => e.isFile() && MANIFEST.test(e.name))
+      .map((e) => e.name)
+      .sort();
+    const statuses = await this.redis.hgetall(RedisKeys.mappingStatus);
+    for (const file of files) {
+      const text = await readFile(join(this.dir, file), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      for (const resource of mappingsIn(text)) {
+        const name = resource.metadata.name;
+        if (records.has(name)) continue; // the controller, too, serves the first declaration
+        const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
+        const status = parseStatus(statuses[name]);
+        records.set(name, {
+          resource,
+          ...(status ? { status } : {}),
+          source: file,
+          managed: file === mappingFileOf(name) && annotations[Annotations.managedBy] === MANAGED_BY,
+        });
+      }
+    }
+    return [...records.values()];
+  }
+
+  async get(name: string): Promise<MappingRecord | undefined> {
+    return (await this.list()).find((record) => record.resource.metadata.name === name);
+  }
+
+  async create(resource: EventSourceMappingResource): Promise<void> {
+    await this.write(resource);
+  }
+
+  async replace(resource: EventSourceMappingResource): Promise<void> {
+    await this.write(resource);
+  }
+
+  async delete(name: string): Promise<void> {
+    await rm(join(this.dir, mappingFileOf(name)), { force: true });
+  }
+
+  /** Written aside under a name the controller ignores, then renamed: it never reads half a file. */
+  private async write(resource: EventSourceMappingResource): Promise<void> {
+    const { namespace: _namespace, ...metadata } = resource.metadata;
+    const text =
+      MAPPING_HEADER +
+      stringify(
+        { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec },
+        { lineWidth: 0 },
+      );
+    const staging = join(this.dir, `.${resource.metadata.name}.${randomBytes(4).toString('hex')}.tmp`);
+    await writeFile(staging, text);
+    await rename(staging, join(this.dir, mappingFileOf(resource.metadata.name)));
+  }
+}
+
+function mappingFileOf(name: string): string {
+  return `eventsourcemapping-${name}.yaml`;
+}
+
+/** The valid EventSourceMappings of one manifest file; the controller reports the invalid ones. */
+function mappingsIn(text: string): EventSourceMappingResource[] {
+  const resources: EventSourceMappingResource[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) continue;
+    const object = doc.toJS() as Record<string, unknown> | null;
+    if (!object || typeof object !== 'object') continue;
+    if (object.kind !== 'EventSourceMapping' || object.apiVersion !== `${API_GROUP}/${API_VERSION}`) continue;
+    const metadata = (object.metadata ?? {}) as EventSourceMappingResource['metadata'];
+    if (typeof metadata.name !== 'string') continue;
+    const result = validateEventSourceMappingSpec(object.spec);
+    if (!result.spec) continue;
+    resources.push({
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'EventSourceMapping',
+      metadata,
+      spec: result.spec,
+    });
+  }
+  return resources;
+}
+
+function parseStatus(json: string | undefined): EventSourceMappingStatus | undefined {
+  if (json === undefined) return undefined;
+  try {
+    return JSON.parse(json) as EventSourceMappingStatus;
+  } catch {
+    return undefined;
+  }
 }

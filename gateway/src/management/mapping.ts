@@ -47,13 +47,13 @@ function invalid(message: string): GatewayError {
   return new GatewayError('InvalidParameterValueException', message);
 }
 
-function constraint(value: unknown, field: string, rule: string): GatewayError {
+export function constraint(value: unknown, field: string, rule: string): GatewayError {
   return invalid(
     `1 validation error detected: Value '${typeof value === 'string' ? value : JSON.stringify(value)}' at '${field}' failed to satisfy constraint: ${rule}`,
   );
 }
 
-function integerIn(value: unknown, field: string, min: number, max: number): number {
+export function integerIn(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value))
     throw constraint(value, field, 'Member must be an integer');
   if (value < min) throw constraint(value, field, `Member must have value greater than or equal to ${min}`);

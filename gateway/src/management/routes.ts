@@ -10,6 +10,8 @@ import { checkZip, zipTooLarge } from '../code-store/zip-check.js';
 import { isSha256Hex, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
 import { readFunctionLogs } from './function-logs.js';
+import { eventSourceMappingRoutes } from './event-source-mapping-routes.js';
+import type { MappingBackend } from './event-source-mappings.js';
 import {
   applyEventInvokeConfig,
   applyNewCode,
@@ -30,6 +32,8 @@ import {
 
 export interface ManagementOptions {
   backend: FunctionBackend;
+  /** Where EventSourceMappings live; absent: the EventSourceMapping API is not served. */
+  mappings?: MappingBackend;
   codeStore: CodeStore;
   /** Base URL the controller fetches stored code from (this gateway, as the controller reaches it). */
   codeBaseUrl: string;
@@ -308,6 +312,17 @@ export function managementRoutes(options: ManagementOptions): Router {
     const after = typeof req.query.after === 'string' && req.query.after !== '' ? req.query.after : undefined;
     res.json(await readFunctionLogs(options.redis, name, { limit, ...(after ? { after } : {}) }));
   });
+
+  if (options.mappings) {
+    eventSourceMappingRoutes({
+      route,
+      serialized,
+      mappings: options.mappings,
+      functions: backend,
+      context,
+      jsonBody,
+    });
+  }
 
   return router;
 }
