@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything Hearth's tests need on a fresh Debian or Ubuntu machine with Node 20+:
 # system packages (apt-get), the npm dependencies, the build, the peers the conformance tests run
-# against, and the Kubernetes control plane and helm the controller and chart tests use. Tools
+# against, the Kubernetes control plane and helm the controller and chart tests use, and (as root)
+# the node binaries and images of the single-node cluster test. Tools
 # built from source go once into ${HEARTH_CACHE:-$HOME/.cache/hearth}; later runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,12 @@ npm ci --no-audit --no-fund
 npx tsc -b
 bash scripts/peers/install.sh
 bash test/cluster/build-kube.sh >/dev/null
-bash test/cluster/build-node.sh helm >/dev/null
+if [ "$(id -u)" = 0 ]; then
+  # As root the end-to-end test runs on a real single node: kubelet, kube-scheduler and
+  # kube-proxy, helm, and Hearth's images (rebuilt only when their content changed).
+  bash test/cluster/build-node.sh all >/dev/null
+  bash images/build.sh
+else
+  bash test/cluster/build-node.sh helm >/dev/null
+  echo "setup: not root, so the single-node cluster test will be skipped (it needs root)" >&2
+fi
