@@ -265,6 +265,7 @@ class NatsRecordSource implements RecordSource {
     for (const held of unfinished) this.connection.publish(held.reply, '-NAK');
     this.handedOut.clear();
     this.waiting.length = 0;
+    this.wake?.(); // a read waiting for records returns now, empty
     if (this.recoveryThrottled && this.recoveringUpTo !== undefined) {
       await this.manager.consumers
         .update(this.stream, this.options.consumer, { max_ack_pending: this.maxAckPending })
@@ -385,7 +386,7 @@ class NatsRecordSource implements RecordSource {
   /** Waits until a record can be handed out, the pull ends, or `waitMs` passes. */
   private arrival(waitMs: number): Promise<void> {
     return this.arrivalOf(
-      () => this.takeable() || this.pull === undefined || this.failure !== undefined,
+      () => this.closed || this.takeable() || this.pull === undefined || this.failure !== undefined,
       waitMs,
     );
   }

@@ -2,11 +2,27 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createServer, type Server } from 'node:http';
 import { connect, headers, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { validateEventSourceMappingSpec, type EventSourceMappingStatus } from '@hearth/api';
 import type { StartingPosition } from '@hearth/controller/event-sources/types';
 import type { RecordSource, SourceRecord } from '@hearth/controller/event-sources/types';
 import { openNatsSource, type NatsRecord } from '@hearth/controller/event-sources/nats-source';
-import { startNatsServer, startProcess, type NatsServer } from '../harness/index.js';
+import { runStreamMapping } from '@hearth/controller/event-sources/stream-runner';
+import { laneOf, type StreamFailureRecord } from '@hearth/controller/event-sources/batching';
+import { createDestinationSender } from '@hearth/controller/event-sources/destinations';
+import { GatewayInvoker } from '@hearth/controller/event-sources/gateway-invoker';
+import { EventSourceMetrics } from '@hearth/controller/event-sources/metrics';
+import {
+  startNatsServer,
+  startProcess,
+  startRedis,
+  type NatsServer,
+  type RedisServer,
+} from '../harness/index.js';
+import { API_KEY, GatewayFixture } from '../gateway/fixture.js';
 
 const READER = fileURLToPath(new URL('./nats-reader.js', import.meta.url));
 
@@ -207,5 +223,197 @@ describe('the NATS JetStream source against a real nats-server', () => {
     assert.deepEqual(texts(await readCount(holder, 2)), ['r4', 'r5']);
     assert.deepEqual(await holder.read(10, 300), [], 'no redelivery of r1..r3');
     await holder.ack(held);
+  });
+});
+
+/** Reports every batch it is given to the test's recorder, and fails any batch holding "poison". */
+const CONSUMER = `
+export const handler = async (event) => {
+  const records = event.Records.map((r) => ({
+    sequence: r.kinesis.sequenceNumber,
+    key: r.kinesis.partitionKey,
+    data: Buffer.from(r.kinesis.data, 'base64').toString(),
+    source: r.eventSourceARN,
+  }));
+  const failed = records.some((r) => r.data === 'poison');
+  await fetch(process.env.RECORDER_URL + '/batch', { method: 'POST', body: JSON.stringify({ records, failed }) });
+  if (failed) throw new Error('poison record');
+  return {};
+};
+`;
+
+interface SeenBatch {
+  records: { sequence: string; key: string; data: string; source: string }[];
+  failed: boolean;
+  at: number;
+}
+
+/** The HTTP server the handler reports to, and the on-failure destination. */
+async function startRecorder() {
+  const batches: SeenBatch[] = [];
+  const failures: { record: StreamFailureRecord; at: number }[] = [];
+  const server: Server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      const at = Date.now();
+      if (request.url === '/batch') batches.push({ ...(JSON.parse(body) as Omit<SeenBatch, 'at'>), at });
+      else failures.push({ record: JSON.parse(body) as StreamFailureRecord, at });
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, batches, failures, close: () => server.close() };
+}
+
+describe('a NATS JetStream mapping end to end: source, stream runner, gateway, runtime', () => {
+  let nats: NatsServer;
+  let redis: RedisServer;
+  let fixture: GatewayFixture;
+  let recorder: Awaited<ReturnType<typeof startRecorder>>;
+  let gatewayUrl: string;
+
+  before(async () => {
+    recorder = await startRecorder();
+    [nats, redis] = await Promise.all([startNatsServer(), startRedis()]);
+    fixture = new GatewayFixture(redis.url);
+    const route = await fixture.addFunction({
+      name: 'consumer',
+      source: CONSUMER,
+      spec: { env: [{ name: 'RECORDER_URL', value: recorder.url }] },
+    });
+    const [gateway] = await Promise.all([fixture.startGateway(), fixture.addInstance(route)]);
+    gatewayUrl = gateway.url;
+  });
+  after(async () => {
+    await fixture?.stop();
+    await redis?.stop();
+    await nats?.stop();
+    recorder?.close();
+  });
+
+  test('a poison record blocks only its subject; bisect isolates it, it goes to the on-failure destination, the rest flows in order', async () => {
+    const client = await connect({ servers: nats.url });
+    const manager = await client.jetstreamManager();
+    const jetstream = client.jetstream();
+    await manager.streams.add({ name: 'orders', subjects: ['orders.>'] });
+    // Two subjects in different lanes (parallelizationFactor 2), so one can flow while the other is blocked.
+    const subjects = ['eu', 'us', 'ap', 'sa', 'af'].map((region) => `orders.${region}`);
+    const blocked = subjects[0]!;
+    const free = subjects.find((subject) => laneOf(subject, 2) !== laneOf(blocked, 2))!;
+    const published: Record<string, { sequence: string; data: string }[]> = { [blocked]: [], [free]: [] };
+    for (let i = 1; i <= 8; i++) {
+      for (const subject of [blocked, free]) {
+        const data = subject === blocked && i === 5 ? 'poison' : `${subject.slice(7)}-${i}`;
+        const ack = await jetstream.publish(subject, data);
+        published[subject]!.push({ sequence: String(ack.seq), data });
+      }
+    }
+    await client.close();
+
+    const result = validateEventSourceMappingSpec({
+      functionName: 'consumer',
+      source: { nats: { url: nats.url, stream: 'orders' } },
+      startingPosition: 'TRIM_HORIZON',
+      batchSize: 4,
+      parallelizationFactor: 2,
+      bisectBatchOnFunctionError: true,
+      maximumRetryAttempts: 2,
+      destinationConfig: { onFailure: { url: `${recorder.url}/failure` } },
+    });
+    assert.ok(result.spec, JSON.stringify(result.problems));
+    const status: EventSourceMappingStatus = {};
+    const invoker = new GatewayInvoker({ url: gatewayUrl, token: API_KEY });
+    const source = await openNatsSource({
+      source: result.spec.source.nats!,
+      consumer: 'hearth-orders',
+      position: result.spec,
+    });
+    const runner = runStreamMapping(
+      {
+        id: 'default/orders',
+        name: 'orders',
+        namespace: 'default',
+        uid: 'orders-uid',
+        spec: result.spec,
+        invoker,
+        redisUrl: redis.url,
+        sendToDestination: createDestinationSender({ redis: fixture.redis, invoker }),
+        metrics: new EventSourceMetrics(new Registry()),
+        logger: pino({ level: process.env.HEARTH_TEST_LOGS === '1' ? 'debug' : 'silent' }),
+        region: 'us-east-1',
+        accountId: '000000000000',
+        reportStatus: (patch) => Object.assign(status, patch),
+      },
+      source,
+      // Backoffs long enough that the blocked subject is visibly blocked while the other flows.
+      { retryBaseDelayMs: 300, retryMaxDelayMs: 600 },
+    );
+    const succeeded = (subject: string) =>
+      recorder.batches
+        .filter((b) => !b.failed)
+        .flatMap((b) => b.records)
+        .filter((r) => r.key === subject);
+    try {
+      const deadline = Date.now() + 30_000;
+      while (succeeded(blocked).length < 7 || succeeded(free).length < 8 || recorder.failures.length < 1) {
+        assert.ok(Date.now() < deadline, `not done in 30 s: ${JSON.stringify(recorder.batches)}`);
+        await sleep(50);
+      }
+      await sleep(300); // anything extra (a duplicate, a second failure record) shows up by now
+    } finally {
+      await runner.stop();
+      await invoker.close();
+    }
+
+    const poison = published[blocked]![4]!;
+    assert.equal(recorder.failures.length, 1, 'one failure record');
+    const [{ record: failure, at: gaveUpAt }] = recorder.failures as [
+      { record: StreamFailureRecord; at: number },
+    ];
+    assert.equal(failure.requestContext.condition, 'RetryAttemptsExhausted');
+    assert.deepEqual(
+      [
+        failure.KinesisBatchInfo.startSequenceNumber,
+        failure.KinesisBatchInfo.endSequenceNumber,
+        failure.KinesisBatchInfo.batchSize,
+      ],
+      [poison.sequence, poison.sequence, 1],
+      'bisect isolated the poison record',
+    );
+    assert.equal(failure.KinesisBatchInfo.streamArn, 'arn:hearth:nats:::stream/orders');
+    assert.ok(
+      failure.requestContext.approximateInvokeCount >= 3,
+      'its own first call and two retries at least',
+    );
+
+    assert.deepEqual(
+      succeeded(blocked).map((r) => r.data),
+      published[blocked]!.filter((r) => r !== poison).map((r) => r.data),
+      'the blocked subject: everything but the poison, once each, in order',
+    );
+    assert.deepEqual(
+      succeeded(free).map((r) => r.data),
+      published[free]!.map((r) => r.data),
+      'the other subject: everything, once each, in order',
+    );
+    const afterPoison = new Set(published[blocked]!.slice(5).map((r) => r.sequence));
+    for (const batch of recorder.batches.filter((b) => b.records.some((r) => afterPoison.has(r.sequence)))) {
+      if (!batch.failed)
+        assert.ok(batch.at >= gaveUpAt, 'no record after the poison succeeded before it was given up');
+    }
+    const freeDone = Math.max(
+      ...recorder.batches.filter((b) => b.records.some((r) => r.key === free)).map((b) => b.at),
+    );
+    assert.ok(freeDone < gaveUpAt, 'the other subject finished while the poison was still being retried');
+    assert.equal(recorder.batches[0]!.records[0]!.source, 'arn:hearth:nats:::stream/orders');
+
+    const check = await connect({ servers: nats.url });
+    const info = await (await check.jetstreamManager()).consumers.info('orders', 'hearth-orders');
+    await check.close();
+    assert.equal(info.num_ack_pending, 0, 'everything acknowledged');
+    assert.equal(info.num_pending, 0);
+    assert.equal(status.lastProcessedPosition, '16', 'checkpoint at the last record');
   });
 });
