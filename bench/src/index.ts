@@ -4,8 +4,13 @@
  */
 import { main as shim } from './shim.js';
 import { main as gateway } from './gateway.js';
+import { main as async } from './async.js';
 
-const benchmarks: Record<string, (argv: string[]) => Promise<void>> = { shim, gateway };
+const benchmarks: Record<string, (argv: string[]) => Promise<void>> = {
+  shim,
+  gateway,
+  async,
+};
 
 const [name, ...argv] = process.argv.slice(2);
 const run = name === undefined ? undefined : benchmarks[name];

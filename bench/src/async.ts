@@ -1,0 +1,547 @@
+/**
+ * The async benchmark: `X-Amz-Invocation-Type: Event` invokes of a no-op function through a real
+ * gateway process (its HTTP side and its async workers in one process, as `hearth dev` runs it),
+ * a real Redis and real runtime shims registered as the controller would register them.
+ *
+ * - 202 latency: wrk sends Event invokes at 1 and 64 callers; the events run meanwhile, as they
+ *   would in production.
+ * - End to end: N events sent as fast as 64 callers can, timed from the first send until the
+ *   workers have run every accepted one (the gateway's own counters, read from /metrics).
+ *
+ * Side by side in the same run: a bare BullMQ queue and a no-op BullMQ worker on the same Redis
+ * (the floor of any BullMQ-based async path: `queue.add` latency and jobs/s with nothing else
+ * around them), and the sync path's throughput through the same gateway (what a worker does for
+ * every event). Goals: at least 2,000 events/s end to end, 202 p99 under 10 ms.
+ *
+ * Usage: node bench/dist/index.js async [--events 20000] [--callers 1,64] [--duration 5]
+ *   [--warmup 2] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1] [--out results.md]
+ */
+import { execFile, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { startRedis } from '@hearth/test';
+import { repoRoot } from '@hearth/test/conformance/peers';
+import { GatewayFixture, type RunningGateway } from '@hearth/test/gateway/fixture';
+
+const benchDir = join(repoRoot, 'bench');
+const durationScript = join(benchDir, 'wrk', 'post-json.lua');
+const countScript = join(benchDir, 'wrk', 'post-json-count.lua');
+const FUNCTION = 'noop';
+const NOOP_SOURCE = readFileSync(join(benchDir, 'fixtures', 'noop', 'index.mjs'), 'utf8');
+const EVENT_HEADER = 'X-Amz-Invocation-Type: Event';
+/** The longest an end-to-end run may take before it is reported as unfinished. */
+const END_TO_END_LIMIT_MS = 180_000;
+
+const GOAL_EVENTS_PER_SECOND = 2000;
+const GOAL_202_P99_MS = 10;
+
+interface Options {
+  events: number;
+  callers: number[];
+  durationSeconds: number;
+  warmupSeconds: number;
+  asyncConcurrency: number;
+  shimConcurrency: number;
+  instances: number;
+  out: string | undefined;
+}
+
+interface LatencyRow {
+  label: string;
+  callers: number;
+  okPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  failed: number;
+}
+
+interface EndToEndRow {
+  label: string;
+  accepted: number;
+  failed: number;
+  acceptSeconds: number;
+  /** From the first send until every accepted event had run; undefined when the run hit its limit. */
+  totalSeconds: number | undefined;
+  ran: number;
+  /** CPU µs per event of the process doing the queueing (the gateway, or the floor's process). */
+  cpuUsPerEvent: number | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      events: { type: 'string', default: '20000' },
+      callers: { type: 'string', default: '1,64' },
+      duration: { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '2' },
+      'async-concurrency': { type: 'string', default: '10' },
+      'shim-concurrency': { type: 'string', default: '4' },
+      instances: { type: 'string', default: '1' },
+      out: { type: 'string' },
+    },
+  });
+  const positive = (name: string, raw: string) => {
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+    return value;
+  };
+  return {
+    events: positive('events', values.events),
+    callers: values.callers.split(',').map((c) => positive('callers', c)),
+    durationSeconds: positive('duration', values.duration),
+    warmupSeconds: positive('warmup', values.warmup),
+    asyncConcurrency: positive('async-concurrency', values['async-concurrency']),
+    shimConcurrency: positive('shim-concurrency', values['shim-concurrency']),
+    instances: positive('instances', values.instances),
+    out: values.out,
+  };
+}
+
+interface WrkReport {
+  requests: number;
+  durationUs: number;
+  p50Us: number;
+  p99Us: number;
+  connectErrors: number;
+  readErrors: number;
+  writeErrors: number;
+  statusErrors: number;
+  timeouts: number;
+}
+
+/** A running wrk (one thread); `stop()` ends it early (SIGINT), after which it still reports. */
+function startWrk(
+  url: string,
+  callers: number,
+  bound: { seconds: number } | { requests: number },
+  headers: string[],
+): { report: Promise<WrkReport>; stop(): void } {
+  const byCount = 'requests' in bound;
+  let child: ChildProcess;
+  const report = new Promise<WrkReport>((resolve, reject) => {
+    child = execFile(
+      'wrk',
+      [
+        '-t1',
+        `-c${callers}`,
+        // wrk always runs for its duration: a count-bounded run is ended with stop().
+        `-d${byCount ? END_TO_END_LIMIT_MS / 1000 : bound.seconds}s`,
+        '--timeout',
+        '10s',
+        ...headers.flatMap((h) => ['-H', h]),
+        '-s',
+        byCount ? countScript : durationScript,
+        url,
+      ],
+      { env: { ...process.env, ...(byCount ? { WRK_REQUESTS: String(bound.requests) } : {}) } },
+      (error, stdout) => {
+        const line = stdout.split('\n').find((l) => l.startsWith('WRK_RESULT '));
+        if (line) resolve(JSON.parse(line.slice('WRK_RESULT '.length)) as WrkReport);
+        else reject(new Error(`wrk printed no result (${error?.message ?? 'no error'}):\n${stdout}`));
+      },
+    );
+  });
+  return { report, stop: () => child.kill('SIGINT') };
+}
+
+const runWrk = (url: string, callers: number, seconds: number, headers: string[]) =>
+  startWrk(url, callers, { seconds }, headers).report;
+
+const failures = (r: WrkReport) =>
+  r.statusErrors + r.connectErrors + r.readErrors + r.writeErrors + r.timeouts;
+
+/** The gateway's async counters for the benchmark's function. */
+interface AsyncCounters {
+  enqueued: number;
+  succeeded: number;
+  deadLettered: number;
+  retries: number;
+}
+
+async function readCounters(gateway: RunningGateway): Promise<AsyncCounters> {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  const sum = (metric: string) => {
+    let total = 0;
+    const pattern = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
+    for (const [, labels, value] of text.matchAll(pattern))
+      if (labels!.includes(`function="${FUNCTION}"`)) total += Number(value);
+    return total;
+  };
+  return {
+    enqueued: sum('hearth_async_events_enqueued_total'),
+    succeeded: sum('hearth_async_events_succeeded_total'),
+    deadLettered: sum('hearth_async_dead_lettered_total'),
+    retries: sum('hearth_async_retries_total'),
+  };
+}
+
+const finished = (c: AsyncCounters) => c.succeeded + c.deadLettered;
+
+/** Waits until every event the gateway accepted has run (or was dead-lettered). */
+async function untilDrained(gateway: RunningGateway, timeoutMs = 120_000): Promise<AsyncCounters> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const counters = await readCounters(gateway);
+    if (finished(counters) >= counters.enqueued) return counters;
+    if (Date.now() > deadline)
+      throw new Error(`the queue did not drain in ${timeoutMs / 1000} s: ${JSON.stringify(counters)}`);
+    await sleep(100);
+  }
+}
+
+/** CPU time (µs) a process has used so far, from /proc; undefined where there is none. */
+function processCpuMicros(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, in clock ticks (100 per second on every Linux this runs on).
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Hearth end to end: N Event invokes by `callers` wrk connections, until all have run. */
+async function hearthEndToEnd(
+  gateway: RunningGateway,
+  url: string,
+  events: number,
+  callers: number,
+): Promise<EndToEndRow> {
+  const before = await untilDrained(gateway);
+  const cpuBefore = processCpuMicros(gateway.process.pid);
+  const start = performance.now();
+  let acceptSeconds = 0;
+  let sending = true;
+  const wrk = startWrk(url, callers, { requests: events }, [EVENT_HEADER]);
+  const sent = wrk.report.finally(() => {
+    acceptSeconds = (performance.now() - start) / 1000;
+    sending = false;
+  });
+  // The events run while they are being sent; the run ends when the last accepted one has.
+  let totalSeconds: number | undefined;
+  let now = before;
+  let lastGrowth = start;
+  while (performance.now() - start < END_TO_END_LIMIT_MS) {
+    await sleep(100);
+    const previous = now;
+    now = await readCounters(gateway);
+    if (now.enqueued > previous.enqueued) lastGrowth = performance.now();
+    // All sent, or wrk stopped early on failed calls: nothing more is coming.
+    if (sending && (now.enqueued - before.enqueued >= events || performance.now() - lastGrowth > 2000))
+      wrk.stop();
+    if (!sending && finished(now) - finished(before) >= now.enqueued - before.enqueued) {
+      totalSeconds = (performance.now() - start) / 1000;
+      break;
+    }
+  }
+  const report = await sent;
+  const cpuAfter = processCpuMicros(gateway.process.pid);
+  const accepted = now.enqueued - before.enqueued;
+  const ran = now.succeeded - before.succeeded;
+  return {
+    label: 'Hearth: gateway (HTTP + async workers) + shim',
+    accepted,
+    failed: failures(report),
+    acceptSeconds,
+    totalSeconds,
+    ran,
+    cpuUsPerEvent:
+      cpuBefore === undefined || cpuAfter === undefined || accepted === 0
+        ? undefined
+        : (cpuAfter - cpuBefore) / accepted,
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/**
+ * The floor: a bare BullMQ queue and a no-op worker in this process, on the same Redis, with
+ * the job options Hearth's events use. No HTTP, no validation, no backlog check, no invocation.
+ */
+class BullmqFloor {
+  private readonly producer: Redis;
+  private readonly queue: Queue;
+  private readonly worker: Worker;
+  private readonly workerConnection: Redis;
+  completed = 0;
+
+  constructor(redisUrl: string, concurrency: number) {
+    const prefix = 'bench:bull';
+    this.producer = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.queue = new Queue('floor', { connection: this.producer, prefix });
+    this.workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.worker = new Worker('floor', async () => undefined, {
+      connection: this.workerConnection,
+      prefix,
+      concurrency,
+    });
+    this.worker.on('completed', () => (this.completed += 1));
+  }
+
+  /** One job shaped like Hearth's event records. */
+  async add(): Promise<void> {
+    const requestId = randomUUID();
+    await this.queue.add(
+      'event',
+      {
+        functionName: FUNCTION,
+        requestId,
+        payload: '{"bench":true}',
+        acceptedAt: Date.now(),
+        functionErrors: 0,
+        requeues: 0,
+        invocations: 0,
+      },
+      {
+        jobId: requestId,
+        removeOnComplete: true,
+        removeOnFail: false,
+        attempts: 20,
+        backoff: { type: 'fixed', delay: 1000 },
+      },
+    );
+  }
+
+  async untilIdle(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.queue.count()) > 0) {
+      if (Date.now() > deadline) throw new Error('the floor queue did not drain');
+      await sleep(50);
+    }
+  }
+
+  /** `queue.add` latency at `callers` concurrent producers for `seconds`. */
+  async latency(callers: number, seconds: number): Promise<LatencyRow> {
+    const times: number[] = [];
+    let failed = 0;
+    const start = performance.now();
+    const end = start + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: callers }, async () => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          try {
+            await this.add();
+            times.push(performance.now() - t);
+          } catch {
+            failed += 1;
+          }
+        }
+      }),
+    );
+    const elapsed = (performance.now() - start) / 1000;
+    times.sort((a, b) => a - b);
+    return {
+      label: 'bare BullMQ queue.add (floor)',
+      callers,
+      okPerSecond: times.length / elapsed,
+      p50Ms: percentile(times, 50),
+      p99Ms: percentile(times, 99),
+      failed,
+    };
+  }
+
+  /** N jobs added by `callers` producers, timed until the worker completed them all. */
+  async endToEnd(events: number, callers: number): Promise<EndToEndRow> {
+    await this.untilIdle();
+    const completedBefore = this.completed;
+    const cpuBefore = process.cpuUsage();
+    const start = performance.now();
+    let next = 0;
+    let failed = 0;
+    await Promise.all(
+      Array.from({ length: callers }, async () => {
+        while (next < events) {
+          next += 1;
+          await this.add().catch(() => (failed += 1));
+        }
+      }),
+    );
+    const acceptSeconds = (performance.now() - start) / 1000;
+    const accepted = events - failed;
+    let totalSeconds: number | undefined;
+    while (performance.now() - start < END_TO_END_LIMIT_MS) {
+      if (this.completed - completedBefore >= accepted) {
+        totalSeconds = (performance.now() - start) / 1000;
+        break;
+      }
+      await sleep(5);
+    }
+    const cpu = process.cpuUsage(cpuBefore);
+    return {
+      label: 'bare BullMQ queue + no-op worker (floor)',
+      accepted,
+      failed,
+      acceptSeconds,
+      totalSeconds,
+      ran: this.completed - completedBefore,
+      cpuUsPerEvent: accepted === 0 ? undefined : (cpu.user + cpu.system) / accepted,
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.worker.close();
+    await this.queue.close();
+    this.producer.disconnect();
+    this.workerConnection.disconnect();
+  }
+}
+
+const ms = (value: number) => value.toFixed(2);
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+const perSecond = (row: EndToEndRow) =>
+  row.totalSeconds === undefined ? undefined : row.accepted / row.totalSeconds;
+
+function report(
+  options: Options,
+  latency: LatencyRow[],
+  sync: LatencyRow[],
+  endToEnd: EndToEndRow[],
+): string {
+  const lines = [
+    `### Async: Event invokes of a no-op function (${options.durationSeconds} s per row after ${options.warmupSeconds} s warm-up, wrk; HEARTH_ASYNC_CONCURRENCY ${options.asyncConcurrency}, ${options.instances} shim(s) x ${options.shimConcurrency} runtimes)`,
+    '',
+    '| path | callers | ok/s | p50 ms | p99 ms | failed |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...[...latency, ...sync].map(
+      (r) =>
+        `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
+    ),
+    '',
+    `### Async end to end: ${options.events} events sent by ${Math.max(...options.callers)} callers, until all have run`,
+    '',
+    '| path | accepted | failed | accepted/s | events/s end to end | all run after s | CPU µs/event |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...endToEnd.map((r) => {
+      const rate = perSecond(r);
+      return (
+        `| ${r.label} | ${r.accepted} | ${r.failed} | ${(r.accepted / r.acceptSeconds).toFixed(0)} | ` +
+        `${rate === undefined ? `unfinished (${r.ran} ran)` : rate.toFixed(0)} | ` +
+        `${r.totalSeconds === undefined ? '-' : r.totalSeconds.toFixed(2)} | ` +
+        `${r.cpuUsPerEvent === undefined ? '-' : r.cpuUsPerEvent.toFixed(0)} |`
+      );
+    }),
+  ];
+
+  const goals: string[] = [];
+  const hearth = endToEnd.find((r) => r.label.startsWith('Hearth'));
+  const floor = endToEnd.find((r) => r.label.includes('floor'));
+  const hearthRate = hearth && perSecond(hearth);
+  if (hearth) {
+    const floorRate = floor && perSecond(floor);
+    const peak = Math.max(...options.callers);
+    const syncPeak = sync.find((r) => r.callers === peak);
+    const versus = [
+      floorRate ? `${((100 * (hearthRate ?? 0)) / floorRate).toFixed(0)}% of the BullMQ floor` : undefined,
+      syncPeak ? `${((100 * (hearthRate ?? 0)) / syncPeak.okPerSecond).toFixed(0)}% of sync ok/s` : undefined,
+    ]
+      .filter(Boolean)
+      .join(', ');
+    goals.push(
+      `| end to end >= ${GOAL_EVENTS_PER_SECOND} events/s | - | ${hearthRate === undefined ? 'unfinished' : hearthRate.toFixed(0)} ` +
+        `(${((hearthRate ?? 0) / GOAL_EVENTS_PER_SECOND).toFixed(2)}x the goal; ${versus}) | ${verdict((hearthRate ?? 0) >= GOAL_EVENTS_PER_SECOND)} |`,
+    );
+  }
+  for (const row of latency.filter((r) => r.label.startsWith('Hearth'))) {
+    const floorRow = latency.find((r) => r.label.includes('floor') && r.callers === row.callers);
+    const versus = floorRow ? `; floor queue.add p99 ${ms(floorRow.p99Ms)} ms` : '';
+    goals.push(
+      `| 202 p99 < ${GOAL_202_P99_MS} ms | ${row.callers} | ${ms(row.p99Ms)} ms (${(row.p99Ms / GOAL_202_P99_MS).toFixed(2)}x the limit${versus}) | ${verdict(row.p99Ms < GOAL_202_P99_MS)} |`,
+    );
+  }
+  lines.push(
+    '',
+    '### Async against its goals',
+    '',
+    '| goal | callers | Hearth | |',
+    '| --- | ---: | --- | --- |',
+    ...goals,
+  );
+  return lines.join('\n') + '\n';
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const options = parseOptions(argv);
+  const redis = await startRedis();
+  // Plays the controller: the function in the registry, its shims started and registered (each
+  // shim runs as many runtimes as the function's perInstance concurrency).
+  const fixture = new GatewayFixture(redis.url);
+  let floor: BullmqFloor | undefined;
+  try {
+    const route = await fixture.addFunction({
+      name: FUNCTION,
+      source: NOOP_SOURCE,
+      spec: { concurrency: { perInstance: options.shimConcurrency } },
+    });
+    for (let i = 0; i < options.instances; i++) await fixture.addInstance(route, `${FUNCTION}-${i + 1}`);
+    const gateway = await fixture.startGateway({
+      HEARTH_AUTH: 'false',
+      HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency),
+    });
+    const url = `${gateway.url}/2015-03-31/functions/${FUNCTION}/invocations`;
+    const probe = await fetch(url, { method: 'POST', body: '{}' });
+    if (probe.status !== 200) throw new Error(`a sync call answered ${probe.status}: ${await probe.text()}`);
+
+    const latency: LatencyRow[] = [];
+    const sync: LatencyRow[] = [];
+    const measure = async (label: string, callers: number, headers: string[]) => {
+      await runWrk(url, callers, options.warmupSeconds, headers);
+      await untilDrained(gateway);
+      const r = await runWrk(url, callers, options.durationSeconds, headers);
+      const row: LatencyRow = {
+        label,
+        callers,
+        okPerSecond: (r.requests - r.statusErrors) / (r.durationUs / 1e6),
+        p50Ms: r.p50Us / 1000,
+        p99Ms: r.p99Us / 1000,
+        failed: failures(r),
+      };
+      console.error(`  ${label} x${callers}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`);
+      // The next row starts with an empty queue: the events of this one do not load it.
+      await untilDrained(gateway);
+      return row;
+    };
+    for (const callers of options.callers)
+      latency.push(await measure('Hearth Event invoke (202)', callers, [EVENT_HEADER]));
+    const peakCallers = Math.max(...options.callers);
+    console.error(`end to end: ${options.events} events, ${peakCallers} callers`);
+    const endToEnd = [await hearthEndToEnd(gateway, url, options.events, peakCallers)];
+    console.error(`  ${JSON.stringify(endToEnd[0])}`);
+    for (const callers of options.callers)
+      sync.push(await measure('Hearth sync invoke (200), same gateway', callers, []));
+
+    floor = new BullmqFloor(redis.url, options.asyncConcurrency);
+    for (const callers of options.callers) {
+      await floor.latency(callers, options.warmupSeconds);
+      await floor.untilIdle();
+      const row = await floor.latency(callers, options.durationSeconds);
+      console.error(
+        `  ${row.label} x${callers}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`,
+      );
+      latency.push(row);
+      await floor.untilIdle();
+    }
+    endToEnd.push(await floor.endToEnd(options.events, peakCallers));
+    console.error(`  ${JSON.stringify(endToEnd[1])}`);
+
+    const markdown = report(options, latency, sync, endToEnd);
+    process.stdout.write(markdown);
+    if (options.out) await writeFile(options.out, markdown);
+  } finally {
+    await floor?.stop();
+    await fixture.stop();
+    await redis.stop();
+  }
+}
