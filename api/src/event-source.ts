@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { FormatRegistry, Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { API_GROUP, API_VERSION, type SpecProblem } from './function.js';
 
@@ -9,6 +9,17 @@ import { API_GROUP, API_VERSION, type SpecProblem } from './function.js';
  * in order; push sources (schedules, HTTP routes, bucket notifications) invoke it as Lambda's
  * push sources do. The field names and limits are Lambda's CreateEventSourceMapping ones.
  */
+
+// TypeBox knows no string formats until one is registered: without this every
+// startingPositionTimestamp failed with "Unknown format 'date-time'". RFC 3339, as the CRD's.
+if (!FormatRegistry.Has('date-time')) {
+  FormatRegistry.Set(
+    'date-time',
+    (value) =>
+      /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(value) &&
+      !Number.isNaN(Date.parse(value)),
+  );
+}
 
 export const EventSourceLimits = {
   batchSize: { min: 1, max: 10_000, default: 100 },
@@ -33,7 +44,11 @@ export const ScheduleSourceSchema = Type.Object(
       description:
         'EventBridge syntax: cron(minutes hours day-of-month month day-of-week year) or rate(N minutes|hours|days); rate(N seconds) is a Hearth extension',
     }),
-    timezone: Type.String({ default: 'UTC', maxLength: 64, description: 'IANA time zone of cron expressions' }),
+    timezone: Type.String({
+      default: 'UTC',
+      maxLength: 64,
+      description: 'IANA time zone of cron expressions',
+    }),
     input: Type.Optional(
       Type.Unknown({ description: 'A constant event sent instead of the Scheduled Event' }),
     ),
@@ -49,7 +64,11 @@ export const RedisStreamSourceSchema = Type.Object(
       Type.String({ pattern: '^rediss?://', description: "Redis holding it; default Hearth's own Redis" }),
     ),
     group: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 256, description: 'Consumer group; default hearth-<mapping name>' }),
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description: 'Consumer group; default hearth-<mapping name>',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -62,7 +81,11 @@ export const NatsSourceSchema = Type.Object(
     stream: Type.String({ minLength: 1, maxLength: 256, description: 'The JetStream stream' }),
     subject: Type.Optional(Type.String({ minLength: 1, description: 'Filter subject within the stream' })),
     consumer: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 256, description: 'Durable consumer; default hearth-<mapping name>' }),
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description: 'Durable consumer; default hearth-<mapping name>',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -128,7 +151,10 @@ export const EventSourceMappingSpecSchema = Type.Object(
         http: Type.Optional(HttpSourceSchema),
         bucket: Type.Optional(BucketSourceSchema),
       },
-      { additionalProperties: false, description: 'Exactly one of schedule, redisStream, nats, http, bucket' },
+      {
+        additionalProperties: false,
+        description: 'Exactly one of schedule, redisStream, nats, http, bucket',
+      },
     ),
     // Stream (pull) settings; ignored by push sources.
     batchSize: Type.Integer({
@@ -227,9 +253,7 @@ export const RESERVED_HTTP_PREFIXES = [
  */
 export function validateEventSourceMappingSpec(
   input: unknown,
-):
-  | { spec: EventSourceMappingSpec; problems: [] }
-  | { spec?: undefined; problems: SpecProblem[] } {
+): { spec: EventSourceMappingSpec; problems: [] } | { spec?: undefined; problems: SpecProblem[] } {
   const candidate = Value.Default(EventSourceMappingSpecSchema, structuredClone(input ?? {}));
   const problems: SpecProblem[] = [...Value.Errors(EventSourceMappingSpecSchema, candidate)].map((e) => ({
     path: `spec${e.path.replaceAll('/', '.')}`,
