@@ -1,0 +1,377 @@
+/**
+ * Redis Streams mappings end to end: a real Redis, a real gateway and runtime shims running the
+ * handlers, the stream runner reading through a consumer group. Handlers report every call to a
+ * recorder over HTTP, so the tests see exactly what a function saw and in which order.
+ */
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, startProcess, startRedis, type RedisServer } from '../harness/index.js';
+import { API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
+import { laneOf } from '@hearth/controller/event-sources/batching';
+import { openRedisStreamSource } from '@hearth/controller/event-sources/redis-stream-source';
+import { runStreamMapping } from '@hearth/controller/event-sources/stream-runner';
+import {
+  reportingHandler,
+  startRecorder,
+  testMapping,
+  type HandlerReport,
+  type Recorder,
+} from './stream-fixture.js';
+
+const MAPPING_PROCESS = fileURLToPath(new URL('./stream-mapping-process.js', import.meta.url));
+
+let redis: RedisServer;
+let fixture: GatewayFixture;
+let gateway: RunningGateway;
+
+before(async () => {
+  redis = await startRedis();
+  fixture = new GatewayFixture(redis.url);
+  gateway = await fixture.startGateway();
+});
+
+after(async () => {
+  await fixture?.stop();
+  await redis?.stop();
+});
+
+async function recorderFor(t: TestContext): Promise<Recorder> {
+  const recorder = await startRecorder();
+  t.after(() => recorder.close());
+  return recorder;
+}
+
+/** Registers a Node function whose RECORDER variable points at `recorder`, and starts its instance. */
+async function startFunction(name: string, source: string, recorder: Recorder): Promise<void> {
+  const route = await fixture.addFunction({
+    name,
+    source,
+    spec: { env: [{ name: 'RECORDER', value: recorder.url }] },
+  });
+  await fixture.addInstance(route);
+}
+
+/** Opens the stream with a consumer group and runs a mapping over it until the test ends. */
+async function runMapping(
+  t: TestContext,
+  name: string,
+  spec: Record<string, unknown>,
+  retryBaseDelayMs = 50,
+): Promise<ReturnType<typeof testMapping>> {
+  const mapping = testMapping({
+    name,
+    spec,
+    gatewayUrl: gateway.url,
+    token: API_KEY,
+    redisUrl: redis.url,
+    redis: fixture.redis,
+  });
+  const stream = mapping.spec.source.redisStream!.stream;
+  const source = await openRedisStreamSource({
+    redisUrl: redis.url,
+    stream,
+    group: `hearth-${name}`,
+    consumer: 'controller-1',
+    position: mapping.spec,
+  });
+  const runner = runStreamMapping(mapping.ctx, source, {
+    retryBaseDelayMs,
+    retryMaxDelayMs: retryBaseDelayMs,
+  });
+  t.after(async () => {
+    await runner.stop();
+    await mapping.close();
+  });
+  return mapping;
+}
+
+/** The `n` field each record of a report carries (entries without a `data` field arrive as JSON of their fields). */
+const labelsOf = (report: HandlerReport) =>
+  report.records.map((r) => (JSON.parse(r.data) as { n: string }).n);
+
+async function until(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+const pendingCount = async (stream: string, group: string) =>
+  ((await fixture.redis.xpending(stream, group)) as [number, ...unknown[]])[0];
+
+test('a poison record blocks only its partition key: bisect isolates it, it is dead-lettered, then its key flows on, each key in order', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction(
+    'ordered',
+    reportingHandler(`
+      const poisoned = records.some((r) => JSON.parse(r.data).poison);
+      await report({ failed: poisoned });
+      if (poisoned) throw new Error('poison record');
+      return null;`),
+    recorder,
+  );
+  // Two keys in different lanes of two, so that they are processed side by side.
+  const keyA = 'alpha';
+  const keyB = ['beta', 'gamma', 'delta', 'epsilon'].find((key) => laneOf(key, 2) !== laneOf(keyA, 2))!;
+  const stream = 'orders-poison';
+  const ids = new Map<string, string>();
+  const add = async (key: string, n: string, ...extra: string[]) =>
+    ids.set(n, (await fixture.redis.xadd(stream, '*', 'partitionKey', key, 'n', n, ...extra))!);
+  for (let i = 1; i <= 8; i++) {
+    await add(keyA, `A${i}`, ...(i === 5 ? ['poison', 'yes'] : []));
+    await add(keyB, `B${i}`);
+  }
+  const mapping = await runMapping(
+    t,
+    'ordered',
+    {
+      functionName: 'ordered',
+      source: { redisStream: { stream } },
+      startingPosition: 'TRIM_HORIZON',
+      batchSize: 4,
+      parallelizationFactor: 2,
+      bisectBatchOnFunctionError: true,
+      maximumRetryAttempts: 1,
+      destinationConfig: { onFailure: { stream: 'orders-poison-failed' } },
+    },
+    // A's single retry of the poison record waits this long: B's new records must not.
+    1500,
+  );
+
+  await recorder.waitFor(
+    (reports) => reports.some((r) => r.failed && r.records.length === 1),
+    15_000,
+    'call with the poison record alone',
+  );
+  for (let i = 9; i <= 12; i++) await add(keyB, `B${i}`);
+  const succeeded = (reports: HandlerReport[]) => reports.filter((r) => !r.failed).flatMap(labelsOf);
+  await recorder.waitFor(
+    (reports) => succeeded(reports).includes('A8') && succeeded(reports).includes('B12'),
+    15_000,
+    'all records processed',
+  );
+
+  const reports = recorder.reports;
+  const okOf = (key: string) =>
+    reports
+      .filter((r) => !r.failed)
+      .flatMap((r) => r.records.filter((x) => x.key === key).map((x) => JSON.parse(x.data).n));
+  assert.deepEqual(okOf(keyA), ['A1', 'A2', 'A3', 'A4', 'A6', 'A7', 'A8']);
+  assert.deepEqual(okOf(keyB), ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B9', 'B10', 'B11', 'B12']);
+  // Bisect: the failing batch halves until the poison record is alone, which then uses its retry.
+  const withPoison = reports.filter((r) => labelsOf(r).includes('A5'));
+  assert.deepEqual(withPoison.map(labelsOf), [['A5', 'A6', 'A7', 'A8'], ['A5', 'A6'], ['A5'], ['A5']]);
+  // B's late records went through while A waited for the poison record's retry.
+  const b12At = reports.find((r) => labelsOf(r).includes('B12'))!.at;
+  const lastPoisonAt = withPoison.at(-1)!.at;
+  assert.ok(b12At < lastPoisonAt, `B12 at ${b12At} should come before A5's last try at ${lastPoisonAt}`);
+
+  await until(async () => (await fixture.redis.xlen('orders-poison-failed')) > 0, 'the failure record');
+  const entries = await fixture.redis.xrange('orders-poison-failed', '-', '+');
+  assert.equal(entries.length, 1);
+  const [, fields] = entries[0]!;
+  assert.equal(fields[0], 'record');
+  const failure = JSON.parse(fields[1]!);
+  assert.equal(failure.requestContext.condition, 'RetryAttemptsExhausted');
+  assert.equal(failure.requestContext.functionArn, 'arn:aws:lambda:us-east-1:000000000000:function:ordered');
+  assert.equal(failure.requestContext.approximateInvokeCount, 4);
+  assert.equal(failure.responseContext.statusCode, 200);
+  assert.equal(failure.responseContext.executedVersion, '$LATEST');
+  assert.equal(failure.responseContext.functionError, 'Error');
+  assert.deepEqual(failure.KinesisBatchInfo, {
+    shardId: 'shardId-000000000000',
+    startSequenceNumber: ids.get('A5'),
+    endSequenceNumber: ids.get('A5'),
+    approximateArrivalOfFirstRecord: new Date(Number(ids.get('A5')!.split('-')[0])).toISOString(),
+    approximateArrivalOfLastRecord: new Date(Number(ids.get('A5')!.split('-')[0])).toISOString(),
+    batchSize: 1,
+    streamArn: `arn:hearth:redis:::stream/${stream}`,
+  });
+  // The failure record was written before A's later records were sent.
+  const a6At = reports.find((r) => !r.failed && labelsOf(r).includes('A6'))!.at;
+  assert.ok(Date.parse(failure.timestamp) <= a6At);
+
+  assert.equal(await mapping.count('failures'), 1);
+  assert.equal(await mapping.count('recordsRead'), 20);
+  assert.equal(await mapping.count('batches', 'error'), 4);
+  await until(async () => (await pendingCount(stream, 'hearth-ordered')) === 0, 'every record acknowledged');
+  await until(
+    async () => mapping.status.lastProcessedPosition === ids.get('B12'),
+    'the checkpoint at the last record',
+  );
+  assert.equal(mapping.status.state, 'Enabled');
+  assert.equal(mapping.status.lastProcessingResult, 'OK');
+  assert.match(mapping.status.lastError ?? '', /RetryAttemptsExhausted/);
+});
+
+test('ReportBatchItemFailures: a batch is sent again from its lowest failed record, the records before it are not', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction(
+    'partial',
+    reportingHandler(
+      `
+      const fields = records.map((r) => JSON.parse(r.data));
+      // Records marked failOnce fail the first time they are seen; "bogus" names a record not in the batch once.
+      const failing = records.filter((r, i) => fields[i].failOnce && !seen.has(r.seq));
+      const bogus = fields.some((f) => f.bogus) && !seen.has('bogus');
+      for (const r of failing) seen.add(r.seq);
+      if (bogus) seen.add('bogus');
+      await report({ failed: failing.length > 0 || bogus });
+      const batchItemFailures = failing.map((r) => ({ itemIdentifier: r.seq }));
+      if (bogus) batchItemFailures.push({ itemIdentifier: '1-1' });
+      return { batchItemFailures };`,
+      'const seen = new Set();',
+    ),
+    recorder,
+  );
+  const stream = 'orders-partial';
+  for (let n = 1; n <= 10; n++) {
+    const extra = n === 3 || n === 4 ? ['failOnce', 'yes'] : n === 7 ? ['bogus', 'yes'] : [];
+    await fixture.redis.xadd(stream, '*', 'n', String(n), ...extra);
+  }
+  const mapping = await runMapping(t, 'partial', {
+    functionName: 'partial',
+    source: { redisStream: { stream } },
+    startingPosition: 'TRIM_HORIZON',
+    batchSize: 5,
+    functionResponseTypes: ['ReportBatchItemFailures'],
+  });
+  await recorder.waitFor((reports) => reports.length >= 4 && !reports.at(-1)!.failed, 15_000, 'four calls');
+  // 3 and 4 failed: checkpoint before 3, so 1 and 2 are never sent again. An identifier that is
+  // not in the batch fails the whole batch, as on Lambda.
+  assert.deepEqual(recorder.reports.map(labelsOf), [
+    ['1', '2', '3', '4', '5'],
+    ['3', '4', '5'],
+    ['6', '7', '8', '9', '10'],
+    ['6', '7', '8', '9', '10'],
+  ]);
+  assert.equal(await mapping.count('batches', 'partial'), 1);
+  assert.equal(await mapping.count('batches', 'error'), 1);
+  assert.equal(await mapping.count('retries'), 2);
+  assert.equal(await mapping.count('failures'), 0);
+  await until(async () => (await pendingCount(stream, 'hearth-partial')) === 0, 'every record acknowledged');
+  await sleep(200);
+  assert.equal(recorder.reports.length, 4, 'nothing is sent after the last success');
+});
+
+test('a mapping killed mid-batch resumes without skipping a record; what it re-reads is counted', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction(
+    'resumed',
+    reportingHandler(
+      `
+      await report();
+      const slow = records.some((r) => JSON.parse(r.data).slow && !seen.has(r.seq));
+      for (const r of records) seen.add(r.seq);
+      // Long enough for the test to kill the mapping while this batch is in flight.
+      if (slow) await new Promise((resolve) => setTimeout(resolve, 2000));
+      return null;`,
+      'const seen = new Set();',
+    ),
+    recorder,
+  );
+  const stream = 'orders-killed';
+  const group = 'hearth-killed';
+  for (let n = 1; n <= 30; n++)
+    await fixture.redis.xadd(stream, '*', 'n', String(n), ...(n === 15 ? ['slow', 'yes'] : []));
+  const startMapping = async () => {
+    const metricsPort = await freePort();
+    const child = await startProcess({
+      name: 'stream-mapping',
+      command: process.execPath,
+      args: [MAPPING_PROCESS],
+      env: {
+        ...process.env,
+        REDIS_URL: redis.url,
+        GATEWAY_URL: gateway.url,
+        GATEWAY_TOKEN: API_KEY,
+        FUNCTION_NAME: 'resumed',
+        STREAM: stream,
+        GROUP: group,
+        CONSUMER: 'controller-1',
+        BATCH_SIZE: '10',
+        METRICS_PORT: String(metricsPort),
+      },
+      ready: { line: /mapping running/ },
+    });
+    t.after(() => child.stop('SIGKILL'));
+    return { child, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+  };
+
+  const first = await startMapping();
+  await recorder.waitFor(
+    (reports) => reports.some((r) => labelsOf(r).includes('15')),
+    15_000,
+    'the slow batch',
+  );
+  await first.child.stop('SIGKILL');
+  const pendingAtKill = await pendingCount(stream, group);
+  // At least the batch in flight; records read ahead but not sent are pending too.
+  assert.ok(pendingAtKill >= 10, `pending after the kill: ${pendingAtKill}`);
+  const reportsBeforeRestart = recorder.reports.length;
+
+  const second = await startMapping();
+  await until(async () => (await pendingCount(stream, group)) === 0, 'every record acknowledged', 20_000);
+  const seen = recorder.reports.flatMap(labelsOf).map(Number);
+  for (let n = 1; n <= 30; n++) assert.ok(seen.includes(n), `record ${n} was never delivered`);
+  // After the restart records come in stream order, from the first one never acknowledged.
+  const afterRestart = recorder.reports.slice(reportsBeforeRestart).flatMap(labelsOf).map(Number);
+  assert.deepEqual(
+    afterRestart,
+    Array.from({ length: afterRestart.length }, (_, i) => 31 - afterRestart.length + i),
+  );
+  assert.ok(afterRestart.length >= pendingAtKill);
+  // The handler saw the batch in flight twice; the restarted mapping counts every record it re-read.
+  const twice = [...new Set(seen)].filter((n) => seen.filter((m) => m === n).length > 1);
+  assert.ok(twice.includes(15), `duplicates seen by the handler: ${twice.join(',')}`);
+  const metrics = await (await fetch(second.metricsUrl)).text();
+  const redelivered = /^hearth_event_source_redelivered_records_total\{[^}]*\} (\d+)$/m.exec(metrics);
+  assert.equal(Number(redelivered?.[1]), pendingAtKill, metrics);
+  assert.ok(twice.length <= pendingAtKill);
+  await second.child.stop('SIGTERM');
+  assert.equal((await second.child.exited).code, 0, second.child.logs());
+});
+
+test('starting positions: TRIM_HORIZON reads from the start, LATEST only what comes after, AT_TIMESTAMP from that time', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction('positions', reportingHandler('await report(); return null;'), recorder);
+  const positions = {
+    'pos-trim': { startingPosition: 'TRIM_HORIZON' },
+    'pos-latest': { startingPosition: 'LATEST' },
+    'pos-timestamp': {
+      startingPosition: 'AT_TIMESTAMP',
+      startingPositionTimestamp: '1970-01-01T00:00:02.000Z',
+    },
+  };
+  for (const stream of Object.keys(positions)) {
+    // Entries with ids of our choosing: 1, 2 and 3 seconds after the epoch.
+    await fixture.redis.xadd(stream, '1000-0', 'data', 'old-1');
+    await fixture.redis.xadd(stream, '2000-0', 'data', 'old-2');
+    await fixture.redis.xadd(stream, '3000-0', 'color', 'red');
+  }
+  for (const [stream, position] of Object.entries(positions)) {
+    await runMapping(t, stream, {
+      functionName: 'positions',
+      source: { redisStream: { stream } },
+      ...position,
+    });
+  }
+  for (const stream of Object.keys(positions)) await fixture.redis.xadd(stream, '*', 'data', 'new');
+  const dataOf = (stream: string) =>
+    recorder.reports.flatMap((r) => r.records.filter((x) => x.key === stream).map((x) => x.data));
+  await recorder.waitFor(
+    () => Object.keys(positions).every((stream) => dataOf(stream).includes('new')),
+    15_000,
+    'the new entry on every stream',
+  );
+  // Without a partitionKey field the stream's name is the key; without a data field the fields are the data.
+  assert.deepEqual(dataOf('pos-trim'), ['old-1', 'old-2', '{"color":"red"}', 'new']);
+  assert.deepEqual(dataOf('pos-latest'), ['new']);
+  assert.deepEqual(dataOf('pos-timestamp'), ['old-2', '{"color":"red"}', 'new']);
+  const first = recorder.reports.flatMap((r) => r.records).find((x) => x.key === 'pos-trim')!;
+  assert.equal(first.seq, '1000-0');
+  assert.equal(first.arrival, 1);
+});
