@@ -97,7 +97,7 @@ try {
     metricsPort,
     process.env.HEARTH_METRICS_HOST || undefined,
   );
-  logger.info({ port: metricsServer.port }, `serving metrics on port ${metricsServer.port}`);
+  logger.info({ port: metricsServer.port }, 'serving metrics');
   controller = await start();
 } catch (error) {
   logger.fatal({ err: error }, 'could not start');

@@ -251,6 +251,8 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
       }
       outcome = await ctx.invoker.invoke(ctx.spec.functionName, event, { async: true });
       if (outcome.kind === 'success' || outcome.kind === 'functionError') break;
+      // No such function: it will not appear within this tick's retries; the status says so.
+      if (outcome.kind === 'unavailable' && outcome.status === 404) break;
     }
     return outcome;
   }
