@@ -1,5 +1,14 @@
 import { stringify } from 'yaml';
-import { API_GROUP, API_VERSION, FunctionSpecSchema, Limits } from '@hearth/api';
+import {
+  API_GROUP,
+  API_VERSION,
+  EventSourceKinds,
+  EventSourceLimits,
+  EventSourceMappingSpecSchema,
+  FunctionSpecSchema,
+  Limits,
+  RESERVED_HTTP_PREFIXES,
+} from '@hearth/api';
 
 /** An OpenAPI v3 schema as a CustomResourceDefinition holds it. */
 export type CrdSchema = { [key: string]: unknown };
@@ -16,7 +25,15 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
     const options = schema.anyOf as Record<string, unknown>[];
     if (!options.every((o) => 'const' in o && o.type === 'string'))
       throw new Error('only unions of string constants map to a CRD');
-    return { ...out, type: 'string', enum: options.map((o) => o.const) };
+    return withDefault({ ...out, type: 'string', enum: options.map((o) => o.const) }, schema);
+  }
+  if ('const' in schema) {
+    if (schema.type !== 'string') throw new Error('only string constants map to a CRD');
+    return withDefault({ ...out, type: 'string', enum: [schema.const] }, schema);
+  }
+  // Any JSON value at all (TypeBox's Unknown), such as a schedule's constant input.
+  if ((schema as Record<symbol, unknown>)[Symbol.for('TypeBox.Kind')] === 'Unknown') {
+    return { ...out, 'x-kubernetes-preserve-unknown-fields': true };
   }
   const type = schema.type;
   switch (type) {
@@ -43,6 +60,9 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
     case 'array':
       out.type = 'array';
       out.items = toStructural(schema.items as Record<string, unknown>);
+      for (const key of ['minItems', 'maxItems']) {
+        if (schema[key] !== undefined) out[key] = schema[key];
+      }
       break;
     case 'string':
     case 'integer':
@@ -56,6 +76,10 @@ export function toStructural(schema: Record<string, unknown>): CrdSchema {
     default:
       throw new Error(`no CRD mapping for schema type ${String(type)}`);
   }
+  return withDefault(out, schema);
+}
+
+function withDefault(out: CrdSchema, schema: Record<string, unknown>): CrdSchema {
   if (schema.default !== undefined) out.default = withChildDefaults(schema.default, out);
   return out;
 }
@@ -207,8 +231,123 @@ export function functionCrd(): Record<string, unknown> {
   };
 }
 
+function crdYaml(crd: Record<string, unknown>, source: string): string {
+  const header = `# Generated from ${source} by \`node controller/dist/gen-crd.js\`; do not edit by hand.\n`;
+  return header + stringify(crd, { lineWidth: 0, singleQuote: true });
+}
+
 export function functionCrdYaml(): string {
-  const header =
-    '# Generated from api/src/function.ts by `node controller/dist/gen-crd.js`; do not edit by hand.\n';
-  return header + stringify(functionCrd(), { lineWidth: 0, singleQuote: true });
+  return crdYaml(functionCrd(), 'api/src/function.ts');
+}
+
+/** The EventSourceMapping spec schema with the rules across fields, as CEL. */
+export function eventSourceMappingSpecSchema(): CrdSchema {
+  const spec = toStructural(EventSourceMappingSpecSchema as unknown as Record<string, unknown>);
+  const props = spec.properties as Record<string, CrdSchema>;
+  const age = EventSourceLimits.maximumRecordAgeInSeconds;
+  spec['x-kubernetes-validations'] = [
+    {
+      rule: "self.startingPosition != 'AT_TIMESTAMP' || has(self.startingPositionTimestamp)",
+      message: 'spec.startingPositionTimestamp is required with startingPosition AT_TIMESTAMP',
+      fieldPath: '.startingPositionTimestamp',
+    },
+  ];
+  props.maximumRecordAgeInSeconds!['x-kubernetes-validations'] = [
+    {
+      rule: `self == -1 || (self >= ${age.min} && self <= ${age.max})`,
+      message: `spec.maximumRecordAgeInSeconds must be -1 or between ${age.min} and ${age.max}`,
+    },
+  ];
+  props.source!['x-kubernetes-validations'] = [
+    {
+      rule: exactlyOne([...EventSourceKinds]),
+      message: `spec.source must have exactly one of ${EventSourceKinds.join(', ')}`,
+    },
+  ];
+  const sources = props.source!.properties as Record<string, CrdSchema>;
+  const reserved = RESERVED_HTTP_PREFIXES.map((prefix) => `'${prefix}'`).join(', ');
+  (sources.http!.properties as Record<string, CrdSchema>).pathPrefix!['x-kubernetes-validations'] = [
+    {
+      // A prefix above them (such as "/") is fine: the gateway's own paths match first.
+      rule: `![${reserved}].exists(p, (self + '/').startsWith(p))`,
+      message: "spec.source.http.pathPrefix must not overlap the gateway's own paths",
+    },
+  ];
+  const destinations = props.destinationConfig!.properties as Record<string, CrdSchema>;
+  destinations.onFailure!['x-kubernetes-validations'] = [
+    {
+      rule: exactlyOne(['function', 'url', 'stream']),
+      message: 'spec.destinationConfig.onFailure must have exactly one of function, url, stream',
+    },
+  ];
+  return spec;
+}
+
+const mappingStatusSchema: CrdSchema = {
+  type: 'object',
+  properties: {
+    observedGeneration: { type: 'integer', format: 'int64' },
+    state: { type: 'string', enum: ['Creating', 'Enabled', 'Disabled', 'Failed'] },
+    stateReason: { type: 'string' },
+    lastProcessedPosition: { type: 'string' },
+    lastProcessingResult: { type: 'string' },
+    lastError: { type: 'string' },
+    lastModified: { type: 'string', format: 'date-time' },
+  },
+};
+
+export const EVENT_SOURCE_MAPPING_PLURAL = 'eventsourcemappings';
+
+/** The EventSourceMapping CustomResourceDefinition. */
+export function eventSourceMappingCrd(): Record<string, unknown> {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${EVENT_SOURCE_MAPPING_PLURAL}.${API_GROUP}` },
+    spec: {
+      group: API_GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: 'EventSourceMapping',
+        listKind: 'EventSourceMappingList',
+        plural: EVENT_SOURCE_MAPPING_PLURAL,
+        singular: 'eventsourcemapping',
+        shortNames: ['esm'],
+      },
+      versions: [
+        {
+          name: API_VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Function', type: 'string', jsonPath: '.spec.functionName' },
+            { name: 'State', type: 'string', jsonPath: '.status.state' },
+            { name: 'Last Result', type: 'string', jsonPath: '.status.lastProcessingResult' },
+            { name: 'Position', type: 'string', jsonPath: '.status.lastProcessedPosition', priority: 1 },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description:
+                'What invokes a function besides a direct call: a stream or queue it polls, a schedule, an HTTP route or bucket notifications.',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: eventSourceMappingSpecSchema(),
+                status: mappingStatusSchema,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function eventSourceMappingCrdYaml(): string {
+  return crdYaml(eventSourceMappingCrd(), 'api/src/event-source.ts');
 }
