@@ -117,6 +117,14 @@ test('cron runs in the mapping time zone, daylight saving included', () => {
     '2026-10-27T08:00:00.000Z',
   ]);
   assert.deepEqual(ticks(paris, '2026-10-23T12:00:00Z', 1), ['2026-10-24T07:00:00.000Z']);
+  // 02:30 does not exist on 2027-03-28 in Paris: it runs at 03:00, right after the gap; on
+  // 2026-10-25 it happens twice and runs once.
+  const halfPastTwo = utc('cron(30 2 * * ? *)', 'Europe/Paris');
+  assert.deepEqual(ticks(halfPastTwo, '2027-03-27T12:00:00Z', 1), ['2027-03-28T01:00:00.000Z']);
+  assert.deepEqual(ticks(halfPastTwo, '2026-10-24T12:00:00Z', 2), [
+    '2026-10-25T00:30:00.000Z',
+    '2026-10-26T01:30:00.000Z',
+  ]);
 });
 
 test('what EventBridge rejects, or Hearth cannot honour, is a problem naming the field', () => {
