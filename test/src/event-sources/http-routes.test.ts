@@ -2,9 +2,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { SignatureV4 } from '@smithy/signature-v4';
 import type { PushMapping } from '@hearth/api';
 import { startRedis, type RedisServer } from '../harness/index.js';
-import { API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
+import { ACCESS_KEY, API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
 
 const EXPRESS_APP = fileURLToPath(new URL('../../fixtures/express-app/', import.meta.url));
 const PIXEL = Buffer.from(
@@ -144,6 +146,31 @@ describe('HTTP routes: payload 2.0 through a real gateway to real runtime shims'
     assert.deepEqual(await open.json(), { routeKey: 'GET /public/{proxy+}', proxy: 'a/b', apiId: 'public' });
     const wrongMethod = await fetch(`${gateway.url}/public/a`, { method: 'DELETE', headers: auth });
     assert.equal(wrongMethod.status, 404, 'a GET route does not take DELETE');
+  });
+
+  test('auth gateway also takes a SigV4 signature (service lambda) over the path, query and body', async () => {
+    const url = new URL(`${gateway.url}/shop/items/5?color=blue`);
+    const signer = new SignatureV4({
+      service: 'lambda',
+      region: 'us-east-1',
+      credentials: ACCESS_KEY,
+      sha256: Sha256,
+    });
+    const signed = await signer.sign({
+      method: 'GET',
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: url.pathname,
+      query: { color: 'blue' },
+      headers: { host: url.host },
+    });
+    const { host: _host, ...headers } = signed.headers;
+    const response = await fetch(url, { headers });
+    assert.equal(response.status, 200);
+    assert.deepEqual(((await response.json()) as { query: unknown }).query, { color: 'blue' });
+    const tampered = await fetch(new URL(`${gateway.url}/shop/items/5?color=red`), { headers });
+    assert.equal(tampered.status, 403, 'the signature covers the query');
   });
 
   test('a plain result is a 200 JSON body; a function error is 500; a throttle 429; a body over 6 MB 413', async () => {
