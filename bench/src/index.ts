@@ -5,11 +5,17 @@
 import { main as shim } from './shim.js';
 import { main as gateway } from './gateway.js';
 import { main as async } from './async.js';
+import { main as redisStreamMapping } from './redis-stream-mapping.js';
+import { main as controllerScale } from './controller-scale.js';
+import { main as scaleFromZero } from './scale-from-zero.js';
 
 const benchmarks: Record<string, (argv: string[]) => Promise<void>> = {
   shim,
   gateway,
   async,
+  'redis-stream-mapping': redisStreamMapping,
+  'controller-scale': controllerScale,
+  'scale-from-zero': scaleFromZero,
 };
 
 const [name, ...argv] = process.argv.slice(2);
