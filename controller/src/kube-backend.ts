@@ -27,7 +27,7 @@ import {
   type FunctionStatus,
 } from '@hearth/api';
 import { failedStatus, poolStatus, reconcilingStatus } from './conditions.js';
-import { FUNCTION_PLURAL } from './crd.js';
+import { EVENT_SOURCE_MAPPING_PLURAL, FUNCTION_PLURAL } from './crd.js';
 import { createMappingSupervisor, type EventSourceSettings } from './event-sources/start.js';
 import {
   checkMappingSpec,
@@ -83,8 +83,6 @@ export interface KubeControllerOptions {
   /** How often every mapping is reconciled, whatever the watches said. */
   mappingResyncMs?: number;
 }
-
-export const EVENT_SOURCE_MAPPING_PLURAL = 'eventsourcemappings';
 
 /** Status keys of a mapping, so that a merge patch clears the ones a new status leaves out. */
 const MAPPING_STATUS_KEYS: (keyof EventSourceMappingStatus)[] = [
