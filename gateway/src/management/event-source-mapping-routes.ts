@@ -103,9 +103,13 @@ export function eventSourceMappingRoutes(options: MappingRoutesOptions): void {
       if (next.spec.functionName !== record.resource.spec.functionName)
         await functionExists(next.spec.functionName);
       await mappings.replace(next);
-      return { resource: next, ...(record.status ? { status: record.status } : {}) };
+      // Read back: on Kubernetes the write gave the resource its new generation.
+      return (await mappings.get(next.metadata.name)) ?? { resource: next };
     });
-    res.status(202).json(configuration(updated));
+    const answer = configuration(updated);
+    // As Lambda answers an update: the controller has yet to apply it.
+    const settled = ['Enabled', 'Disabled', 'Failed'].includes(answer.State);
+    res.status(202).json(settled ? { ...answer, State: 'Updating' } : answer);
   });
 
   route('delete', ONE, async (req, res) => {

@@ -1,7 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CreateEventSourceMappingCommand,
@@ -16,6 +18,9 @@ import {
   type EventSourceMappingConfiguration,
 } from '@aws-sdk/client-lambda';
 import { startHearthDev, type HearthDev } from './hearth-dev.js';
+import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
+import { startRedis, type RedisServer } from '../harness/redis.js';
+import { ACCESS_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
 
 const STREAM_ARN = 'arn:hearth:redis:us-east-1:000000000000:stream/orders';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -174,3 +179,104 @@ describe('the EventSourceMapping API with the AWS SDK v3 against hearth dev', ()
     );
   });
 });
+
+const CRDS = ['function.yaml', 'eventsourcemapping.yaml'].map((file) =>
+  fileURLToPath(new URL(`../../../charts/hearth/crds/${file}`, import.meta.url)),
+);
+
+describe(
+  'the EventSourceMapping API on Kubernetes: EventSourceMapping resources on a real kube-apiserver',
+  { skip: kubeBinaries() ? false : KUBE_MISSING },
+  () => {
+    let cp: ControlPlane;
+    let redis: RedisServer;
+    let fixture: GatewayFixture;
+    let gateway: RunningGateway;
+    let codeStore: string;
+    let lambda: LambdaClient;
+
+    before(async () => {
+      [cp, redis, codeStore] = await Promise.all([
+        startControlPlane({ crds: CRDS }),
+        startRedis(),
+        mkdtemp(join(tmpdir(), 'hearth-esm-code-')),
+      ]);
+      fixture = new GatewayFixture(redis.url);
+      gateway = await fixture.startGateway({
+        HEARTH_MANAGEMENT_BACKEND: 'kubernetes',
+        HEARTH_NAMESPACE: 'default',
+        HEARTH_CODE_STORE_DIR: codeStore,
+        KUBECONFIG: cp.kubeconfig,
+      });
+      await cp.kubectl(['apply', '-f', '-'], CONSUMER.split('---')[0]);
+      lambda = new LambdaClient({
+        endpoint: gateway.url,
+        region: 'us-east-1',
+        credentials: ACCESS_KEY,
+        maxAttempts: 1,
+      });
+    });
+    after(async () => {
+      lambda?.destroy();
+      await fixture?.stop();
+      await Promise.all([cp?.stop(), redis?.stop()]);
+      if (codeStore) await rm(codeStore, { recursive: true, force: true });
+    });
+
+    test('create writes a resource the CRD accepts; state follows its status; update and delete change the resource', async () => {
+      const created = await lambda.send(
+        new CreateEventSourceMappingCommand({
+          FunctionName: 'consumer',
+          EventSourceArn: STREAM_ARN,
+          BatchSize: 25,
+        }),
+      );
+      const uuid = created.UUID!;
+      assert.match(uuid, UUID);
+      assert.equal(created.State, 'Creating');
+      const stored = JSON.parse(await cp.kubectl(['get', 'esm', uuid, '-o', 'json'])) as {
+        metadata: { generation: number };
+        spec: { functionName: string; batchSize: number; source: unknown };
+      };
+      assert.deepEqual([stored.spec.functionName, stored.spec.batchSize], ['consumer', 25]);
+      assert.deepEqual(stored.spec.source, { redisStream: { stream: 'orders' } });
+
+      // What the controller would write: the state for the generation it saw.
+      const status = (state: string, generation: number) =>
+        cp.kubectl([
+          'patch',
+          'esm',
+          uuid,
+          '--subresource=status',
+          '--type=merge',
+          '-p',
+          JSON.stringify({ status: { state, observedGeneration: generation, lastProcessingResult: 'OK' } }),
+        ]);
+      await status('Enabled', stored.metadata.generation);
+      const enabled = await lambda.send(new GetEventSourceMappingCommand({ UUID: uuid }));
+      assert.equal(enabled.State, 'Enabled');
+      assert.equal(enabled.LastProcessingResult, 'OK');
+
+      const updated = await lambda.send(new UpdateEventSourceMappingCommand({ UUID: uuid, BatchSize: 40 }));
+      assert.equal(updated.BatchSize, 40);
+      assert.equal(updated.State, 'Updating');
+      const behind = await lambda.send(new GetEventSourceMappingCommand({ UUID: uuid }));
+      assert.equal(behind.State, 'Updating', 'the controller has not seen the new generation yet');
+      await status('Enabled', stored.metadata.generation + 1);
+      assert.equal((await lambda.send(new GetEventSourceMappingCommand({ UUID: uuid }))).State, 'Enabled');
+      assert.equal(
+        JSON.parse(await cp.kubectl(['get', 'esm', uuid, '-o', 'jsonpath={.spec.batchSize}'])),
+        40,
+      );
+
+      const listed = await lambda.send(new ListEventSourceMappingsCommand({ FunctionName: 'consumer' }));
+      assert.deepEqual(
+        listed.EventSourceMappings?.map((m) => m.UUID),
+        [uuid],
+      );
+
+      await lambda.send(new DeleteEventSourceMappingCommand({ UUID: uuid }));
+      await assert.rejects(cp.kubectl(['get', 'esm', uuid]), /NotFound/);
+    });
+  },
+);
