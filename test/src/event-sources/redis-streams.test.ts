@@ -10,6 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startProcess, startRedis, type RedisServer } from '../harness/index.js';
 import { API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
 import { laneOf } from '@hearth/controller/event-sources/batching';
+import { createDestinationSender } from '@hearth/controller/event-sources/destinations';
+import { GatewayInvoker } from '@hearth/controller/event-sources/gateway-invoker';
 import { openRedisStreamSource } from '@hearth/controller/event-sources/redis-stream-source';
 import { runStreamMapping } from '@hearth/controller/event-sources/stream-runner';
 import {
@@ -374,4 +376,60 @@ test('starting positions: TRIM_HORIZON reads from the start, LATEST only what co
   const first = recorder.reports.flatMap((r) => r.records).find((x) => x.key === 'pos-trim')!;
   assert.equal(first.seq, '1000-0');
   assert.equal(first.arrival, 1);
+});
+
+test('maximumBatchingWindowInSeconds gathers records that trickle in; a full batch goes at once', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction('windowed', reportingHandler('await report(); return null;'), recorder);
+  const stream = 'orders-window';
+  await runMapping(t, 'windowed', {
+    functionName: 'windowed',
+    source: { redisStream: { stream } },
+    batchSize: 5,
+    maximumBatchingWindowInSeconds: 1,
+  });
+  const firstId = await fixture.redis.xadd(stream, '*', 'n', '1');
+  for (const n of ['2', '3']) {
+    await sleep(100);
+    await fixture.redis.xadd(stream, '*', 'n', n);
+  }
+  await recorder.waitFor((reports) => reports.length > 0, 10_000, 'the first batch');
+  const waited = recorder.reports[0]!.at - Number(firstId!.split('-')[0]);
+  assert.ok(waited >= 900 && waited < 5000, `the first batch went ${waited} ms after its first record`);
+
+  const pipeline = fixture.redis.pipeline();
+  for (let n = 4; n <= 8; n++) pipeline.xadd(stream, '*', 'n', String(n));
+  const added = Date.now();
+  await pipeline.exec();
+  await recorder.waitFor((reports) => reports.length > 1, 10_000, 'the full batch');
+  assert.ok(recorder.reports[1]!.at - added < 900, 'a full batch does not wait for the window');
+  assert.deepEqual(recorder.reports.map(labelsOf), [
+    ['1', '2', '3'],
+    ['4', '5', '6', '7', '8'],
+  ]);
+});
+
+test('failure records reach a URL and a function destination; a refused record is an error for the caller', async (t) => {
+  const recorder = await recorderFor(t);
+  await startFunction(
+    'failure-sink',
+    `export const handler = async (event) => {
+      await fetch(process.env.RECORDER, { method: 'POST', body: JSON.stringify({ at: Date.now(), records: [], sink: event }) });
+      return null;
+    };`,
+    recorder,
+  );
+  const invoker = new GatewayInvoker({ url: gateway.url, token: API_KEY });
+  t.after(() => invoker.close());
+  const send = createDestinationSender({ redis: fixture.redis, invoker });
+  await send({ url: recorder.url }, { condition: 'RetryAttemptsExhausted', via: 'url' });
+  await send({ function: 'failure-sink' }, { condition: 'RetryAttemptsExhausted', via: 'function' });
+  await recorder.waitFor((reports) => reports.length === 2, 15_000, 'both records');
+  assert.deepEqual(recorder.reports[0], { condition: 'RetryAttemptsExhausted', via: 'url' });
+  assert.deepEqual(recorder.reports[1]!.sink, { condition: 'RetryAttemptsExhausted', via: 'function' });
+  await assert.rejects(
+    send({ function: 'no-such-function' }, {}),
+    /no-such-function did not take the record/,
+  );
+  await assert.rejects(send({ url: `http://127.0.0.1:${await freePort()}/` }, {}));
 });
