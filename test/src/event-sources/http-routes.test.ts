@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { PushMapping } from '@hearth/api';
+import { RedisKeys, type PushMapping } from '@hearth/api';
 import { startRedis, type RedisServer } from '../harness/index.js';
 import { ACCESS_KEY, API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
 
@@ -215,6 +215,14 @@ describe('HTTP routes: payload 2.0 through a real gateway to real runtime shims'
     );
     const gone = await until('/public/a', (r) => r.status === 404);
     assert.equal(gone.headers.get('x-amzn-errortype'), 'ResourceNotFoundException');
+  });
+
+  test('a mapping whose change message was missed is picked up by the periodic resync', async () => {
+    const quiet = mapping('quiet', 'echo', { method: 'ANY', pathPrefix: '/quiet', auth: 'none' });
+    // Written as the controller would, but with no message on the channel (a reconnect lost it).
+    await fixture.redis.hset(RedisKeys.pushMappings, 'quiet', JSON.stringify(quiet));
+    const found = await until('/quiet/x', (r) => r.status === 200, {});
+    assert.deepEqual(await found.json(), { routeKey: 'ANY /quiet/{proxy+}', proxy: 'x', apiId: 'quiet' });
   });
 
   test('deliveries are counted per mapping and function', async () => {
