@@ -122,8 +122,11 @@ export function httpRoutes(options: HttpRoutesOptions): RequestHandler {
           http: route.http,
           mappingName: route.name,
           accountId: options.accountId,
-          // The gateway's own credentials are not the function's business.
-          ...(route.http.auth === 'gateway' ? { dropHeaders: ['authorization'] } : {}),
+          // The gateway's own credentials are not the function's business; with the gateway's
+          // auth off (hearth dev) the header was not the gateway's and goes on.
+          ...(route.http.auth === 'gateway' && authenticator.enabled
+            ? { dropHeaders: ['authorization'] }
+            : {}),
         },
       );
       const payload = Buffer.from(JSON.stringify(event));
