@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import type { MappingContext, RecordSource, SourceRecord, StartingPosition } from './types.js';
+import type { RecordSource, SourceRecord, StartingPosition } from './types.js';
 
 export interface RedisStreamSourceOptions {
   redisUrl: string;
@@ -257,24 +257,4 @@ export async function openRedisStreamSource(options: RedisStreamSourceOptions): 
       await commands.quit().catch(() => commands.disconnect());
     },
   };
-}
-
-/**
- * The source of a mapping with a `redisStream` source, its defaults filled in: Hearth's own Redis
- * and the group `hearth-<mapping name>`. The consumer name is stable by default, so that whichever
- * controller runs the mapping next takes back at once what the last one left unacknowledged.
- */
-export function openMappingStreamSource(
-  ctx: Pick<MappingContext, 'name' | 'spec' | 'redisUrl'>,
-  consumer = 'hearth-controller',
-): Promise<RecordSource> {
-  const source = ctx.spec.source.redisStream;
-  if (!source) throw new Error(`mapping ${ctx.name} has no redisStream source`);
-  return openRedisStreamSource({
-    redisUrl: source.url ?? ctx.redisUrl,
-    stream: source.stream,
-    group: source.group ?? `hearth-${ctx.name}`,
-    consumer,
-    position: ctx.spec,
-  });
 }

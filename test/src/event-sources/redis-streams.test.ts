@@ -12,7 +12,7 @@ import { API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture
 import { laneOf } from '@hearth/controller/event-sources/batching';
 import { createDestinationSender } from '@hearth/controller/event-sources/destinations';
 import { GatewayInvoker } from '@hearth/controller/event-sources/gateway-invoker';
-import { openMappingStreamSource } from '@hearth/controller/event-sources/redis-stream-source';
+import { openRedisStreamSource } from '@hearth/controller/event-sources/redis-stream-source';
 import { runStreamMapping } from '@hearth/controller/event-sources/stream-runner';
 import {
   reportingHandler,
@@ -70,8 +70,14 @@ async function runMapping(
     redisUrl: redis.url,
     redis: fixture.redis,
   });
-  // Hearth's Redis and the group hearth-<name>, as a mapping gets them by default.
-  const source = await openMappingStreamSource(mapping.ctx, 'controller-1');
+  const stream = mapping.spec.source.redisStream!.stream;
+  const source = await openRedisStreamSource({
+    redisUrl: redis.url,
+    stream,
+    group: `hearth-${name}`,
+    consumer: 'controller-1',
+    position: mapping.spec,
+  });
   const runner = runStreamMapping(mapping.ctx, source, {
     retryBaseDelayMs,
     retryMaxDelayMs: retryBaseDelayMs,
