@@ -257,6 +257,8 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
     return outcome;
   }
 
+  let lastWarning = { reason: '', at: 0 };
+
   async function fire(tickMs: number): Promise<void> {
     const time = tickTime(tickMs);
     let claimed: string | null;
@@ -286,10 +288,14 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
         : outcome.kind === 'unavailable'
           ? `gateway unavailable${outcome.status ? ` (${outcome.status})` : ''}: ${outcome.message}`
           : `${outcome.errorType}: ${outcome.payload.slice(0, 200)}`;
-    ctx.logger.warn(
-      { mapping: ctx.id, tick: time, outcome: outcome.kind },
-      `could not invoke the function for a tick: ${reason}`,
-    );
+    // A schedule of seconds against a missing function would say the same every second.
+    if (reason !== lastWarning.reason || Date.now() - lastWarning.at > 60_000) {
+      lastWarning = { reason, at: Date.now() };
+      ctx.logger.warn(
+        { mapping: ctx.id, tick: time, outcome: outcome.kind },
+        `could not invoke the function for a tick: ${reason}`,
+      );
+    }
     ctx.reportStatus({
       lastProcessedPosition: time,
       lastProcessingResult: `PROBLEM: ${outcome.kind}`,
