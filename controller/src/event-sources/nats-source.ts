@@ -33,6 +33,7 @@ export const DEFAULT_MAX_ACK_PENDING = 20_000;
 const PULL_GRACE_MS = 2_000;
 
 const ERR_CONSUMER_NOT_FOUND = 10_014;
+const ERR_STREAM_NOT_FOUND = 10_059;
 
 export interface NatsSourceOptions {
   source: NatsSource;
@@ -96,6 +97,21 @@ export function deliverPolicyFor(
   }
 }
 
+/**
+ * Records an earlier reader of the durable left pending: sequences up to `upTo` go out first, and
+ * nothing newer until they are back. If they are not back by `until`, a live reader holds them
+ * (two controllers reading one durable, or an old one not yet stopped): it keeps them alive, so
+ * waiting longer would stall this reader for nothing, and order across two live readers is not
+ * this one's to keep.
+ */
+interface Recovery {
+  upTo: number;
+  until: number;
+  /** max_ack_pending is lowered to the pending count. */
+  throttled: boolean;
+  logged: boolean;
+}
+
 /** A delivered message as the source keeps it until acknowledged. */
 interface Held {
   record: NatsRecord;
@@ -134,6 +150,8 @@ export async function openNatsSource(options: NatsSourceOptions): Promise<Record
     servers: options.source.url,
     name: `hearth:${options.consumer}`,
     maxReconnectAttempts: -1,
+  }).catch((error: Error) => {
+    throw new Error(`could not connect to NATS at ${options.source.url}: ${error.message}`, { cause: error });
   });
   try {
     const manager = await connection.jetstreamManager();
@@ -164,7 +182,11 @@ async function ensureConsumer(
   try {
     existing = await manager.consumers.info(stream, options.consumer);
   } catch (error) {
-    if ((error as NatsError).api_error?.err_code !== ERR_CONSUMER_NOT_FOUND) throw error;
+    const code = (error as NatsError).api_error?.err_code;
+    if (code === ERR_STREAM_NOT_FOUND) {
+      throw new Error(`JetStream stream ${stream} does not exist at ${options.source.url}`, { cause: error });
+    }
+    if (code !== ERR_CONSUMER_NOT_FOUND) throw error;
   }
   if (!existing) {
     return manager.consumers.add(stream, {
@@ -176,6 +198,12 @@ async function ensureConsumer(
     });
   }
   const config: Record<string, unknown> = { ...existing.config };
+  if (config.filter_subject && !options.source.subject) {
+    throw new Error(
+      `consumer ${options.consumer} reads only ${String(config.filter_subject)} and the mapping names no subject: ` +
+        'set source.nats.subject, delete the consumer, or name another one',
+    );
+  }
   // max_ack_pending too: a reader that died recovering may have left it lowered.
   if (Object.entries(settings).every(([key, value]) => config[key] === value)) return existing;
   return manager.consumers.update(stream, options.consumer, settings);
@@ -191,11 +219,12 @@ class NatsRecordSource implements RecordSource {
   private readonly heartbeat: NodeJS.Timeout;
   private pull: Pull | undefined;
   private wake: (() => void) | undefined;
-  /** A reader before this one left records pending: only sequences up to this one go out until they are back. */
-  private recoveringUpTo: number | undefined;
-  private recoveryThrottled = false;
-  private recoveryLogged = false;
+  /** Set while records an earlier reader left pending are not all back. */
+  private recovery: Recovery | undefined;
+  /** Ends the source: reads fail from now on. */
   private failure: Error | undefined;
+  /** Ended the last pull early: the read waiting on it fails. */
+  private pullError: Error | undefined;
   private closed = false;
 
   constructor(
@@ -208,7 +237,16 @@ class NatsRecordSource implements RecordSource {
     private readonly maxAckPending: number,
   ) {
     this.arn = `arn:hearth:nats:::stream/${stream}`;
-    if (info.num_ack_pending > 0) this.recoveringUpTo = info.delivered.stream_seq;
+    if (info.num_ack_pending > 0) {
+      this.recovery = {
+        upTo: info.delivered.stream_seq,
+        // A dead reader's records are due again one ack_wait after its last progress signal,
+        // which was before now; pending past three is a live reader's (see Recovery).
+        until: Date.now() + 3 * ackWaitMs,
+        throttled: false,
+        logged: false,
+      };
+    }
     this.subscription = connection.subscribe(createInbox(), {
       callback: (error, message) => (error ? this.fail(error) : this.receive(message)),
     });
@@ -218,7 +256,7 @@ class NatsRecordSource implements RecordSource {
   async read(max: number, waitMs: number): Promise<SourceRecord[]> {
     if (this.closed) throw new Error('the NATS source is closed');
     if (this.failure) throw this.failure;
-    if (this.recoveringUpTo !== undefined) await this.checkRecovery();
+    if (this.recovery) await this.checkRecovery(this.recovery);
     let records = this.take(max);
     if (records.length > 0) return records;
     if (!this.pull) this.startPull(max, waitMs);
@@ -226,7 +264,9 @@ class NatsRecordSource implements RecordSource {
     // A burst arrives over several socket reads: let the rest of it land.
     await nextTurn();
     records = this.take(max);
-    if (records.length === 0 && this.failure) throw this.failure;
+    const pullError = this.pullError;
+    this.pullError = undefined;
+    if (records.length === 0 && (this.failure ?? pullError)) throw this.failure ?? pullError;
     return records;
   }
 
@@ -245,7 +285,8 @@ class NatsRecordSource implements RecordSource {
     const info = await this.manager.consumers.info(this.stream, this.options.consumer);
     if (info.num_ack_pending === 0 && info.num_pending === 0) return 0;
     const held = [...this.handedOut.values(), ...this.waiting].map((h) => h.record.arrivedAt);
-    // Pending that is not ours belongs to a reader that died: the oldest sits just above the ack floor.
+    // Pending that is not ours is an earlier reader's, at or above the ack floor. (A consumer that
+    // started at LATEST and has acknowledged nothing yet still has its floor at 0: an overestimate.)
     const othersPending = info.num_ack_pending > held.length;
     if (othersPending) held.push(await this.storedAt(info.ack_floor.stream_seq + 1));
     else if (held.length === 0) held.push(await this.storedAt(info.delivered.stream_seq + 1));
@@ -266,7 +307,7 @@ class NatsRecordSource implements RecordSource {
     this.handedOut.clear();
     this.waiting.length = 0;
     this.wake?.(); // a read waiting for records returns now, empty
-    if (this.recoveryThrottled && this.recoveringUpTo !== undefined) {
+    if (this.recovery?.throttled) {
       await this.manager.consumers
         .update(this.stream, this.options.consumer, { max_ack_pending: this.maxAckPending })
         .catch(() => undefined); // the next reader's open settles it as well
@@ -298,11 +339,15 @@ class NatsRecordSource implements RecordSource {
   private receive(message: Msg) {
     const status = message.headers?.code;
     if (status) {
-      // 408: the pull expired; 409: the consumer was deleted or the server refused the pull.
-      if (status === 409 && /deleted/i.test(message.headers!.description)) {
+      const description = message.headers!.description;
+      if (status === 409 && /deleted/i.test(description)) {
         this.fail(new Error(`consumer ${this.options.consumer} of stream ${this.stream} was deleted`));
+      } else if (status !== 408) {
+        // 408 is the pull's normal end; anything else (503: JetStream not answering, 409: the
+        // pull refused) ends it early, and the read says so rather than come back empty at once.
+        this.pullError = new Error(`JetStream answered the pull with ${status} ${description}`);
       }
-      if (this.pull && status !== 100) this.endPull(this.pull);
+      if (this.pull) this.endPull(this.pull);
       return;
     }
     const metadata = parseAckSubject(message.reply ?? '');
@@ -337,8 +382,7 @@ class NatsRecordSource implements RecordSource {
     let count = 0;
     while (
       count < Math.min(max, this.waiting.length) &&
-      (this.recoveringUpTo === undefined ||
-        Number(this.waiting[count]!.record.sequence) <= this.recoveringUpTo)
+      (this.recovery === undefined || Number(this.waiting[count]!.record.sequence) <= this.recovery.upTo)
     ) {
       count++;
     }
@@ -348,38 +392,35 @@ class NatsRecordSource implements RecordSource {
   }
 
   /** Ends recovery once every pending record of the consumer is one this source holds. */
-  private async checkRecovery() {
+  private async checkRecovery(recovery: Recovery) {
     const info = await this.manager.consumers.info(this.stream, this.options.consumer);
-    const ours = this.handedOut.size + this.waiting.length;
-    if (info.num_ack_pending > ours) {
-      if (!this.recoveryThrottled) {
+    const othersPending = info.num_ack_pending - (this.handedOut.size + this.waiting.length);
+    const log = { consumer: this.options.consumer, stream: this.stream, pending: othersPending };
+    if (othersPending > 0 && Date.now() < recovery.until) {
+      if (!recovery.throttled) {
         // Redeliveries go out before new messages, and with max_ack_pending reached no new
         // message goes out at all: the old records come back first.
         await this.manager.consumers.update(this.stream, this.options.consumer, {
           max_ack_pending: info.num_ack_pending,
         });
-        this.recoveryThrottled = true;
+        recovery.throttled = true;
       }
-      if (!this.recoveryLogged) {
-        this.recoveryLogged = true;
-        this.options.logger?.info(
-          { consumer: this.options.consumer, stream: this.stream, pending: info.num_ack_pending - ours },
-          'waiting for records an earlier reader left unacknowledged before reading new ones',
-        );
+      if (!recovery.logged) {
+        recovery.logged = true;
+        this.options.logger?.info(log, 'waiting for records an earlier reader left unacknowledged');
       }
       return;
     }
-    this.recoveringUpTo = undefined;
-    if (this.recoveryThrottled) {
+    this.recovery = undefined;
+    if (recovery.throttled) {
       await this.manager.consumers.update(this.stream, this.options.consumer, {
         max_ack_pending: this.maxAckPending,
       });
     }
-    if (this.recoveryLogged) {
-      this.options.logger?.info(
-        { consumer: this.options.consumer },
-        'records of the earlier reader are back',
-      );
+    if (othersPending > 0) {
+      this.options.logger?.warn(log, 'another reader of the consumer holds records; reading on beside it');
+    } else if (recovery.logged) {
+      this.options.logger?.info(log, 'the records an earlier reader left are back');
     }
   }
 
@@ -395,7 +436,7 @@ class NatsRecordSource implements RecordSource {
     const first = this.waiting[0];
     return (
       first !== undefined &&
-      (this.recoveringUpTo === undefined || Number(first.record.sequence) <= this.recoveringUpTo)
+      (this.recovery === undefined || Number(first.record.sequence) <= this.recovery.upTo)
     );
   }
 

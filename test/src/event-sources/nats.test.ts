@@ -117,7 +117,19 @@ describe('the NATS JetStream source against a real nats-server', () => {
     assert.equal(fromStart.arn, `arn:hearth:nats:::stream/${name}`);
   });
 
-  test('a filter subject reads only its subject; the lag is the age of the oldest unacknowledged record', async () => {
+  test('a stream that does not exist, or a server that does not answer, fails the open with a reason', async () => {
+    await assert.rejects(open('nonexistent', 'c'), /JetStream stream nonexistent does not exist/);
+    await assert.rejects(
+      openNatsSource({
+        source: { url: 'nats://127.0.0.1:1', stream: 'orders' },
+        consumer: 'c',
+        position: { startingPosition: 'LATEST' },
+      }),
+      /could not connect to NATS at nats:\/\/127\.0\.0\.1:1/,
+    );
+  });
+
+  test('a filter subject reads only its subject, and a new one moves the consumer; the lag is the age of the oldest unacknowledged record', async () => {
     const name = await stream();
     const source = await open(
       name,
@@ -137,6 +149,20 @@ describe('the NATS JetStream source against a real nats-server', () => {
     await source.ack(records);
     assert.equal(await source.lagMs(), 0, 'caught up');
     assert.deepEqual(await source.read(10, 300), []);
+    await source.close();
+
+    // The mapping's subject changes: the consumer follows, from where it was.
+    await publish(`${name}.us`, 'us-2');
+    await publish(`${name}.eu`, 'eu-3');
+    const moved = await open(
+      name,
+      'eu-only',
+      { startingPosition: 'TRIM_HORIZON' },
+      { subject: `${name}.us` },
+    );
+    assert.deepEqual(texts(await readCount(moved, 1)), ['us-2']);
+    await moved.close();
+    await assert.rejects(open(name, 'eu-only'), /reads only s\d+\.us and the mapping names no subject/);
   });
 
   test('reads come in stream order, at most max at a time; acknowledged records never come back', async () => {
@@ -215,14 +241,18 @@ describe('the NATS JetStream source against a real nats-server', () => {
     for (let i = 1; i <= 5; i++) await publish(`${name}.a`, `r${i}`);
     const holder = await open(name, 'slow', undefined, { ackWaitMs: 500 });
     const held = await readCount(holder, 3, 3);
-    // A second reader of the same durable (an old controller not yet gone) gets nothing of them
-    // in four times ack_wait, and no newer record either while they are out.
+    // A second reader of the same durable (an old controller not yet gone) gets none of them in
+    // four times ack_wait, and nothing newer either: it waits for them to come back first.
     const other = await open(name, 'slow', undefined, { ackWaitMs: 500 });
     assert.deepEqual(texts(await other.read(10, 2000)), []);
-    await other.close();
-    assert.deepEqual(texts(await readCount(holder, 2)), ['r4', 'r5']);
+    // Past three times ack_wait it knows they are a live reader's, and reads on beside it.
+    const rest = await readCount(other, 2);
+    assert.deepEqual(texts(rest), ['r4', 'r5']);
     assert.deepEqual(await holder.read(10, 300), [], 'no redelivery of r1..r3');
-    await holder.ack(held);
+    await Promise.all([holder.ack(held), other.ack(rest)]);
+    const info = await manager.consumers.info(name, 'slow');
+    assert.equal(info.num_ack_pending, 0);
+    assert.equal(info.config.max_ack_pending, 20_000, 'max_ack_pending is back');
   });
 });
 
