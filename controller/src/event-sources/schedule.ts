@@ -186,14 +186,12 @@ export function scheduledEvent(
   };
 }
 
-export interface ScheduleRunnerOptions {
-  /** Ticks later than this (a blocked event loop, a suspended machine) are skipped, not fired. */
-  maxLatenessMs?: number;
-  /** How long a tick's claim lives in Redis: far beyond any clock skew between controllers. */
-  claimTtlMs?: number;
-  /** Invoke attempts per tick when the gateway throttles or is unavailable. */
-  invokeAttempts?: number;
-}
+/** Ticks later than this (a blocked event loop, a suspended machine) are skipped, not fired. */
+const MAX_LATENESS_MS = 60_000;
+/** How long a tick's claim lives in Redis: far beyond any clock skew between controllers. */
+const CLAIM_TTL_MS = 600_000;
+/** Invoke attempts per tick when the gateway throttles or is unavailable. */
+const INVOKE_ATTEMPTS = 5;
 
 /** This controller's name in tick claims, for whoever inspects them. */
 const CLAIMER = `${hostname()}:${process.pid}`;
@@ -206,13 +204,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * invokes the function asynchronously with the Scheduled Event (or the constant input). Ticks
  * missed while no controller ran are not replayed, as on EventBridge.
  */
-export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions = {}): MappingRunner {
+export function runSchedule(ctx: MappingContext): MappingRunner {
   const source = ctx.spec.source.schedule;
   if (!source) throw new Error(`mapping ${ctx.id} has no schedule source`);
   const schedule = parseSchedule(source);
-  const maxLatenessMs = options.maxLatenessMs ?? 60_000;
-  const claimTtlMs = options.claimTtlMs ?? 600_000;
-  const invokeAttempts = options.invokeAttempts ?? 5;
   const labels = { mapping: ctx.name, function: ctx.spec.functionName, source: 'schedule' };
   const redis = new Redis(ctx.redisUrl, { maxRetriesPerRequest: 2 });
   let lastRedisError = 0;
@@ -242,7 +237,7 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
         ? source!.input
         : scheduledEvent({ ruleName: ctx.name, region: ctx.region, accountId: ctx.accountId }, tickMs);
     let outcome: InvokeOutcome = { kind: 'unavailable', message: 'not invoked' };
-    for (let attempt = 0; attempt < invokeAttempts && !stopping.signal.aborted; attempt++) {
+    for (let attempt = 0; attempt < INVOKE_ATTEMPTS && !stopping.signal.aborted; attempt++) {
       if (attempt > 0) {
         await sleep(
           outcome.kind === 'throttled' ? Math.min(outcome.retryAfterMs, 10_000) : 250 * 2 ** attempt,
@@ -263,7 +258,7 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
     const time = tickTime(tickMs);
     let claimed: string | null;
     try {
-      claimed = await redis.set(RedisKeys.scheduleTick(ctx.name, tickMs), CLAIMER, 'PX', claimTtlMs, 'NX');
+      claimed = await redis.set(RedisKeys.scheduleTick(ctx.name, tickMs), CLAIMER, 'PX', CLAIM_TTL_MS, 'NX');
     } catch (error) {
       // Without a claim no one may invoke: two controllers could both do it.
       ctx.metrics.invocations.inc({ ...labels, outcome: 'unclaimed' });
@@ -306,7 +301,7 @@ export function runSchedule(ctx: MappingContext, options: ScheduleRunnerOptions 
   async function loop(): Promise<void> {
     let last = Date.now();
     while (!stopping.signal.aborted) {
-      const tick = nextTick(schedule, Math.max(last, Date.now() - maxLatenessMs));
+      const tick = nextTick(schedule, Math.max(last, Date.now() - MAX_LATENESS_MS));
       if (tick === undefined) {
         ctx.reportStatus({ stateReason: `${schedule.expression} has no more ticks` });
         return;

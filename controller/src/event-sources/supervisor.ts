@@ -168,11 +168,6 @@ export class MappingSupervisor {
 
   constructor(private readonly options: SupervisorOptions) {}
 
-  /** The status each held mapping has now (for tests and the process backend's callers). */
-  statuses(): Map<string, EventSourceMappingStatus> {
-    return new Map([...this.held].map(([id, held]) => [id, { ...held.status }]));
-  }
-
   /** Makes the running mappings match `desired` (every mapping there is, keyed by namespace/name). */
   reconcile(desired: ReadonlyMap<string, DesiredMapping>): Promise<void> {
     const run = this.chain.then(() => this.reconcileNow(desired));
