@@ -339,6 +339,7 @@ export function toEventSourceMappingConfiguration(
   const onFailure = spec.destinationConfig.onFailure;
   return {
     UUID: resource.metadata.name,
+    EventSourceMappingArn: `arn:aws:lambda:${context.region}:${context.accountId}:event-source-mapping:${resource.metadata.name}`,
     EventSourceArn: eventSourceArnOf(resource, context),
     FunctionArn: functionArn(spec.functionName, context.region, context.accountId),
     ...mappingState(resource, status),
