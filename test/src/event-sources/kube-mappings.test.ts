@@ -19,13 +19,16 @@ const mapping = (name: string, spec: Record<string, unknown>) =>
   JSON.stringify({ apiVersion: 'hearth.dev/v1alpha1', kind: 'EventSourceMapping', metadata: { name }, spec });
 
 describe(
-  'EventSourceMappings on Kubernetes, run by the leader',
+  'EventSourceMappings on Kubernetes, run by the leader only',
   { skip: kubeBinaries() ? false : KUBE_MISSING },
   () => {
     let cp: ControlPlane;
     let redis: RedisServer;
     let fixture: GatewayFixture;
     let controller: KubeController;
+    let follower: KubeController;
+    const leaderMetrics = new EventSourceMetrics(new Registry());
+    const followerMetrics = new EventSourceMetrics(new Registry());
 
     before(async () => {
       redis = await startRedis();
@@ -36,21 +39,22 @@ describe(
       const gateway = await fixture.startGateway();
       const kubeConfig = new KubeConfig();
       kubeConfig.loadFromFile(cp.kubeconfig);
-      controller = await startKubeController({
-        kubeConfig,
-        logger: quiet,
-        leaseSeconds: 5,
-        identity: 'mapping-test',
-        redisUrl: redis.url,
-        eventSources: {
-          gatewayUrl: gateway.url,
-          gatewayToken: API_KEY,
-          metrics: new EventSourceMetrics(new Registry()),
-        },
-        mappingResyncMs: 1000,
-      });
+      const replica = (identity: string, metrics: EventSourceMetrics) =>
+        startKubeController({
+          kubeConfig,
+          logger: quiet,
+          leaseSeconds: 5,
+          identity,
+          redisUrl: redis.url,
+          eventSources: { gatewayUrl: gateway.url, gatewayToken: API_KEY, metrics },
+          mappingResyncMs: 1000,
+        });
+      controller = await replica('mapping-leader', leaderMetrics);
+      while (!controller.isLeader()) await sleep(50);
+      follower = await replica('mapping-follower', followerMetrics);
     });
     after(async () => {
+      await follower?.stop();
       await controller?.stop();
       await fixture?.stop();
       await cp?.stop();
@@ -98,6 +102,12 @@ describe(
       assert.equal(status.observedGeneration, 1);
       assert.match(status.lastProcessedPosition ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
       assert.equal(status.stateReason, undefined);
+      // Only the leader runs mappings: the other replica never invoked anything.
+      const invoked = async (metrics: EventSourceMetrics) =>
+        (await metrics.invocations.get()).values.reduce((sum, v) => sum + v.value, 0);
+      await until('four ticks invoked', async () => (await invoked(leaderMetrics)) >= 4);
+      assert.equal(await invoked(followerMetrics), 0);
+      assert.equal(follower.isLeader(), false);
 
       await cp.kubectl(['patch', 'esm', 'every-second', '--type=merge', '-p', '{"spec":{"enabled":false}}']);
       const disabled = await until('disabled', async () => {
