@@ -44,6 +44,12 @@ export interface ControlPlane {
   kubectl(args: string[], input?: string): Promise<string>;
   /** Logs of every daemon, for a failing test's message. */
   logs(): string;
+  /**
+   * Stops kube-apiserver (SIGTERM), waits `downMs`, and starts it again on the same port with the
+   * same certificates and etcd; resolves once it is ready. etcd and kube-controller-manager keep
+   * running, so what was stored survives, as in a control-plane upgrade or a crashed API server.
+   */
+  restartApiServer(options?: { downMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -199,38 +205,42 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       }),
     );
     const url = `https://127.0.0.1:${apiPort}`;
-    const apiserver = await startProcess({
-      name: 'kube-apiserver',
-      command: binaries.kubeApiserver,
-      args: [
-        `--etcd-servers=${etcdUrl}`,
-        `--secure-port=${apiPort}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--cert-dir=${join(dir, 'apiserver-certs')}`,
-        `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
-        `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
-        `--client-ca-file=${join(dir, 'ca.crt')}`,
-        '--service-cluster-ip-range=198.19.0.0/16',
-        '--authorization-mode=RBAC',
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-key-file=${join(dir, 'sa.pub')}`,
-        `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-        '--allow-privileged=true',
-        // The default Service's endpoints may not be loopback; nothing in a test needs them.
-        '--endpoint-reconciler-type=none',
-        '--v=0',
-      ],
-    });
-    daemons.push(apiserver);
-    const deadline = Date.now() + 90_000;
-    while ((await adminGet(dir, `${url}/readyz`)).status !== 200) {
-      if (apiserver.child.exitCode !== null)
-        throw new Error(`kube-apiserver exited:\n${apiserver.logs().slice(-4000)}`);
-      if (Date.now() > deadline)
-        throw new Error(`kube-apiserver not ready in 90 s:\n${apiserver.logs().slice(-4000)}`);
-      await sleep(250);
-    }
+    const apiServerSlot = daemons.length;
+    const startApiServer = async () => {
+      const apiserver = await startProcess({
+        name: 'kube-apiserver',
+        command: binaries.kubeApiserver,
+        args: [
+          `--etcd-servers=${etcdUrl}`,
+          `--secure-port=${apiPort}`,
+          '--bind-address=127.0.0.1',
+          '--advertise-address=127.0.0.1',
+          `--cert-dir=${join(dir, 'apiserver-certs')}`,
+          `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
+          `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
+          `--client-ca-file=${join(dir, 'ca.crt')}`,
+          '--service-cluster-ip-range=198.19.0.0/16',
+          '--authorization-mode=RBAC',
+          '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+          `--service-account-key-file=${join(dir, 'sa.pub')}`,
+          `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+          '--allow-privileged=true',
+          // The default Service's endpoints may not be loopback; nothing in a test needs them.
+          '--endpoint-reconciler-type=none',
+          '--v=0',
+        ],
+      });
+      daemons[apiServerSlot] = apiserver;
+      const deadline = Date.now() + 90_000;
+      while ((await adminGet(dir, `${url}/readyz`)).status !== 200) {
+        if (apiserver.child.exitCode !== null)
+          throw new Error(`kube-apiserver exited:\n${apiserver.logs().slice(-4000)}`);
+        if (Date.now() > deadline)
+          throw new Error(`kube-apiserver not ready in 90 s:\n${apiserver.logs().slice(-4000)}`);
+        await sleep(250);
+      }
+    };
+    await startApiServer();
     const kubeconfig = join(dir, 'kubeconfig');
     await writeFile(kubeconfig, kubeconfigYaml(dir, url));
     if (options.controllerManager) {
@@ -282,6 +292,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       dir,
       kubectl,
       logs: () => daemons.map((d) => `--- ${d.name}\n${d.logs().slice(-3000)}`).join('\n'),
+      async restartApiServer({ downMs = 0 } = {}) {
+        await daemons[apiServerSlot]!.stop('SIGTERM', 5000);
+        await sleep(downMs);
+        await startApiServer();
+      },
       stop,
     };
   } catch (error) {
