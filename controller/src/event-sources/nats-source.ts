@@ -4,6 +4,7 @@ import {
   connect,
   createInbox,
   DeliverPolicy,
+  Events,
   ReplayPolicy,
   type ConsumerConfig,
   type ConsumerInfo,
@@ -150,6 +151,8 @@ export async function openNatsSource(options: NatsSourceOptions): Promise<Record
     servers: options.source.url,
     name: `hearth:${options.consumer}`,
     maxReconnectAttempts: -1,
+    // A mapping waits on its source: come back soon after the server does.
+    reconnectTimeWait: 500,
   }).catch((error: Error) => {
     throw new Error(`could not connect to NATS at ${options.source.url}: ${error.message}`, { cause: error });
   });
@@ -251,6 +254,16 @@ class NatsRecordSource implements RecordSource {
       callback: (error, message) => (error ? this.fail(error) : this.receive(message)),
     });
     this.heartbeat = setInterval(() => this.keepHeld(), Math.max(100, Math.floor(ackWaitMs / 3)));
+    void this.followReconnects();
+  }
+
+  /** A pull dies with the connection it was sent on: a new one goes out at once after a reconnect. */
+  private async followReconnects() {
+    for await (const status of this.connection.status()) {
+      if (status.type !== Events.Reconnect) continue;
+      if (this.pull) this.endPull(this.pull);
+      this.keepHeld();
+    }
   }
 
   async read(max: number, waitMs: number): Promise<SourceRecord[]> {

@@ -10,6 +10,8 @@ export interface NatsServer {
   readonly url: string;
   readonly dir: string;
   readonly process: RunningProcess;
+  /** Stops the server (SIGTERM: it saves its state) and starts it again on the same port and store. */
+  restart(signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -27,19 +29,27 @@ export async function startNatsServer(): Promise<NatsServer> {
   const dir = await mkdtemp(join(tmpdir(), 'hearth-nats-'));
   try {
     const [port, monitorPort] = await Promise.all([freePort(), freePort()]);
-    const server = await startProcess({
-      name: `nats:${port}`,
-      command: binary,
-      args: ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)],
-      ready: { url: `http://127.0.0.1:${monitorPort}/healthz` },
-    });
+    const start = () =>
+      startProcess({
+        name: `nats:${port}`,
+        command: binary,
+        args: ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)],
+        ready: { url: `http://127.0.0.1:${monitorPort}/healthz` },
+      });
+    let current = await start();
     return {
       port,
       url: `nats://127.0.0.1:${port}`,
       dir,
-      process: server,
+      get process() {
+        return current;
+      },
+      async restart(signal = 'SIGTERM') {
+        await current.stop(signal, 5000);
+        current = await start();
+      },
       async stop() {
-        await server.stop('SIGKILL');
+        await current.stop('SIGKILL');
         await rm(dir, { recursive: true, force: true });
       },
     };
