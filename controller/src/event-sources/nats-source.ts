@@ -25,8 +25,10 @@ export const PARTITION_KEY_HEADER = 'Hearth-Partition-Key';
 export const DEFAULT_ACK_WAIT_MS = 30_000;
 
 /**
- * The most records the consumer lets out unacknowledged: above what a runner holds at once
- * (batchSize up to 10,000, a batch in flight plus the next one read), a bound on memory otherwise.
+ * The most records the consumer lets out unacknowledged, a bound on what a reader holds in memory.
+ * The stream runner holds up to three batches per lane; a mapping that would hold more (batchSize
+ * times parallelizationFactor above about 6,000) waits for acknowledgements and sends smaller
+ * batches, nothing worse.
  */
 export const DEFAULT_MAX_ACK_PENDING = 20_000;
 
