@@ -433,3 +433,82 @@ test('failure records reach a URL and a function destination; a refused record i
   );
   await assert.rejects(send({ url: `http://127.0.0.1:${await freePort()}/` }, {}));
 });
+
+test('lag is the age of the oldest entry not yet acknowledged: pending first, then the first not yet read', async () => {
+  const stream = 'orders-lag';
+  const now = Date.now();
+  await fixture.redis.xadd(stream, `${now - 60_000}-0`, 'n', '1');
+  await fixture.redis.xadd(stream, `${now - 30_000}-0`, 'n', '2');
+  const source = await openRedisStreamSource({
+    redisUrl: redis.url,
+    stream,
+    group: 'hearth-lag',
+    consumer: 'controller-1',
+    position: { startingPosition: 'TRIM_HORIZON' },
+  });
+  try {
+    const near = (actual: number, expected: number) =>
+      assert.ok(Math.abs(actual - expected) < 5000, `lag ${actual} ms, expected about ${expected} ms`);
+    near(await source.lagMs(), 60_000);
+    const [first] = await source.read(1, 100);
+    near(await source.lagMs(), 60_000);
+    await source.ack([first!]);
+    near(await source.lagMs(), 30_000);
+    const [second] = await source.read(1, 100);
+    await source.ack([second!]);
+    assert.equal(await source.lagMs(), 0);
+    assert.deepEqual(await source.read(10, 50), []);
+  } finally {
+    await source.close();
+  }
+});
+
+test("a reader takes over another consumer's entries once idle, at open and later, marked redelivered", async () => {
+  const stream = 'orders-claim';
+  const open = (consumer: string) =>
+    openRedisStreamSource({
+      redisUrl: redis.url,
+      stream,
+      group: 'hearth-claim',
+      consumer,
+      position: { startingPosition: 'TRIM_HORIZON' },
+      claimIdleMs: 200,
+    });
+  for (const n of ['1', '2']) await fixture.redis.xadd(stream, '*', 'n', n);
+  const dead = await open('dead-controller');
+  const live = await (async () => {
+    assert.equal((await dead.read(10, 100)).length, 2);
+    await sleep(300);
+    return open('live-controller');
+  })();
+  try {
+    const taken = await live.read(10, 100);
+    assert.deepEqual(
+      taken.map((r) => [r.data.toString(), r.redelivered]),
+      [
+        ['{"n":"1"}', true],
+        ['{"n":"2"}', true],
+      ],
+    );
+    // The dead reader's later entry is taken over by the periodic sweep, after a new one comes first.
+    await fixture.redis.xadd(stream, '*', 'n', '3');
+    assert.equal((await dead.read(10, 100)).length, 1);
+    await fixture.redis.xadd(stream, '*', 'n', '4');
+    const next = await live.read(10, 100);
+    assert.deepEqual(
+      next.map((r) => [r.data.toString(), r.redelivered ?? false]),
+      [['{"n":"4"}', false]],
+    );
+    await sleep(300);
+    const later = await live.read(10, 100);
+    assert.deepEqual(
+      later.map((r) => [r.data.toString(), r.redelivered]),
+      [['{"n":"3"}', true]],
+    );
+    await live.ack([...taken, ...next, ...later]);
+    assert.equal(await pendingCount(stream, 'hearth-claim'), 0);
+  } finally {
+    await live.close();
+    await dead.close();
+  }
+});
