@@ -17,13 +17,14 @@
  * (60 s, 250 MB). No peer is named for this one.
  *
  * Usage: node bench/dist/index.js controller-scale [--functions 1000] [--create-concurrency 16]
- *   [--no-redis] [--controller-manager] [--timeout 240] [--settle 10] [--out results.md]
+ *   [--no-redis] [--controller-manager] [--timeout 240] [--settle 10] [--cpu-prof dir] [--out results.md]
+ * `--cpu-prof dir` runs the controller under `node --cpu-prof` and leaves the profile in `dir`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Agent, request, type RequestOptions } from 'node:https';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startProcess, startRedis, type RedisServer, type RunningProcess } from '@hearth/test';
@@ -44,6 +45,8 @@ interface Options {
   controllerManager: boolean;
   timeoutSeconds: number;
   settleSeconds: number;
+  /** Where `node --cpu-prof` leaves the controller's profile, when asked. */
+  cpuProfDir: string | undefined;
   out: string | undefined;
 }
 
@@ -56,6 +59,7 @@ function parseOptions(argv: string[]): Options {
       'no-redis': { type: 'boolean', default: false },
       'controller-manager': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '240' },
+      'cpu-prof': { type: 'string' },
       settle: { type: 'string', default: '10' },
       out: { type: 'string' },
     },
@@ -72,6 +76,7 @@ function parseOptions(argv: string[]): Options {
     controllerManager: values['controller-manager'],
     timeoutSeconds: positive('timeout', values.timeout),
     settleSeconds: positive('settle', values.settle),
+    cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     out: values.out,
   };
 }
@@ -288,7 +293,10 @@ export async function main(argv: string[]): Promise<void> {
     controller = await startProcess({
       name: 'hearth-controller',
       command: process.execPath,
-      args: [controllerMain],
+      args: [
+        ...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : []),
+        controllerMain,
+      ],
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
