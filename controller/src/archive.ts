@@ -13,8 +13,18 @@ import {
   zipEntrySizeProblem,
 } from '@hearth/api';
 
+/** Why an archive could not be used, as a Function's CodeReady condition names it. */
+export type ArchiveFailure = 'ArchiveChecksumMismatch' | 'ArchiveUnavailable' | 'InvalidArchive';
+
 /** A problem with the archive itself: retrying cannot help, so the function is Failed until its spec changes. */
-export class ArchiveError extends Error {}
+export class ArchiveError extends Error {
+  constructor(
+    message: string,
+    readonly reason: ArchiveFailure = 'InvalidArchive',
+  ) {
+    super(message);
+  }
+}
 
 export interface ArchiveOptions {
   /** Sent as `Authorization: Bearer` to http(s) URLs (the gateway's code store when auth is on). */
@@ -39,6 +49,7 @@ export async function unpackArchive(
   if (actual !== archive.sha256) {
     throw new ArchiveError(
       `code archive ${archive.url} has sha256 ${actual}, but spec.code.archive.sha256 expects ${archive.sha256}`,
+      'ArchiveChecksumMismatch',
     );
   }
   try {
@@ -53,7 +64,7 @@ async function download(url: string, options: ArchiveOptions): Promise<Buffer> {
   const maxBytes = options.maxBytes ?? CodeArchiveLimits.unzippedBytes;
   if (url.startsWith('file://')) {
     const zip = await readFile(fileURLToPath(url)).catch((error: Error) => {
-      throw new ArchiveError(`code archive ${url} could not be read: ${error.message}`);
+      throw new ArchiveError(`code archive ${url} could not be read: ${error.message}`, 'ArchiveUnavailable');
     });
     if (zip.length > maxBytes) throw new ArchiveError(`code archive ${url} is larger than ${maxBytes} bytes`);
     return zip;
@@ -62,7 +73,8 @@ async function download(url: string, options: ArchiveOptions): Promise<Buffer> {
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     signal: AbortSignal.timeout(120_000),
   });
-  if (response.status === 404) throw new ArchiveError(`code archive ${url} does not exist (404)`);
+  if (response.status === 404)
+    throw new ArchiveError(`code archive ${url} does not exist (404)`, 'ArchiveUnavailable');
   if (!response.ok || !response.body) throw new Error(`code archive ${url}: HTTP ${response.status}`);
   const chunks: Buffer[] = [];
   let size = 0;

@@ -35,6 +35,7 @@ import {
   type MappingStatusWriter,
 } from './event-sources/supervisor.js';
 import {
+  codeFetchFailure,
   defaultKubeOptions,
   desiredCodeConfigMap,
   desiredDeployment,
@@ -382,16 +383,31 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       old = [];
     }
     log.debug({ function: key, revision, desired: pool.size, ready, oldRevisions: old.length }, 'reconciled');
+    // A pod short of ready may be stuck fetching its archive: its init container says why.
+    const codeFailure =
+      fn.spec.code.archive && ready < pool.size
+        ? codeFetchFailure(
+            (
+              await core.listNamespacedPod({
+                namespace,
+                labelSelector: `${Labels.function}=${name},${Labels.revision}=${revision}`,
+              })
+            ).items,
+          )
+        : undefined;
     const busy = Math.min(demand ?? 0, ready * fn.spec.concurrency.perInstance);
     const url = options.gatewayUrl ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${name}` : undefined;
-    const status = poolStatus(
-      fn.status,
-      generation,
-      { revision, desired: pool.size, ready, busy, oldRevisions: old.length },
-      now(),
-      url,
-    );
+    const status = codeFailure
+      ? failedStatus(fn.status, generation, { condition: 'CodeReady', ...codeFailure }, revision, now())
+      : poolStatus(
+          fn.status,
+          generation,
+          { revision, desired: pool.size, ready, busy, oldRevisions: old.length },
+          now(),
+          url,
+        );
     await writeStatus(fn, status);
+    if (codeFailure) await event(fn, 'Warning', codeFailure.reason, codeFailure.message);
     if (registry) {
       const revisions = [revision, ...old.map((d) => d.metadata!.labels![Labels.revision]!)];
       for (const r of revisions) serviceOwners.set(`${namespace}/${revisionObjectName(name, r)}`, key);
@@ -407,7 +423,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         name,
         revision: serving,
         spec: fn.spec,
-        state: active ? 'Active' : 'Pending',
+        // Nothing serves and the code cannot be fetched: callers learn why instead of waiting.
+        state: active ? 'Active' : codeFailure ? 'Failed' : 'Pending',
         ...(active ? {} : { stateReason: readyCondition?.message ?? 'waiting for instances' }),
       });
       await registry.syncInstances(name, registryInstances(instances, serving, revision));

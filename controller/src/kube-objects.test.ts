@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateFunctionSpec, type FunctionResource } from '@hearth/api';
+import type { V1Pod } from '@kubernetes/client-node';
 import {
+  codeFetchFailure,
+  codeFetchMessage,
   cpuMillis,
+  defaultKubeOptions,
   desiredCodeConfigMap,
   desiredDeployment,
   desiredService,
@@ -115,6 +119,93 @@ test('inline code becomes a ConfigMap whose numbered keys map back to the file p
     unsupportedCodeSource(fn({ runtime: 'nodejs20.x', code: { image: 'x' } }))!,
     /spec\.code\.image/,
   );
+});
+
+const sha256 = 'ab'.repeat(32);
+const archive = { archive: { url: `http://gw:8080/hearth/v1/code/${sha256}.zip`, sha256 } };
+
+test('archive code is fetched by a locked-down init container into a volume the runtime reads only', () => {
+  const f = fn({ runtime: 'nodejs20.x', code: archive, ephemeralStorage: '512Mi' });
+  const options = { ...defaultKubeOptions, codeFetcherImage: 'registry.example/hearth-controller:1' };
+  const pod = desiredDeployment(f, 'r1', 1, options).spec!.template.spec!;
+  assert.equal(pod.initContainers?.length, 1);
+  const init = pod.initContainers[0]!;
+  assert.equal(init.image, 'registry.example/hearth-controller:1');
+  assert.deepEqual(init.command, ['node', '/opt/hearth/controller/dist/fetch-code.js']);
+  const env = Object.fromEntries(init.env!.map((e) => [e.name, e.value]));
+  assert.equal(env.HEARTH_CODE_URL, archive.archive.url);
+  assert.equal(env.HEARTH_CODE_SHA256, sha256);
+  assert.equal(init.terminationMessagePath, '/dev/termination-log');
+  assert.equal(init.securityContext!.readOnlyRootFilesystem, true);
+  assert.equal(init.securityContext!.allowPrivilegeEscalation, false);
+  assert.deepEqual(init.securityContext!.capabilities, { drop: ['ALL'] });
+  assert.ok(init.resources!.limits!.memory && init.resources!.limits!.cpu);
+  assert.equal(pod.securityContext!.runAsNonRoot, true, 'the fetcher runs as the pod: not root');
+  const volume = pod.volumes!.find((v) => v.name === 'code')!;
+  assert.equal(volume.emptyDir!.sizeLimit, '250Mi', 'room for the largest unpacked archive');
+  // The fetcher writes where the runtime's read-only /var/task comes from.
+  const fetchMount = init.volumeMounts!.find((m) => m.name === 'code')!;
+  assert.equal(env.HEARTH_CODE_DIR, `${fetchMount.mountPath}/task`);
+  const runtime = pod.containers[0]!;
+  assert.deepEqual(
+    runtime.volumeMounts!.find((m) => m.name === 'code'),
+    { name: 'code', mountPath: '/var/task', readOnly: true, subPath: 'task' },
+  );
+  assert.equal(runtime.resources!.limits!['ephemeral-storage'], `${512 + 256 + 250}Mi`);
+  assert.equal(unsupportedCodeSource(f), undefined);
+  // Other code sources need no fetcher.
+  assert.equal(
+    desiredDeployment(fn({ runtime: 'nodejs20.x', code: inline }), 'r1', 1).spec!.template.spec!
+      .initContainers,
+    undefined,
+  );
+});
+
+const fetcherPod = (name: string, status: Record<string, unknown>): V1Pod => ({
+  metadata: { name },
+  status: {
+    initContainerStatuses: [
+      { name: 'fetch-code', ready: false, restartCount: 1, image: 'i', imageID: 'i', ...status },
+    ],
+  },
+});
+
+test('a failed code fetch names its reason from the init container termination message', () => {
+  const mismatch = codeFetchMessage(
+    'ArchiveChecksumMismatch',
+    'code archive http://gw/x.zip has sha256 00, but spec.code.archive.sha256 expects ff',
+  );
+  // Waiting to be restarted: the last exit says why.
+  const crashLooping = fetcherPod('echo-r1-a', {
+    state: { waiting: { reason: 'CrashLoopBackOff' } },
+    lastState: { terminated: { exitCode: 1, message: mismatch } },
+  });
+  assert.deepEqual(codeFetchFailure([crashLooping]), {
+    reason: 'ArchiveChecksumMismatch',
+    message: 'code archive http://gw/x.zip has sha256 00, but spec.code.archive.sha256 expects ff',
+  });
+  const justFailed = fetcherPod('echo-r1-b', {
+    state: { terminated: { exitCode: 1, message: codeFetchMessage('ArchiveUnavailable', 'HTTP 503') } },
+  });
+  assert.deepEqual(codeFetchFailure([justFailed]), { reason: 'ArchiveUnavailable', message: 'HTTP 503' });
+  const killed = fetcherPod('echo-r1-c', { state: { terminated: { exitCode: 137, reason: 'OOMKilled' } } });
+  assert.deepEqual(codeFetchFailure([killed]), {
+    reason: 'ArchiveUnavailable',
+    message: 'the fetch-code init container of pod echo-r1-c exited with code 137 (OOMKilled)',
+  });
+  // Fetching, fetched, or a retry that has since succeeded: nothing to report.
+  assert.equal(codeFetchFailure([fetcherPod('p', { state: { running: {} } })]), undefined);
+  assert.equal(
+    codeFetchFailure([
+      fetcherPod('p', {
+        ready: true,
+        state: { terminated: { exitCode: 0 } },
+        lastState: { terminated: { exitCode: 1, message: mismatch } },
+      }),
+    ]),
+    undefined,
+  );
+  assert.equal(codeFetchFailure([{ metadata: { name: 'inline' }, status: {} }]), undefined);
 });
 
 test('the Service selects exactly the pods of its revision', () => {

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
+  V1Container,
   V1Deployment,
   V1OwnerReference,
+  V1Pod,
   V1Service,
   V1Volume,
   V1VolumeMount,
@@ -10,6 +12,7 @@ import type {
 import {
   API_GROUP,
   API_VERSION,
+  CodeArchiveLimits,
   Limits,
   quantityToMb,
   ShimEnv,
@@ -34,12 +37,22 @@ const TMP_DIR = '/tmp';
 const STORAGE_OVERHEAD_MB = 256;
 /** A non-root user that exists in no image on purpose: function code owns nothing but /tmp. */
 const RUN_AS = 65532;
+/** The init container that fetches `spec.code.archive` into the code volume. */
+export const CODE_FETCHER = 'fetch-code';
+/** Where the code volume sits in the fetcher; the code itself goes in a subdirectory (see fetch-code.ts). */
+const FETCH_MOUNT = '/code';
+const FETCHED_CODE_SUBDIR = 'task';
+/** The largest unpacked archive, as a volume size. */
+const ARCHIVE_CODE_MB = Math.ceil(CodeArchiveLimits.unzippedBytes / (1 << 20));
 
 export interface KubeBackendOptions {
   /** The runtime shim image for each Lambda runtime identifier. */
   images: Record<string, string>;
   /** The shim's entrypoint inside that image. */
   shimCommand: string[];
+  /** The image of the init container fetching archive code: the controller's, which has fetch-code.js. */
+  codeFetcherImage: string;
+  codeFetcherCommand: string[];
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
 }
 
@@ -51,6 +64,8 @@ export const defaultKubeOptions: KubeBackendOptions = {
     'provided.al2023': 'localhost/hearth-runtime-provided:0.1.0',
   },
   shimCommand: ['node', '/opt/hearth/runtime-shim/dist/main.js'],
+  codeFetcherImage: 'localhost/hearth-controller:0.1.0',
+  codeFetcherCommand: ['node', '/opt/hearth/controller/dist/fetch-code.js'],
   imagePullPolicy: 'IfNotPresent',
 };
 
@@ -114,9 +129,63 @@ export function desiredCodeConfigMap(fn: FunctionResource, revision: string): V1
 
 /** Why a code source cannot run on Kubernetes yet, or undefined when it can. */
 export function unsupportedCodeSource(fn: FunctionResource): string | undefined {
-  if (fn.spec.code.archive) return 'spec.code.archive is not supported by the kubernetes backend yet';
   if (fn.spec.code.image) return 'spec.code.image is not supported by the kubernetes backend yet';
   return undefined;
+}
+
+/** What the code fetcher leaves in its termination message: `<reason>: <message>`, within the kubelet's 4 KB. */
+export function codeFetchMessage(reason: string, message: string): string {
+  return `${reason}: ${message}`.slice(0, 4000);
+}
+
+/**
+ * Why a revision's archive code cannot be fetched, from the code fetcher's last exit in the
+ * revision's pods (the kubelet keeps it while it retries); undefined while none has failed.
+ */
+export function codeFetchFailure(pods: V1Pod[]): { reason: string; message: string } | undefined {
+  for (const pod of pods) {
+    const status = pod.status?.initContainerStatuses?.find((s) => s.name === CODE_FETCHER);
+    if (!status || status.ready) continue;
+    const exit = [status.state?.terminated, status.lastState?.terminated].find((t) => t && t.exitCode !== 0);
+    if (!exit) continue;
+    const parsed = /^(Archive\w+|InvalidArchive): ([\s\S]*)$/.exec(exit.message?.trim() ?? '');
+    if (parsed) return { reason: parsed[1]!, message: parsed[2]! };
+    // Killed before it could say why (out of memory, a missing image entry point, ...).
+    return {
+      reason: 'ArchiveUnavailable',
+      message: `the ${CODE_FETCHER} init container of pod ${pod.metadata?.name} exited with code ${exit.exitCode}${exit.reason ? ` (${exit.reason})` : ''}`,
+    };
+  }
+  return undefined;
+}
+
+/** The init container that downloads, checks and unpacks `spec.code.archive` before the runtime starts. */
+function codeFetcher(
+  archive: { url: string; sha256: string },
+  options: KubeBackendOptions,
+  securityContext: V1Container['securityContext'],
+): V1Container {
+  return {
+    name: CODE_FETCHER,
+    image: options.codeFetcherImage,
+    imagePullPolicy: options.imagePullPolicy,
+    command: options.codeFetcherCommand,
+    env: [
+      { name: 'HEARTH_CODE_URL', value: archive.url },
+      { name: 'HEARTH_CODE_SHA256', value: archive.sha256 },
+      { name: 'HEARTH_CODE_DIR', value: `${FETCH_MOUNT}/${FETCHED_CODE_SUBDIR}` },
+    ],
+    // The controller reads why a fetch failed from here (codeFetchFailure).
+    terminationMessagePath: '/dev/termination-log',
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    // The zip is held in memory while it is checked: room for the largest one.
+    resources: {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '500m', memory: '512Mi', 'ephemeral-storage': `${ARCHIVE_CODE_MB + 64}Mi` },
+    },
+    securityContext,
+    volumeMounts: [{ name: 'code', mountPath: FETCH_MOUNT }],
+  };
 }
 
 function codeVolume(fn: FunctionResource, revision: string): V1Volume {
@@ -130,6 +199,9 @@ function codeVolume(fn: FunctionResource, revision: string): V1Volume {
   }
   if (fn.spec.code.configMap) {
     return { name: 'code', configMap: { name: fn.spec.code.configMap.name, defaultMode: 0o444 } };
+  }
+  if (fn.spec.code.archive) {
+    return { name: 'code', emptyDir: { sizeLimit: `${ARCHIVE_CODE_MB}Mi` } };
   }
   throw new Error(unsupportedCodeSource(fn) ?? 'no code source');
 }
@@ -170,12 +242,25 @@ export function desiredDeployment(
     { name: 'tmp', emptyDir: { sizeLimit: `${storageMb}Mi` } },
     { name: 'state', emptyDir: { sizeLimit: '64Mi' } },
   ];
+  const archive = spec.code.archive;
   const mounts: V1VolumeMount[] = [
-    { name: 'code', mountPath: CODE_DIR, readOnly: true },
+    {
+      name: 'code',
+      mountPath: CODE_DIR,
+      readOnly: true,
+      ...(archive ? { subPath: FETCHED_CODE_SUBDIR } : {}),
+    },
     { name: 'tmp', mountPath: TMP_DIR },
     { name: 'state', mountPath: STATE_DIR },
   ];
   const probe = (path: string) => ({ httpGet: { path, port: SHIM_PORT } });
+  const containerSecurity = {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+  };
+  // Unpacked archive code lives on the pod's disk too: the pod's storage limit makes room for it.
+  const codeStorageMb = archive ? ARCHIVE_CODE_MB : 0;
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -204,6 +289,7 @@ export function desiredDeployment(
             fsGroup: RUN_AS,
             seccompProfile: { type: 'RuntimeDefault' },
           },
+          ...(archive ? { initContainers: [codeFetcher(archive, options, containerSecurity)] } : {}),
           containers: [
             {
               name: 'function',
@@ -220,16 +306,12 @@ export function desiredDeployment(
                 limits: {
                   memory: `${memoryMb}Mi`,
                   cpu: `${cpuMillis(memoryMb)}m`,
-                  'ephemeral-storage': `${storageMb + STORAGE_OVERHEAD_MB}Mi`,
+                  'ephemeral-storage': `${storageMb + STORAGE_OVERHEAD_MB + codeStorageMb}Mi`,
                 },
               },
               readinessProbe: { ...probe(ShimPaths.readyz), periodSeconds: 1, failureThreshold: 1 },
               livenessProbe: { ...probe(ShimPaths.healthz), periodSeconds: 10, failureThreshold: 3 },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: containerSecurity,
               volumeMounts: mounts,
             },
           ],

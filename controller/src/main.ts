@@ -13,6 +13,8 @@
 //   HEARTH_REGION, HEARTH_ACCOUNT_ID   for ARNs in events, as the gateway's; default us-east-1, 000000000000
 //   HEARTH_RUNTIME_IMAGES JSON {"nodejs20.x": "<image>", ...} over the default runtime images (kubernetes backend)
 //   HEARTH_IMAGE_PULL_POLICY  Always | IfNotPresent | Never for function pods (kubernetes backend)
+//   HEARTH_CODE_FETCHER_IMAGE the image of function pods' init container that fetches archive code:
+//                         this controller's image (kubernetes backend)
 //   HEARTH_LOG_LEVEL      pino level; default info
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -77,6 +79,9 @@ async function start(): Promise<{ stop(): Promise<void> }> {
         ...defaultKubeOptions,
         images: { ...defaultKubeOptions.images, ...images },
         ...(pullPolicy ? { imagePullPolicy: pullPolicy } : {}),
+        ...(process.env.HEARTH_CODE_FETCHER_IMAGE
+          ? { codeFetcherImage: process.env.HEARTH_CODE_FETCHER_IMAGE }
+          : {}),
       },
       logger,
       redisUrl: process.env.HEARTH_REDIS_URL,

@@ -46,7 +46,7 @@ export interface ManagementOptions {
 /**
  * Lambda's management API (LAMBDA.md section 2) plus what the hearth CLI needs besides:
  *
- *   GET /hearth/v1/code/{sha256}.zip           stored code, for the controller
+ *   GET /hearth/v1/code/{sha256}.zip           stored code, for the controller and function pods
  *   GET /hearth/v1/functions/{name}/logs       the last lines of the function's output
  *
  * Changes are serialized (one at a time per gateway): each reads the Function, decides, writes.
@@ -294,7 +294,10 @@ export function managementRoutes(options: ManagementOptions): Router {
     });
   });
 
-  route('get', '/hearth/v1/code/:file', async (req, res) => {
+  // Open without a key: function pods fetch their code here (an init container holds no API key),
+  // and the path is the zip's sha256, which only those who can read the Function or hold the zip
+  // know. Inline code is in the Function itself, so this shows nobody more than that does.
+  router.get('/hearth/v1/code/:file', async (req, res) => {
     const match = /^([0-9a-f]{64})\.zip$/.exec(String(req.params.file));
     if (!match || !isSha256Hex(match[1]!) || !(await codeStore.has(match[1]!))) {
       throw new GatewayError('ResourceNotFoundException', `No stored code ${String(req.params.file)}.`);
