@@ -69,6 +69,8 @@ interface EndToEndRow {
   /** From the first send until every accepted event had run; undefined when the run hit its limit. */
   totalSeconds: number | undefined;
   ran: number;
+  /** Events that ended in the dead-letter queue instead of running: they count as finished, not as run. */
+  deadLettered: number;
   /** CPU µs per event of the process doing the queueing (the gateway, or the floor's process). */
   cpuUsPerEvent: number | undefined;
 }
@@ -163,7 +165,6 @@ interface AsyncCounters {
   enqueued: number;
   succeeded: number;
   deadLettered: number;
-  retries: number;
 }
 
 async function readCounters(gateway: RunningGateway): Promise<AsyncCounters> {
@@ -179,7 +180,6 @@ async function readCounters(gateway: RunningGateway): Promise<AsyncCounters> {
     enqueued: sum('hearth_async_events_enqueued_total'),
     succeeded: sum('hearth_async_events_succeeded_total'),
     deadLettered: sum('hearth_async_dead_lettered_total'),
-    retries: sum('hearth_async_retries_total'),
   };
 }
 
@@ -254,6 +254,7 @@ async function hearthEndToEnd(
     acceptSeconds,
     totalSeconds,
     ran,
+    deadLettered: now.deadLettered - before.deadLettered,
     cpuUsPerEvent:
       cpuBefore === undefined || cpuAfter === undefined || accepted === 0
         ? undefined
@@ -387,6 +388,7 @@ class BullmqFloor {
       acceptSeconds,
       totalSeconds,
       ran: this.completed - completedBefore,
+      deadLettered: 0,
       cpuUsPerEvent: accepted === 0 ? undefined : (cpu.user + cpu.system) / accepted,
     };
   }
@@ -422,12 +424,12 @@ function report(
     '',
     `### Async end to end: ${options.events} events sent by ${Math.max(...options.callers)} callers, until all have run`,
     '',
-    '| path | accepted | failed | accepted/s | events/s end to end | all run after s | CPU µs/event |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| path | accepted | failed | dead-lettered | accepted/s | events/s end to end | all run after s | CPU µs/event |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...endToEnd.map((r) => {
       const rate = perSecond(r);
       return (
-        `| ${r.label} | ${r.accepted} | ${r.failed} | ${(r.accepted / r.acceptSeconds).toFixed(0)} | ` +
+        `| ${r.label} | ${r.accepted} | ${r.failed} | ${r.deadLettered} | ${(r.accepted / r.acceptSeconds).toFixed(0)} | ` +
         `${rate === undefined ? `unfinished (${r.ran} ran)` : rate.toFixed(0)} | ` +
         `${r.totalSeconds === undefined ? '-' : r.totalSeconds.toFixed(2)} | ` +
         `${r.cpuUsPerEvent === undefined ? '-' : r.cpuUsPerEvent.toFixed(0)} |`
