@@ -396,7 +396,7 @@ export async function main(argv: string[]): Promise<void> {
     const quantile = (q: number) => {
       const times = [...reconciledAt.values()].sort((a, b) => a - b);
       const index = Math.ceil(q * options.functions) - 1;
-      return index < times.length ? (times[index]! / 1000).toFixed(1) : '-';
+      return index < times.length ? `${(times[index]! / 1000).toFixed(1)} s` : '-';
     };
     // Unfinished, the rate is what was reconciled within the time allowed.
     const rate = reconciledAt.size / (allSeconds ?? options.timeoutSeconds);
@@ -408,7 +408,7 @@ export async function main(argv: string[]): Promise<void> {
       '| measure | value |',
       '| --- | ---: |',
       `| all created (API server accepted the last) | ${createdSeconds.toFixed(1)} s |`,
-      `| 50% / 90% / 100% reconciled | ${quantile(0.5)} s / ${quantile(0.9)} s / ${allSeconds === undefined ? `not within ${options.timeoutSeconds} s (${reconciledAt.size} reconciled)` : `${allSeconds.toFixed(1)} s`} |`,
+      `| 50% / 90% / 100% reconciled | ${quantile(0.5)} / ${quantile(0.9)} / ${allSeconds === undefined ? `not within ${options.timeoutSeconds} s (${reconciledAt.size} reconciled)` : `${allSeconds.toFixed(1)} s`} |`,
       `| rate | ${rate.toFixed(1)} functions/s |`,
       `| Functions whose Deployment and Service exist and status is reconciled, at the end | ${complete} / ${options.functions} |`,
       `| controller RSS: idle before / peak (VmRSS sampled, VmHWM) | ${idleRss ? (Number(idleRss) / 1024).toFixed(0) : '-'} MB / ${memory.peakMb.toFixed(0)} MB, ${memory.hwmMb.toFixed(0)} MB |`,
