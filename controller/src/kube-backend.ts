@@ -58,6 +58,7 @@ import {
 } from './kube-registry.js';
 import { RegistryWriter } from './registry.js';
 import { canonicalJson, revisionHash } from './revision.js';
+import { reuseConnections } from './kube-connections.js';
 
 export interface KubeControllerOptions {
   kubeConfig?: KubeConfig;
@@ -143,6 +144,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   const log = options.logger ?? pino({ name: 'hearth-controller' });
   const kc = options.kubeConfig ?? new KubeConfig();
   if (!options.kubeConfig) kc.loadFromDefault();
+  reuseConnections(kc);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
