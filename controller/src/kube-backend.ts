@@ -122,6 +122,9 @@ export interface KubeController {
   stop(): Promise<void>;
 }
 
+/** How often a revision whose pods wait for their archive code is looked at again. */
+const CODE_FETCH_POLL_MS = 2000;
+
 const apply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const statusOf = (error: unknown) => (error instanceof ApiException ? error.code : undefined);
@@ -431,6 +434,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       });
       await registry.syncInstances(name, registryInstances(instances, serving, revision));
     }
+    // No watch announces a code fetcher's exit: while a revision waits for its archive, look again soon.
+    if (fn.spec.code.archive && ready < pool.size) return { requeueAfterMs: CODE_FETCH_POLL_MS };
     return { requeueAfterMs: registry ? pollMs : resyncMs };
   }
 
