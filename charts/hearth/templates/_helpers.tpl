@@ -112,6 +112,16 @@ from the external Secret, or the external URL as given.
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the gateway serves the management API (it needs the code store). */}}
+{{- define "hearth.managementEnabled" -}}
+{{- if and .Values.codeStore.enabled .Values.gateway.management.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the management API writes Functions: the first functions namespace. */}}
+{{- define "hearth.managementNamespace" -}}
+{{- first (include "hearth.functionNamespaces" . | fromJsonArray) -}}
+{{- end -}}
+
 {{- define "hearth.functionNamespaces" -}}
 {{- if .Values.functions.namespaces -}}
 {{- toJson .Values.functions.namespaces -}}

@@ -175,6 +175,93 @@ describe('the Helm chart', { skip: helm ? false : HELM_MISSING }, () => {
     assert.ok(JSON.parse(dashboard.data!['hearth-functions.json']!).panels.length >= 10);
   });
 
+  test('with the code store the gateway serves the management API and may write Functions', async () => {
+    const rulesOf = (m: Manifest) =>
+      (m as unknown as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] }).rules;
+    const verbs = (m: Manifest, resource: string) =>
+      rulesOf(m)
+        .filter((r) => r.apiGroups.includes('hearth.dev') && r.resources.includes(resource))
+        .flatMap((r) => r.verbs)
+        .sort();
+
+    // Off by default: read-only gateway, no management settings.
+    const plain = await renderChart();
+    const plainGateway = named(plain, 'Deployment', '-gateway');
+    assert.equal(env(plainGateway).HEARTH_MANAGEMENT_BACKEND, undefined);
+    assert.deepEqual(verbs(named(plain, 'ClusterRole', '-gateway'), 'functions'), ['get', 'list', 'watch']);
+    assert.deepEqual(verbs(named(plain, 'ClusterRole', '-gateway'), 'eventsourcemappings'), []);
+    assert.ok(!plain.some((m) => m.kind === 'PersistentVolumeClaim'));
+
+    const ms = await renderChart([
+      '--set',
+      'codeStore.enabled=true',
+      '--set',
+      'functions.namespaces={team-a,team-b}',
+    ]);
+    const gateway = named(ms, 'Deployment', '-gateway');
+    assert.equal(env(gateway).HEARTH_MANAGEMENT_BACKEND, 'kubernetes');
+    assert.equal(env(gateway).HEARTH_NAMESPACE, 'team-a', 'Functions go to the first functions namespace');
+    assert.equal(env(gateway).HEARTH_CODE_STORE_DIR, '/var/lib/hearth/code');
+    assert.equal(env(gateway).HEARTH_CODE_BASE_URL, 'http://hearth-gateway.hearth-system.svc:8080');
+    const pod = gateway.spec.template.spec;
+    assert.deepEqual(pod.containers[0].volumeMounts, [
+      { name: 'code-store', mountPath: '/var/lib/hearth/code' },
+    ]);
+    assert.equal(
+      pod.volumes[0].persistentVolumeClaim.claimName,
+      named(ms, 'PersistentVolumeClaim', '-code').metadata.name,
+    );
+    const role = named(ms, 'ClusterRole', '-gateway');
+    assert.deepEqual(verbs(role, 'functions'), [
+      'create',
+      'delete',
+      'get',
+      'list',
+      'patch',
+      'update',
+      'watch',
+    ]);
+    assert.deepEqual(verbs(role, 'eventsourcemappings'), [
+      'create',
+      'delete',
+      'get',
+      'list',
+      'patch',
+      'update',
+      'watch',
+    ]);
+    assert.deepEqual(verbs(role, 'functions/status'), [], "status stays the controller's");
+    // The controller hands its own image to function pods to fetch archive code, and reads their
+    // pods to learn why a fetch failed; it needs no code store of its own.
+    const controller = named(ms, 'Deployment', '-controller');
+    assert.equal(
+      env(controller).HEARTH_CODE_FETCHER_IMAGE,
+      controller.spec.template.spec.containers[0].image,
+    );
+    assert.equal(controller.spec.template.spec.volumes, undefined);
+    const controllerRules = rulesOf(named(ms, 'ClusterRole', '-controller'));
+    assert.deepEqual(
+      controllerRules.filter((r) => r.resources.includes('pods')).flatMap((r) => r.verbs),
+      ['get', 'list'],
+    );
+
+    // Without cluster DNS the code URL is the Service's address, expanded by the kubelet.
+    const noDns = await renderChart(['--set', 'codeStore.enabled=true', '--set', 'clusterDns=false']);
+    const noDnsEnv = env(named(noDns, 'Deployment', '-gateway'));
+    assert.equal(noDnsEnv.HEARTH_CODE_BASE_URL, 'http://$(HEARTH_GATEWAY_SERVICE_HOST):8080');
+    assert.equal(noDnsEnv.HEARTH_NAMESPACE, 'hearth-system');
+
+    // The management API can be left off while the code store stays.
+    const off = await renderChart([
+      '--set',
+      'codeStore.enabled=true',
+      '--set',
+      'gateway.management.enabled=false',
+    ]);
+    assert.equal(env(named(off, 'Deployment', '-gateway')).HEARTH_MANAGEMENT_BACKEND, undefined);
+    assert.deepEqual(verbs(named(off, 'ClusterRole', '-gateway'), 'functions'), ['get', 'list', 'watch']);
+  });
+
   test('without the Prometheus Operator, no ServiceMonitor or PrometheusRule is rendered', async () => {
     const ms = await renderChart();
     assert.equal(byKind(ms, 'ServiceMonitor').length, 0);

@@ -1,22 +1,35 @@
 // Tier 2, end to end on a real single-node cluster (test/cluster/cluster.sh): the chart installed
 // with helm and the locally built images, a Function of every runtime applied with kubectl and
 // invoked through the gateway's Service (sync, async, dead letters, timeout, /tmp overflow),
-// a code change rolling to a new revision, deletion cleaning up, and a real Prometheus scraping
-// the gateway and the workers while every dashboard query and alert expression returns series.
+// a code change rolling to a new revision, the Lambda management API through the AWS SDK v3 (a
+// zip in the code store, fetched by the function pod's init container; a wrong sha256 named in
+// the Function's status), deletion cleaning up, and a real Prometheus scraping the gateway and the
+// workers while every dashboard query and alert expression returns series.
 //
 // Runs as root (it owns the machine's cni0 bridge and containerd) after scripts/setup.sh has built
 // the node binaries and images; HEARTH_CLUSTER_TESTS=0 leaves it out, =1 insists on it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
+import {
+  CreateFunctionCommand,
+  GetFunctionCommand,
+  InvokeCommand,
+  LambdaClient,
+  UpdateFunctionCodeCommand,
+  waitUntilFunctionActiveV2,
+  waitUntilFunctionUpdatedV2,
+} from '@aws-sdk/client-lambda';
 import { freePort } from '../harness/process.js';
 import { kubeBinaries } from '../harness/kube.js';
+import { zipOf } from '../management/zips.js';
 import {
   alertSignal,
   CACHE,
@@ -37,6 +50,8 @@ const CLUSTER_SH = join(REPO, 'test/cluster/cluster.sh');
 const NODE_BIN = join(CACHE, 'kube', KUBE_VERSION, 'node-bin');
 const NAMESPACE = 'hearth-system';
 const FN_NAMESPACE = 'default';
+/** An AWS-style key pair the gateway accepts (SigV4), for the AWS SDK. */
+const ACCESS_KEY = { accessKeyId: 'AKIDHEARTHE2E', secretAccessKey: 'e2e-secret-access-key' };
 
 function skipReason(): string | false {
   if (process.env.HEARTH_CLUSTER_TESTS === '0') return 'HEARTH_CLUSTER_TESTS=0 leaves the cluster tests out';
@@ -269,11 +284,43 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
   });
 
   step('helm installs the chart with the local images and every component becomes ready', async () => {
+    // The code store: the node has no storage provisioner, so a hostPath volume the chart's claim binds to.
+    const codeStore = join(dir, 'code-store');
+    await mkdir(codeStore);
+    await chown(codeStore, 65532, 65532);
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name: 'hearth-e2e-code' },
+        spec: {
+          capacity: { storage: '1Gi' },
+          accessModes: ['ReadWriteMany'],
+          persistentVolumeReclaimPolicy: 'Retain',
+          storageClassName: '',
+          claimRef: { namespace: NAMESPACE, name: 'hearth-code' },
+          hostPath: { path: codeStore, type: 'Directory' },
+        },
+      }),
+    );
+    await kubectl(['create', 'namespace', NAMESPACE]);
+    await kubectl([
+      '-n',
+      NAMESPACE,
+      'create',
+      'secret',
+      'generic',
+      'hearth-e2e-access-keys',
+      `--from-literal=access-keys=${ACCESS_KEY.accessKeyId}:${ACCESS_KEY.secretAccessKey}`,
+    ]);
     const values = join(dir, 'e2e-values.yaml');
     await writeFile(
       values,
       stringify({
         functions: { namespaces: [FN_NAMESPACE] },
+        gateway: { auth: { accessKeysSecret: 'hearth-e2e-access-keys' } },
+        codeStore: { enabled: true, size: '1Gi' },
         // Retries within seconds, so that a failing event reaches the DLQ during the test.
         worker: { extraEnv: [{ name: 'HEARTH_ASYNC_RETRY_DELAYS_MS', value: '500,1000' }] },
       }),
@@ -547,6 +594,73 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
       return names.includes(before) ? undefined : true;
     });
   });
+
+  step(
+    'the AWS SDK creates a function from a zip, invokes it, updates its code; a wrong sha256 is named in status',
+    async () => {
+      const lambda = new LambdaClient({ endpoint: gateway, region: 'us-east-1', credentials: ACCESS_KEY });
+      const waiter = { client: lambda, maxWaitTime: 180, minDelay: 1, maxDelay: 3 };
+      const handlerOf = (version: string) =>
+        `export const handler = async (event) => ({ version: ${JSON.stringify(version)}, event });`;
+      const decode = (payload: Uint8Array | undefined) =>
+        JSON.parse(Buffer.from(payload ?? []).toString('utf8')) as unknown;
+      const name = 'sdk-zip';
+      const v1 = await zipOf({ 'index.mjs': handlerOf('v1') });
+      const v2 = await zipOf({ 'index.mjs': handlerOf('v2') });
+      const created = await lambda.send(
+        new CreateFunctionCommand({
+          FunctionName: name,
+          Runtime: 'nodejs20.x',
+          Handler: 'index.handler',
+          Role: 'arn:aws:iam::000000000000:role/lambda',
+          Code: { ZipFile: v1 },
+        }),
+      );
+      assert.equal(created.CodeSha256, createHash('sha256').update(v1).digest('base64'));
+      await waitUntilFunctionActiveV2(waiter, { FunctionName: name });
+      const first = await lambda.send(
+        new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":1}') }),
+      );
+      assert.deepEqual(decode(first.Payload), { version: 'v1', event: { n: 1 } });
+      // The pod got its code from the init container, which ran as hardened as the runtime.
+      const pod = JSON.parse(
+        await kubectl(['-n', FN_NAMESPACE, 'get', 'pods', '-l', `hearth.dev/function=${name}`, '-o', 'json']),
+      ).items[0];
+      assert.equal(pod.spec.initContainers[0].name, 'fetch-code');
+      assert.equal(pod.spec.initContainers[0].securityContext.readOnlyRootFilesystem, true);
+      assert.equal(pod.status.initContainerStatuses[0].state.terminated.exitCode, 0);
+
+      await lambda.send(new UpdateFunctionCodeCommand({ FunctionName: name, ZipFile: v2 }));
+      await waitUntilFunctionUpdatedV2(waiter, { FunctionName: name });
+      const second = await lambda.send(
+        new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":2}') }),
+      );
+      assert.deepEqual(decode(second.Payload), { version: 'v2', event: { n: 2 } });
+
+      // A Function pointing at stored code with another hash: its pod never runs that code, and
+      // the Function says why.
+      const url = (
+        await kubectl(['-n', FN_NAMESPACE, 'get', 'fn', name, '-o', 'jsonpath={.spec.code.archive.url}'])
+      ).trim();
+      const wrong = '0'.repeat(64);
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify(fn('wrong-sha', { runtime: 'nodejs20.x', code: { archive: { url, sha256: wrong } } })),
+      );
+      const codeReady = await until('CodeReady=False on wrong-sha', async () => {
+        const status = JSON.parse(
+          await kubectl(['-n', FN_NAMESPACE, 'get', 'fn', 'wrong-sha', '-o', 'jsonpath={.status}']),
+        ) as { conditions?: { type: string; status: string; reason: string; message: string }[] };
+        const condition = status.conditions?.find((c) => c.type === 'CodeReady');
+        return condition?.status === 'False' ? condition : undefined;
+      });
+      assert.equal(codeReady.reason, 'ArchiveChecksumMismatch');
+      assert.match(codeReady.message, new RegExp(`expects ${wrong}`));
+      const failed = await lambda.send(new GetFunctionCommand({ FunctionName: 'wrong-sha' }));
+      assert.equal(failed.Configuration?.State, 'Failed');
+      assert.match(failed.Configuration?.StateReason ?? '', /sha256/);
+    },
+  );
 
   step(
     'Prometheus scrapes the gateway and the workers; every dashboard query and alert expression has series',
