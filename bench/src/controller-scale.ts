@@ -369,7 +369,13 @@ export async function main(argv: string[]): Promise<void> {
       reconciledAt.size === options.functions ? Math.max(...reconciledAt.values()) / 1000 : undefined;
     // The controller keeps working afterwards (with Redis it reads every function's demand each
     // second): its memory is watched a while longer.
+    const controllerPid = cpuUsers[0]!.pid;
+    const settleCpuBefore = controllerPid === undefined ? NaN : cpuSeconds(controllerPid);
     await sleep(options.settleSeconds * 1000);
+    const settledCpuShare =
+      controllerPid === undefined
+        ? '-'
+        : `${(((cpuSeconds(controllerPid) - settleCpuBefore) / options.settleSeconds) * 100).toFixed(1)}% of a CPU`;
     const memory = rss.stop();
     watch.stop();
 
@@ -426,6 +432,7 @@ export async function main(argv: string[]): Promise<void> {
       0,
       `| reconciles that failed (and were retried), from the controller's log | ${failedReconciles} |`,
       `| CPU seconds used from the first create to the end of the wait (${busySeconds.toFixed(1)} s of wall time, ${cpus} CPUs) | ${cpuUsed.join(', ')} |`,
+      `| controller CPU afterwards, with every Function reconciled and idle (${options.settleSeconds} s) | ${settledCpuShare} |`,
     );
     if (process.env.HEARTH_BENCH_LOGS === '1') console.error(controller.logs().slice(-20_000));
     const markdown = lines.join('\n');

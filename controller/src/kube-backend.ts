@@ -21,6 +21,7 @@ import { pino, type Logger } from 'pino';
 import {
   API_GROUP,
   API_VERSION,
+  RedisKeys,
   validateFunctionSpec,
   type EventSourceMappingStatus,
   type FunctionResource,
@@ -436,7 +437,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     }
     // No watch announces a code fetcher's exit: while a revision waits for its archive, look again soon.
     if (fn.spec.code.archive && ready < pool.size) return { requeueAfterMs: CODE_FETCH_POLL_MS };
-    return { requeueAfterMs: registry ? pollMs : resyncMs };
+    // Demand changes come from followDemand, which queues the function when its size should change.
+    return { requeueAfterMs: resyncMs };
   }
 
   /**
@@ -520,6 +522,75 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     };
   }
 
+  /**
+   * Scaling without a full reconcile per function per second: every `pollMs` read all functions'
+   * demand (one round of pipelined reads), advance each pool's state, and queue only the functions
+   * whose size changes. A gateway's "calls are waiting" message queues its function at once.
+   */
+  function followDemand(
+    redis: Redis,
+    registry: RegistryWriter,
+    functions: ObjectCache<KubernetesObject>,
+    queue: WorkQueue,
+  ): { stop(): Promise<void> } {
+    const subscriber = redis.duplicate();
+    subscriber.on('error', () => undefined);
+    subscriber.on('message', (_channel: string, name: string) => {
+      for (const o of functions.list()) {
+        if (o.metadata?.name === name) queue.add(`${o.metadata.namespace}/${name}`);
+      }
+    });
+    void subscriber.subscribe(RedisKeys.demandChannel).catch(() => undefined);
+    /** Validated specs by function, kept while the resource is unchanged. */
+    const specs = new Map<string, { resourceVersion?: string; spec?: FunctionResource['spec'] }>();
+    let polling = false;
+    const poll = async () => {
+      if (polling) return; // a slow Redis: skip a beat rather than pile up reads
+      polling = true;
+      try {
+        const now = Date.now();
+        const functionsNow: { key: string; name: string; spec: FunctionResource['spec'] }[] = [];
+        const present = new Set<string>();
+        for (const o of functions.list()) {
+          const name = o.metadata?.name;
+          if (!name) continue;
+          const key = `${o.metadata?.namespace}/${name}`;
+          present.add(key);
+          let known = specs.get(key);
+          if (!known || known.resourceVersion !== o.metadata?.resourceVersion) {
+            known = {
+              resourceVersion: o.metadata?.resourceVersion,
+              spec: validateFunctionSpec((o as FunctionResource).spec).spec,
+            };
+            specs.set(key, known);
+          }
+          if (known.spec) functionsNow.push({ key, name, spec: known.spec });
+        }
+        for (const key of specs.keys()) if (!present.has(key)) specs.delete(key);
+        const reports = await Promise.all(
+          functionsNow.map((f) => registry.demand(f.name).catch(() => undefined)),
+        );
+        functionsNow.forEach((f, i) => {
+          const found = reports[i];
+          if (!found) return;
+          const previous = pools.get(f.key);
+          const next = nextPoolSize(previous, totalDemand(found, now), f.spec, now);
+          pools.set(f.key, next);
+          if (next.size !== previous?.size) queue.add(f.key);
+        });
+      } finally {
+        polling = false;
+      }
+    };
+    const timer = setInterval(() => void poll(), pollMs);
+    return {
+      async stop() {
+        clearInterval(timer);
+        subscriber.disconnect();
+      },
+    };
+  }
+
   let term: { stop(): Promise<void> } | undefined;
 
   function lead() {
@@ -539,10 +610,14 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       informer.on('update', enqueue);
       informer.on('delete', enqueue);
       let failures = 0;
-      informer.on('connect', () => (failures = 0));
+      // 'connect' fires when a watch is attempted, not when it works: only a watch that then
+      // stayed up for a while resets the backoff, so a down API server is not hammered.
+      let connectedAt = 0;
+      informer.on('connect', () => (connectedAt = Date.now()));
       // The client stops an informer on any error but 410: start it again, with backoff.
       informer.on('error', (error: unknown) => {
         if (stopped) return;
+        if (Date.now() - connectedAt > 30_000) failures = 0;
         const delay = Math.min(30_000, 500 * 2 ** failures++);
         log.warn({ err: error, watch: what, retryInMs: delay }, 'watch failed; restarting');
         setTimeout(() => {
@@ -603,6 +678,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       }
     };
     const resyncTimer = setInterval(() => void resync(), resyncMs);
+    const demand = registry && redis ? followDemand(redis, registry, fnInformer, queue) : undefined;
     if (registry) void resync();
     const workers = runWorkers(queue, reconcile, {
       workers: 4,
@@ -612,6 +688,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       async stop() {
         stopped = true;
         clearInterval(resyncTimer);
+        await demand?.stop();
         queue.shutDown();
         for (const informer of informers) await informer.stop();
         await workers;
