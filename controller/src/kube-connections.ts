@@ -3,7 +3,10 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 
-type AgentFactory = (cluster: { server?: string; proxyUrl?: string } | null, options: AgentOptions) => HttpAgent;
+type AgentFactory = (
+  cluster: { server?: string; proxyUrl?: string } | null,
+  options: AgentOptions,
+) => HttpAgent;
 
 /**
  * @kubernetes/client-node 1.x builds a new agent for every API request, so every call pays a
@@ -22,9 +25,7 @@ export function reuseConnections(kc: KubeConfig): KubeConfig {
     let agent = agents.get(key);
     if (!agent) {
       const settings = { ...options, keepAlive: true, maxSockets: 32, maxFreeSockets: 8 };
-      agent = cluster?.server?.startsWith('http:')
-        ? create(cluster, settings)
-        : new HttpsAgent(settings);
+      agent = cluster?.server?.startsWith('http:') ? create(cluster, settings) : new HttpsAgent(settings);
       agents.set(key, agent);
     }
     return agent;
@@ -35,7 +36,15 @@ export function reuseConnections(kc: KubeConfig): KubeConfig {
 /** Identifies a cluster and its TLS material without serialising certificates on every call. */
 function optionsKey(server: string | undefined, options: AgentOptions): string {
   const hash = createHash('sha256').update(server ?? '');
-  for (const field of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername', 'rejectUnauthorized'] as const) {
+  for (const field of [
+    'ca',
+    'cert',
+    'key',
+    'pfx',
+    'passphrase',
+    'servername',
+    'rejectUnauthorized',
+  ] as const) {
     const value = options[field];
     hash.update(`|${field}=`);
     if (value !== undefined) hash.update(Buffer.isBuffer(value) ? value : String(value));

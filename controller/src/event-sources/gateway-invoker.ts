@@ -31,7 +31,11 @@ export class GatewayInvoker implements FunctionInvoker {
     });
   }
 
-  async invoke(functionName: string, payload: unknown, options: { async?: boolean } = {}): Promise<InvokeOutcome> {
+  async invoke(
+    functionName: string,
+    payload: unknown,
+    options: { async?: boolean } = {},
+  ): Promise<InvokeOutcome> {
     const url = `${this.options.url.replace(/\/$/, '')}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`;
     const headers: Record<string, string> = {
       'content-type': 'application/json',
