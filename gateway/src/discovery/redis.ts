@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { RedisKeys, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
 import type { Discovery } from '../core/discovery.js';
+import { followChannel } from '../core/channel-follower.js';
 
 /**
  * Process-mode discovery: the controller writes the registry keys of api/registry.ts and
@@ -12,8 +13,7 @@ export class RedisDiscovery implements Discovery {
   private functions = new Map<string, FunctionRoute>();
   private endpoints = new Map<string, InstanceEndpoint[]>();
   private readonly listeners = new Set<(name: string) => void>();
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private following: { stop(): Promise<void> } | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -24,23 +24,18 @@ export class RedisDiscovery implements Discovery {
   ) {}
 
   async start(): Promise<void> {
-    this.subscriber.on('message', (channel: string, name: string) => {
-      if (channel === RedisKeys.registryChannel) this.refresh(name).catch(this.onError);
+    this.following = await followChannel({
+      subscriber: this.subscriber,
+      channel: RedisKeys.registryChannel,
+      resyncMs: this.resyncMs,
+      refresh: (name) => this.refresh(name),
+      resync: () => this.resync(),
+      onError: this.onError,
     });
-    // After a reconnect ioredis resubscribes; messages sent meanwhile are lost, so read everything.
-    this.subscriber.on('ready', () => {
-      if (!this.stopped) this.resync().catch(this.onError);
-    });
-    await this.subscriber.subscribe(RedisKeys.registryChannel);
-    await this.resync();
-    this.resyncTimer = setInterval(() => this.resync().catch(this.onError), this.resyncMs);
-    this.resyncTimer.unref();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.resyncTimer);
-    await this.subscriber.unsubscribe().catch(() => undefined);
+    await this.following?.stop();
   }
 
   getFunction(name: string): FunctionRoute | undefined {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { RedisKeys, type PushMapping } from '@hearth/api';
+import { followChannel } from '../core/channel-follower.js';
 
 /**
  * The push mappings (HTTP routes, bucket notifications) the controller publishes under
@@ -9,8 +10,7 @@ import { RedisKeys, type PushMapping } from '@hearth/api';
 export class PushMappingCache {
   private mappings = new Map<string, PushMapping>();
   private readonly listeners = new Set<() => void>();
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private following: { stop(): Promise<void> } | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -21,22 +21,18 @@ export class PushMappingCache {
   ) {}
 
   async start(): Promise<void> {
-    this.subscriber.on('message', (channel: string, name: string) => {
-      if (channel === RedisKeys.pushMappingsChannel) this.refresh(name).catch(this.onError);
+    this.following = await followChannel({
+      subscriber: this.subscriber,
+      channel: RedisKeys.pushMappingsChannel,
+      resyncMs: this.resyncMs,
+      refresh: (name) => this.refresh(name),
+      resync: () => this.resync(),
+      onError: this.onError,
     });
-    this.subscriber.on('ready', () => {
-      if (!this.stopped) this.resync().catch(this.onError);
-    });
-    await this.subscriber.subscribe(RedisKeys.pushMappingsChannel);
-    await this.resync();
-    this.resyncTimer = setInterval(() => this.resync().catch(this.onError), this.resyncMs);
-    this.resyncTimer.unref();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.resyncTimer);
-    await this.subscriber.unsubscribe().catch(() => undefined);
+    await this.following?.stop();
   }
 
   get(name: string): PushMapping | undefined {
