@@ -41,15 +41,16 @@ export function servedFromStatus(resource: FunctionResource): ServedState | unde
 }
 
 /**
- * Kubernetes: Functions are `hearth.dev/v1alpha1` resources in one namespace. Changes replace
- * the whole object with the resourceVersion it was read at, so a change made meanwhile (by
- * kubectl, or another gateway) is refused rather than overwritten.
+ * One kind of `hearth.dev/v1alpha1` resource in one namespace, as the management API keeps it.
+ * Changes replace the whole object with the resourceVersion it was read at, so a change made
+ * meanwhile (by kubectl, or another gateway) is refused rather than overwritten.
  */
-export class KubernetesFunctionBackend implements FunctionBackend {
+abstract class NamespacedResources<R extends { metadata: { name: string }; status?: unknown }, Rec> {
   private readonly api: CustomObjectsApi;
 
   constructor(
-    private readonly namespace: string,
+    protected readonly namespace: string,
+    private readonly kind: { plural: string; name: 'Function' | 'EventSourceMapping'; noun: string },
     kubeConfig?: KubeConfig,
   ) {
     const kc = kubeConfig ?? new KubeConfig();
@@ -57,51 +58,37 @@ export class KubernetesFunctionBackend implements FunctionBackend {
     this.api = kc.makeApiClient(CustomObjectsApi);
   }
 
+  protected abstract record(resource: R): Rec;
+
   private get ref() {
-    return { group: API_GROUP, version: API_VERSION, plural: PLURAL, namespace: this.namespace };
+    return { group: API_GROUP, version: API_VERSION, plural: this.kind.plural, namespace: this.namespace };
   }
 
-  private record(resource: FunctionResource): FunctionRecord {
-    const served = servedFromStatus(resource);
-    const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
-    return {
-      resource,
-      ...(served ? { served } : {}),
-      source: `Function ${this.namespace}/${resource.metadata.name}`,
-      managed: annotations[Annotations.managedBy] === MANAGED_BY,
-    };
-  }
-
-  async list(): Promise<FunctionRecord[]> {
-    const records: FunctionRecord[] = [];
+  async list(): Promise<Rec[]> {
+    const records: Rec[] = [];
     let token: string | undefined;
     do {
       const page = (await this.api.listNamespacedCustomObject({
         ...this.ref,
         limit: 500,
         ...(token ? { _continue: token } : {}),
-      })) as {
-        items: FunctionResource[];
-        metadata?: { _continue?: string; continue?: string };
-      };
+      })) as { items: R[]; metadata?: { _continue?: string; continue?: string } };
       records.push(...page.items.map((item) => this.record(item)));
       token = page.metadata?._continue ?? page.metadata?.continue;
     } while (token);
     return records;
   }
 
-  async get(name: string): Promise<FunctionRecord | undefined> {
+  async get(name: string): Promise<Rec | undefined> {
     try {
-      return this.record(
-        (await this.api.getNamespacedCustomObject({ ...this.ref, name })) as FunctionResource,
-      );
+      return this.record((await this.api.getNamespacedCustomObject({ ...this.ref, name })) as R);
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return undefined;
       throw error;
     }
   }
 
-  async create(resource: FunctionResource): Promise<void> {
+  async create(resource: R): Promise<void> {
     try {
       await this.api.createNamespacedCustomObject({
         ...this.ref,
@@ -111,13 +98,13 @@ export class KubernetesFunctionBackend implements FunctionBackend {
       if (error instanceof ApiException && error.code === 409)
         throw new GatewayError(
           'ResourceConflictException',
-          `Function already exist: ${resource.metadata.name}`,
+          `${this.kind.name} already exist: ${resource.metadata.name}`,
         );
-      throw rejected(error);
+      throw rejected(error, this.kind.name);
     }
   }
 
-  async replace(resource: FunctionResource): Promise<void> {
+  async replace(resource: R): Promise<void> {
     const { status: _status, ...body } = resource;
     try {
       await this.api.replaceNamespacedCustomObject({ ...this.ref, name: resource.metadata.name, body });
@@ -125,10 +112,10 @@ export class KubernetesFunctionBackend implements FunctionBackend {
       if (error instanceof ApiException && error.code === 409) {
         throw new GatewayError(
           'ResourceConflictException',
-          `The function ${resource.metadata.name} was changed meanwhile; read it again and retry.`,
+          `The ${this.kind.noun} ${resource.metadata.name} was changed meanwhile; read it again and retry.`,
         );
       }
-      throw rejected(error);
+      throw rejected(error, this.kind.name);
     }
   }
 
@@ -142,31 +129,44 @@ export class KubernetesFunctionBackend implements FunctionBackend {
   }
 }
 
+/** Functions, read back with what the controller serves of them. */
+export class KubernetesFunctionBackend
+  extends NamespacedResources<FunctionResource, FunctionRecord>
+  implements FunctionBackend
+{
+  constructor(namespace: string, kubeConfig?: KubeConfig) {
+    super(namespace, { plural: PLURAL, name: 'Function', noun: 'function' }, kubeConfig);
+  }
+
+  protected record(resource: FunctionResource): FunctionRecord {
+    const served = servedFromStatus(resource);
+    const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
+    return {
+      resource,
+      ...(served ? { served } : {}),
+      source: `Function ${this.namespace}/${resource.metadata.name}`,
+      managed: annotations[Annotations.managedBy] === MANAGED_BY,
+    };
+  }
+}
+
 /** The EventSourceMapping CRD's plural. */
 const MAPPING_PLURAL = 'eventsourcemappings';
 
-/**
- * Kubernetes: EventSourceMappings are `hearth.dev/v1alpha1` resources in one namespace, named by
- * their UUID; the controller reports on them in their status. Replaces carry the resourceVersion
- * read, as for Functions.
- */
-export class KubernetesMappingBackend implements MappingBackend {
-  private readonly api: CustomObjectsApi;
-
-  constructor(
-    private readonly namespace: string,
-    kubeConfig?: KubeConfig,
-  ) {
-    const kc = kubeConfig ?? new KubeConfig();
-    if (!kubeConfig) kc.loadFromDefault();
-    this.api = kc.makeApiClient(CustomObjectsApi);
+/** EventSourceMappings, named by their UUID; the controller reports on them in their status. */
+export class KubernetesMappingBackend
+  extends NamespacedResources<EventSourceMappingResource, MappingRecord>
+  implements MappingBackend
+{
+  constructor(namespace: string, kubeConfig?: KubeConfig) {
+    super(
+      namespace,
+      { plural: MAPPING_PLURAL, name: 'EventSourceMapping', noun: 'event source mapping' },
+      kubeConfig,
+    );
   }
 
-  private get ref() {
-    return { group: API_GROUP, version: API_VERSION, plural: MAPPING_PLURAL, namespace: this.namespace };
-  }
-
-  private record(resource: EventSourceMappingResource): MappingRecord {
+  protected record(resource: EventSourceMappingResource): MappingRecord {
     const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
     return {
       resource,
@@ -174,67 +174,6 @@ export class KubernetesMappingBackend implements MappingBackend {
       source: `EventSourceMapping ${this.namespace}/${resource.metadata.name}`,
       managed: annotations[Annotations.managedBy] === MANAGED_BY,
     };
-  }
-
-  async list(): Promise<MappingRecord[]> {
-    const records: MappingRecord[] = [];
-    let token: string | undefined;
-    do {
-      const page = (await this.api.listNamespacedCustomObject({
-        ...this.ref,
-        limit: 500,
-        ...(token ? { _continue: token } : {}),
-      })) as { items: EventSourceMappingResource[]; metadata?: { _continue?: string; continue?: string } };
-      records.push(...page.items.map((item) => this.record(item)));
-      token = page.metadata?._continue ?? page.metadata?.continue;
-    } while (token);
-    return records;
-  }
-
-  async get(name: string): Promise<MappingRecord | undefined> {
-    try {
-      return this.record(
-        (await this.api.getNamespacedCustomObject({ ...this.ref, name })) as EventSourceMappingResource,
-      );
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
-      throw error;
-    }
-  }
-
-  async create(resource: EventSourceMappingResource): Promise<void> {
-    try {
-      await this.api.createNamespacedCustomObject({
-        ...this.ref,
-        body: { ...resource, metadata: { ...resource.metadata, namespace: this.namespace } },
-      });
-    } catch (error) {
-      throw rejected(error, 'EventSourceMapping');
-    }
-  }
-
-  async replace(resource: EventSourceMappingResource): Promise<void> {
-    const { status: _status, ...body } = resource;
-    try {
-      await this.api.replaceNamespacedCustomObject({ ...this.ref, name: resource.metadata.name, body });
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 409) {
-        throw new GatewayError(
-          'ResourceConflictException',
-          `The event source mapping ${resource.metadata.name} was changed meanwhile; read it again and retry.`,
-        );
-      }
-      throw rejected(error, 'EventSourceMapping');
-    }
-  }
-
-  async delete(name: string): Promise<void> {
-    try {
-      await this.api.deleteNamespacedCustomObject({ ...this.ref, name });
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return;
-      throw error;
-    }
   }
 }
 
