@@ -107,23 +107,3 @@ export function failedStatus(
   );
   return { ...previous, observedGeneration: generation, ...(revision ? { revision } : {}), conditions };
 }
-
-/** Ready=Unknown when a new generation is first seen, before anything else is known about it. */
-export function reconcilingStatus(
-  previous: FunctionStatus | undefined,
-  generation: number | undefined,
-  now: string,
-): FunctionStatus {
-  const conditions = setCondition(
-    previous?.conditions ?? [],
-    {
-      type: 'Ready',
-      status: 'Unknown',
-      reason: 'Reconciling',
-      message: `generation ${generation ?? '?'} seen`,
-    },
-    generation,
-    now,
-  );
-  return { ...previous, observedGeneration: generation, conditions };
-}

@@ -15,6 +15,7 @@ import {
   type KubernetesObject,
   type ObjectCache,
   type V1Deployment,
+  type V1EndpointSlice,
 } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -27,7 +28,7 @@ import {
   type FunctionResource,
   type FunctionStatus,
 } from '@hearth/api';
-import { failedStatus, poolStatus, reconcilingStatus } from './conditions.js';
+import { failedStatus, poolStatus } from './conditions.js';
 import { EVENT_SOURCE_MAPPING_PLURAL, FUNCTION_PLURAL } from './crd.js';
 import { createMappingSupervisor, type EventSourceSettings } from './event-sources/start.js';
 import {
@@ -41,10 +42,12 @@ import {
   desiredCodeConfigMap,
   desiredDeployment,
   desiredService,
+  isApplied,
   Labels,
   MANAGER,
   revisionObjectName,
   unsupportedCodeSource,
+  withAppliedHash,
   type KubeBackendOptions,
 } from './kube-objects.js';
 import { LeaderElector } from './leader.js';
@@ -121,6 +124,18 @@ export interface KubeController {
   readonly identity: string;
   isLeader(): boolean;
   stop(): Promise<void>;
+}
+
+type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+
+/** What the leader's reconciles read instead of asking the API server. */
+interface LeaderCaches {
+  functions: ObjectCache<KubernetesObject>;
+  deployments: ObjectCache<KubernetesObject>;
+  /** With the registry only: the gateways find instances there. */
+  endpointSlices?: ObjectCache<KubernetesObject>;
+  /** Functions whose objects are applied on their next reconcile even when the cache shows them current. */
+  reapply: Set<string>;
 }
 
 /** How often a revision whose pods wait for their archive code is looked at again. */
@@ -266,10 +281,11 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     await registry.syncInstances(name, []);
   }
 
-  async function reconcile(key: string): Promise<ReconcileResult | void> {
+  async function reconcile(key: string, caches: LeaderCaches): Promise<ReconcileResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
-    const fn = (await ignoreNotFound(custom.getNamespacedCustomObject({ ...fnRef, namespace, name }))) as
-      FunctionResource | undefined;
+    // From the informer's cache, which the workers wait for: a copy, since the reconcile edits it.
+    const cached = caches.functions.get(name, namespace);
+    const fn = cached && (structuredClone(cached) as unknown as FunctionResource);
     if (!fn || (fn.metadata as KubernetesObject['metadata'])?.deletionTimestamp) {
       // Its Deployments, Services and ConfigMaps are owned by it: the garbage collector takes them.
       pools.delete(key);
@@ -280,8 +296,6 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     }
     const generation = fn.metadata.generation;
     const now = () => new Date().toISOString();
-    if (fn.status?.observedGeneration !== generation)
-      await writeStatus(fn, reconcilingStatus(fn.status, generation, now()));
 
     const validated = validateFunctionSpec(fn.spec);
     if (!validated.spec) {
@@ -338,34 +352,43 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         : nextPoolSize(pools.get(key), demand, fn.spec, Date.now());
     pools.set(key, pool);
     const objectName = revisionObjectName(name, revision);
-    const existing = (
-      await apps.listNamespacedDeployment({ namespace, labelSelector: `${Labels.function}=${name}` })
-    ).items;
-    const isNew = !existing.some((d) => d.metadata?.labels?.[Labels.revision] === revision);
+    const existing = (caches.deployments.list(namespace) as V1Deployment[]).filter(
+      (d) => d.metadata?.labels?.[Labels.function] === name,
+    );
+    const current = existing.find((d) => d.metadata?.name === objectName);
+    const isNew = current === undefined;
 
-    const configMap = desiredCodeConfigMap(fn, revision);
-    if (configMap) {
-      // The revision's code never changes under its name, so Kubernetes may treat it as immutable.
-      configMap.immutable = true;
-      await core.patchNamespacedConfigMap(
-        { namespace, name: objectName, body: configMap, fieldManager: MANAGER, force: true },
+    const desired = withAppliedHash(desiredDeployment(fn, revision, pool.size, objects));
+    let deployment = current;
+    // The Deployment is applied last and carries the hash of what was applied: when the cache
+    // shows it, the ConfigMap and Service of the same pass are there too. The periodic resync
+    // applies everything again (reapply), which mends anything deleted or edited meanwhile.
+    const reapply = caches.reapply.delete(key);
+    if (reapply || !isApplied(current, desired)) {
+      const configMap = desiredCodeConfigMap(fn, revision);
+      if (configMap) {
+        // The revision's code never changes under its name, so Kubernetes may treat it as immutable.
+        configMap.immutable = true;
+        await core.patchNamespacedConfigMap(
+          { namespace, name: objectName, body: configMap, fieldManager: MANAGER, force: true },
+          apply,
+        );
+      }
+      await core.patchNamespacedService(
+        {
+          namespace,
+          name: objectName,
+          body: desiredService(fn, revision),
+          fieldManager: MANAGER,
+          force: true,
+        },
+        apply,
+      );
+      deployment = await apps.patchNamespacedDeployment(
+        { namespace, name: objectName, body: desired, fieldManager: MANAGER, force: true },
         apply,
       );
     }
-    const deployment = await apps.patchNamespacedDeployment(
-      {
-        namespace,
-        name: objectName,
-        body: desiredDeployment(fn, revision, pool.size, objects),
-        fieldManager: MANAGER,
-        force: true,
-      },
-      apply,
-    );
-    await core.patchNamespacedService(
-      { namespace, name: objectName, body: desiredService(fn, revision), fieldManager: MANAGER, force: true },
-      apply,
-    );
     if (isNew)
       await event(
         fn,
@@ -375,7 +398,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       );
 
     // Old revisions go once the new one serves (or nothing needs serving): never a gap in service.
-    const ready = deployment.status?.readyReplicas ?? 0;
+    const ready = deployment?.status?.readyReplicas ?? 0;
     let old = existing.filter((d: V1Deployment) => d.metadata?.labels?.[Labels.revision] !== revision);
     if (old.length > 0 && (ready > 0 || pool.size === 0)) {
       for (const d of old) await deleteRevision(namespace, d.metadata!.name!);
@@ -417,7 +440,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     if (registry) {
       const revisions = [revision, ...old.map((d) => d.metadata!.labels![Labels.revision]!)];
       for (const r of revisions) serviceOwners.set(`${namespace}/${revisionObjectName(name, r)}`, key);
-      const instances = await revisionInstances(discovery, namespace, name, revisions);
+      const slices = (caches.endpointSlices?.list(namespace) ?? []) as V1EndpointSlice[];
+      const instances = revisionInstances(slices, name, revisions);
       const serving = servingRevision(revision, instances);
       const servingReady = (instances.get(serving) ?? []).some((i) => i.ready && !i.draining);
       const previous = await registry.route(name);
@@ -595,10 +619,12 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
 
   function lead() {
     const queue = new WorkQueue();
-    const informers: (Informer<KubernetesObject> & ObjectCache<KubernetesObject>)[] = [];
+    const informers: { informer: Cache; start(): void; synced: Promise<void> }[] = [];
     let stopped = false;
+    let markStopped!: () => void;
+    const stopping = new Promise<void>((resolve) => (markStopped = resolve));
     const watchInformer = (
-      informer: Informer<KubernetesObject> & ObjectCache<KubernetesObject>,
+      informer: Cache,
       what: string,
       keyOf: (o: KubernetesObject) => string | undefined,
     ) => {
@@ -614,17 +640,28 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       // stayed up for a while resets the backoff, so a down API server is not hammered.
       let connectedAt = 0;
       informer.on('connect', () => (connectedAt = Date.now()));
+      let errors = 0;
+      let markSynced!: () => void;
+      const synced = new Promise<void>((resolve) => (markSynced = resolve));
+      // start() resolves also when its list failed (reported as an error): synced is a start
+      // during which no error came.
+      const start = () => {
+        const errorsBefore = errors;
+        informer.start().then(
+          () => errors === errorsBefore && markSynced(),
+          () => undefined,
+        );
+      };
       // The client stops an informer on any error but 410: start it again, with backoff.
       informer.on('error', (error: unknown) => {
+        errors++;
         if (stopped) return;
         if (Date.now() - connectedAt > 30_000) failures = 0;
         const delay = Math.min(30_000, 500 * 2 ** failures++);
         log.warn({ err: error, watch: what, retryInMs: delay }, 'watch failed; restarting');
-        setTimeout(() => {
-          if (!stopped) void informer.start().catch(() => undefined);
-        }, delay).unref();
+        setTimeout(() => !stopped && start(), delay).unref();
       });
-      informers.push(informer);
+      informers.push({ informer, start, synced });
     };
     const fnInformer = makeInformer<KubernetesObject>(
       kc,
@@ -643,10 +680,11 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       const fn = o.metadata?.labels?.[Labels.function];
       return fn ? `${o.metadata?.namespace}/${fn}` : undefined;
     });
+    let sliceInformer: Cache | undefined;
     if (registry) {
       // The gateways find instances in the registry: a change of a Service's endpoints is news.
       const sliceSelector = SERVICE_NAME_LABEL;
-      const sliceInformer = makeInformer<KubernetesObject>(
+      sliceInformer = makeInformer<KubernetesObject>(
         kc,
         '/apis/discovery.k8s.io/v1/endpointslices',
         () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: sliceSelector }),
@@ -659,14 +697,24 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         return service ? serviceOwners.get(`${o.metadata?.namespace}/${service}`) : undefined;
       });
     }
-    for (const informer of informers) void informer.start().catch(() => undefined);
+    for (const { start } of informers) start();
     const mappings = runMappings(fnInformer);
+    const caches: LeaderCaches = {
+      functions: fnInformer,
+      deployments: deploymentInformer,
+      endpointSlices: sliceInformer,
+      reapply: new Set(),
+    };
 
     // A watch can hang without an error; a periodic full list catches anything it missed.
     const resync = async () => {
       try {
         const list = (await custom.listClusterCustomObject(fnRef)) as { items: KubernetesObject[] };
-        for (const o of list.items) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+        for (const o of list.items) {
+          const key = `${o.metadata?.namespace}/${o.metadata?.name}`;
+          caches.reapply.add(key);
+          queue.add(key);
+        }
         // Functions deleted while no controller led are still in the registry: forget them.
         if (registry) {
           const present = new Set(list.items.map((o) => o.metadata?.name));
@@ -680,17 +728,22 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     const resyncTimer = setInterval(() => void resync(), resyncMs);
     const demand = registry && redis ? followDemand(redis, registry, fnInformer, queue) : undefined;
     if (registry) void resync();
-    const workers = runWorkers(queue, reconcile, {
-      workers: 4,
-      onError: (key, error) => log.error({ err: error, function: key }, 'reconcile failed; will retry'),
-    });
+    // Reconciles read the caches: until every informer has listed once, a Function missing from
+    // its cache might only not have been seen yet (and would be taken for deleted).
+    const workers = Promise.race([Promise.all(informers.map((i) => i.synced)), stopping]).then(() =>
+      runWorkers(queue, (key) => reconcile(key, caches), {
+        workers: 4,
+        onError: (key, error) => log.error({ err: error, function: key }, 'reconcile failed; will retry'),
+      }),
+    );
     return {
       async stop() {
         stopped = true;
+        markStopped();
         clearInterval(resyncTimer);
         await demand?.stop();
         queue.shutDown();
-        for (const informer of informers) await informer.stop();
+        for (const { informer } of informers) await informer.stop();
         await workers;
         await mappings?.stop();
       },

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { validateFunctionSpec, type FunctionResource } from '@hearth/api';
 import type { V1Pod } from '@kubernetes/client-node';
 import {
+  APPLIED_HASH_ANNOTATION,
   codeFetchFailure,
   codeFetchMessage,
   cpuMillis,
@@ -10,9 +11,11 @@ import {
   desiredCodeConfigMap,
   desiredDeployment,
   desiredService,
+  isApplied,
   Labels,
   revisionObjectName,
   unsupportedCodeSource,
+  withAppliedHash,
 } from './kube-objects.js';
 import { revisionHash } from './revision.js';
 
@@ -228,4 +231,15 @@ test('object names are DNS labels even for long or digit-first function names', 
     revisionObjectName('a'.repeat(60) + 'y', 'r'),
   );
   assert.equal(cpuMillis(128), 73);
+});
+
+test('an object carries the hash of what was applied; a changed spec or replicas needs applying again', () => {
+  const echo = fn({ runtime: 'nodejs20.x', code: inline });
+  const applied = withAppliedHash(desiredDeployment(echo, 'r1', 1));
+  assert.match(applied.metadata!.annotations![APPLIED_HASH_ANNOTATION]!, /^[0-9a-f]{16}$/);
+  assert.ok(isApplied(applied, withAppliedHash(desiredDeployment(echo, 'r1', 1))));
+  assert.ok(!isApplied(applied, withAppliedHash(desiredDeployment(echo, 'r1', 2))));
+  assert.ok(!isApplied(applied, withAppliedHash(desiredDeployment(echo, 'r2', 1))));
+  assert.ok(!isApplied({ ...applied, spec: { ...applied.spec!, replicas: 3 } }, applied));
+  assert.ok(!isApplied(undefined, applied));
 });

@@ -19,6 +19,7 @@ import {
   ShimPaths,
   type FunctionResource,
 } from '@hearth/api';
+import { canonicalJson } from './revision.js';
 
 /** Labels every object made for a function carries; the gateway selects pods by them. */
 export const Labels = {
@@ -26,6 +27,9 @@ export const Labels = {
   revision: `${API_GROUP}/revision`,
   managedBy: 'app.kubernetes.io/managed-by',
 } as const;
+
+/** The hash of what the controller last applied to an object, so that an unchanged object is not applied again. */
+export const APPLIED_HASH_ANNOTATION = `${API_GROUP}/applied-hash`;
 
 export const MANAGER = 'hearth-controller';
 export const SHIM_PORT = 8080;
@@ -338,4 +342,32 @@ export function desiredService(fn: FunctionResource, revision: string): V1Servic
       ports: [{ name: 'invoke', port: SHIM_PORT, targetPort: SHIM_PORT, protocol: 'TCP' }],
     },
   };
+}
+
+/** The object with its own hash in APPLIED_HASH_ANNOTATION (the hash covers everything else in it). */
+export function withAppliedHash<T extends { metadata?: { annotations?: Record<string, string> } }>(
+  object: T,
+): T {
+  const hash = createHash('sha256').update(canonicalJson(object)).digest('hex').slice(0, 16);
+  const metadata = {
+    ...object.metadata,
+    annotations: { ...object.metadata?.annotations, [APPLIED_HASH_ANNOTATION]: hash },
+  };
+  return { ...object, metadata };
+}
+
+/**
+ * Whether what the cache shows of an object is what `desired` (from withAppliedHash) asks for:
+ * it carries the same hash and nobody changed its replicas since.
+ */
+export function isApplied(
+  current: { metadata?: { annotations?: Record<string, string> }; spec?: { replicas?: number } } | undefined,
+  desired: { metadata?: { annotations?: Record<string, string> }; spec?: { replicas?: number } },
+): boolean {
+  const hash = desired.metadata?.annotations?.[APPLIED_HASH_ANNOTATION];
+  return (
+    hash !== undefined &&
+    current?.metadata?.annotations?.[APPLIED_HASH_ANNOTATION] === hash &&
+    current.spec?.replicas === desired.spec?.replicas
+  );
 }

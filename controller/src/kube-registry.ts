@@ -1,4 +1,4 @@
-import type { DiscoveryV1Api, V1EndpointSlice } from '@kubernetes/client-node';
+import type { V1EndpointSlice } from '@kubernetes/client-node';
 import type { FunctionRoute, InstanceEndpoint } from '@hearth/api';
 import { revisionObjectName, SHIM_PORT } from './kube-objects.js';
 import type { RegistryWriter } from './registry.js';
@@ -35,21 +35,17 @@ export function instancesFromSlices(
   return out;
 }
 
-/** Reads the EndpointSlices of each revision's Service. */
-export async function revisionInstances(
-  discovery: DiscoveryV1Api,
-  namespace: string,
+/** The instances of each revision's Service, from EndpointSlices (the informer's cache of the namespace). */
+export function revisionInstances(
+  slices: V1EndpointSlice[],
   functionName: string,
   revisions: string[],
-): Promise<Map<string, InstanceEndpoint[]>> {
+): Map<string, InstanceEndpoint[]> {
   const out = new Map<string, InstanceEndpoint[]>();
   for (const revision of revisions) {
     const service = revisionObjectName(functionName, revision);
-    const slices = await discovery.listNamespacedEndpointSlice({
-      namespace,
-      labelSelector: `${SERVICE_NAME_LABEL}=${service}`,
-    });
-    out.set(revision, instancesFromSlices(functionName, revision, slices.items));
+    const own = slices.filter((slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === service);
+    out.set(revision, instancesFromSlices(functionName, revision, own));
   }
   return out;
 }
