@@ -11,6 +11,7 @@ import {
   newBatch,
   ReadOrder,
   streamFailureRecord,
+  type KinesisRecord,
   type PendingBatch,
   type RetryPolicy,
 } from './batching.js';
@@ -40,11 +41,13 @@ const functionError = {
 };
 
 test('a batch becomes a Kinesis event handlers written for Kinesis can read', () => {
-  const event = kinesisEvent([record('1700000000123-4', 'hello', 'user-7')], {
+  const json = kinesisEvent([record('1700000000123-4', 'hello', 'user-7')], {
     sourceArn: 'arn:hearth:redis:::stream/orders',
     region: 'eu-west-1',
     accountId: '123456789012',
   });
+  const event = JSON.parse(json) as { Records: KinesisRecord[] };
+  assert.equal(event.Records.length, 1);
   assert.deepEqual(event.Records[0], {
     kinesis: {
       kinesisSchemaVersion: '1.0',
@@ -61,6 +64,35 @@ test('a batch becomes a Kinesis event handlers written for Kinesis can read', ()
     awsRegion: 'eu-west-1',
     eventSourceARN: 'arn:hearth:redis:::stream/orders',
   });
+  // The fields in Kinesis's order, as an object serialized by JSON.stringify would have them.
+  assert.equal(json, JSON.stringify(event));
+  assert.deepEqual(Object.keys(event.Records[0]!), [
+    'kinesis',
+    'eventSource',
+    'eventVersion',
+    'eventID',
+    'eventName',
+    'invokeIdentityArn',
+    'awsRegion',
+    'eventSourceARN',
+  ]);
+});
+
+test('the Kinesis event escapes what needs escaping in keys and names', () => {
+  const partitionKey = 'a "quoted"\\ key\n\u2028é';
+  const json = kinesisEvent([record('1-0', 'x', partitionKey), record('2-"0"', '', 'k')], {
+    sourceArn: 'arn:hearth:redis:::stream/"odd"',
+    region: 'eu-west-1',
+    accountId: '123456789012',
+  });
+  const event = JSON.parse(json) as { Records: KinesisRecord[] };
+  assert.equal(event.Records.length, 2);
+  assert.equal(event.Records[0]!.kinesis.partitionKey, partitionKey);
+  assert.equal(event.Records[0]!.eventSourceARN, 'arn:hearth:redis:::stream/"odd"');
+  assert.equal(event.Records[1]!.kinesis.data, '');
+  assert.equal(event.Records[1]!.kinesis.sequenceNumber, '2-"0"');
+  assert.equal(event.Records[1]!.eventID, 'shardId-000000000000:2-"0"');
+  assert.equal(kinesisEvent([], { sourceArn: 'a', region: 'r', accountId: '1' }), '{"Records":[]}');
 });
 
 test('a partition key always lands in the same lane, and keys spread over all lanes', () => {

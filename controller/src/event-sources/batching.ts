@@ -41,31 +41,30 @@ export interface KinesisRecord {
   eventSourceARN: string;
 }
 
-/** The event a batch is invoked with: Kinesis's, so that handlers written for Kinesis work unchanged. */
-export function kinesisEvent(
-  records: SourceRecord[],
-  context: KinesisEventContext,
-): { Records: KinesisRecord[] } {
+/**
+ * The event a batch is invoked with, as JSON text: Kinesis's, so that handlers written for Kinesis
+ * work unchanged. Written out directly rather than built as objects and serialized: a batch would
+ * otherwise be hundreds of objects made only to be thrown away, on the mapping's hottest path.
+ * The fields and their order are those of `KinesisRecord`.
+ */
+export function kinesisEvent(records: SourceRecord[], context: KinesisEventContext): string {
   // Hearth has no IAM roles; this is the role name the management API reports for functions.
   const invokeIdentityArn = `arn:aws:iam::${context.accountId}:role/hearth-function`;
-  return {
-    Records: records.map((record) => ({
-      kinesis: {
-        kinesisSchemaVersion: '1.0',
-        partitionKey: record.partitionKey,
-        sequenceNumber: record.sequence,
-        data: record.data.toString('base64'),
-        approximateArrivalTimestamp: record.arrivedAt / 1000,
-      },
-      eventSource: 'aws:kinesis',
-      eventVersion: '1.0',
-      eventID: `${SHARD_ID}:${record.sequence}`,
-      eventName: 'aws:kinesis:record',
-      invokeIdentityArn,
-      awsRegion: context.region,
-      eventSourceARN: context.sourceArn,
-    })),
-  };
+  const afterEventId =
+    `"eventName":"aws:kinesis:record","invokeIdentityArn":${JSON.stringify(invokeIdentityArn)},` +
+    `"awsRegion":${JSON.stringify(context.region)},"eventSourceARN":${JSON.stringify(context.sourceArn)}}`;
+  const parts = records.map((record) => {
+    // The entry id in quotes, escaped: also the end of the eventID.
+    const sequence = JSON.stringify(record.sequence);
+    return (
+      `{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":${JSON.stringify(record.partitionKey)},` +
+      `"sequenceNumber":${sequence},"data":"${record.data.toString('base64')}",` +
+      `"approximateArrivalTimestamp":${JSON.stringify(record.arrivedAt / 1000)}},` +
+      `"eventSource":"aws:kinesis","eventVersion":"1.0",` +
+      `"eventID":"${SHARD_ID}:${sequence.slice(1)},${afterEventId}`
+    );
+  });
+  return `{"Records":[${parts.join(',')}]}`;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici';
-import type { FunctionInvoker, InvokeOutcome } from './types.js';
+import { JsonText, type FunctionInvoker, type InvokeOutcome } from './types.js';
 
 export interface GatewayInvokerOptions {
   /** The gateway's base URL, e.g. http://127.0.0.1:8080 */
@@ -47,7 +47,7 @@ export class GatewayInvoker implements FunctionInvoker {
       response = await request(url, {
         method: 'POST',
         headers,
-        body: JSON.stringify(payload),
+        body: payload instanceof JsonText ? payload.text : JSON.stringify(payload),
         dispatcher: this.agent,
       });
     } catch (error) {

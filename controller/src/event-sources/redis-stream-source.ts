@@ -57,21 +57,25 @@ export function entryToRecord(
 ): SourceRecord {
   let data: Buffer | undefined;
   let partitionKey = defaultPartitionKey;
-  const all: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!.toString();
-    const value = fields[i + 1]!;
-    if (name === 'data') data = value;
-    if (name === 'partitionKey') partitionKey = value.toString();
-    all[name] = value.toString();
+    if (name === 'data') data = fields[i + 1]!;
+    if (name === 'partitionKey') partitionKey = fields[i + 1]!.toString();
   }
   return {
     sequence: id,
     partitionKey,
-    data: data ?? Buffer.from(JSON.stringify(all)),
+    data: data ?? fieldsAsJson(fields),
     arrivedAt: entryMillis(id),
     ...(redelivered ? { redelivered: true } : {}),
   };
+}
+
+/** An entry without a `data` field: all its fields as one JSON object, the record's bytes. */
+function fieldsAsJson(fields: readonly Buffer[]): Buffer {
+  const all: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) all[fields[i]!.toString()] = fields[i + 1]!.toString();
+  return Buffer.from(JSON.stringify(all));
 }
 
 type Entry = [id: Buffer, fields: Buffer[] | null];

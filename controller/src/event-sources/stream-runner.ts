@@ -17,7 +17,14 @@ import {
   type FailureCondition,
   type PendingBatch,
 } from './batching.js';
-import type { InvokeOutcome, MappingContext, MappingRunner, RecordSource, SourceRecord } from './types.js';
+import {
+  JsonText,
+  type InvokeOutcome,
+  type MappingContext,
+  type MappingRunner,
+  type RecordSource,
+  type SourceRecord,
+} from './types.js';
 
 export interface StreamRunnerOptions {
   /** First wait before a failed batch is sent again; doubles on each retry. Default 1000 ms. */
@@ -197,7 +204,8 @@ export function runStreamMapping(
 
   async function invoke(batch: PendingBatch): Promise<InvokeOutcome> {
     try {
-      return await ctx.invoker.invoke(spec.functionName, kinesisEvent(batch.records, eventContext));
+      const event = new JsonText(kinesisEvent(batch.records, eventContext));
+      return await ctx.invoker.invoke(spec.functionName, event);
     } catch (error) {
       return { kind: 'unavailable', message: (error as Error).message };
     }

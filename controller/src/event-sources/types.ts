@@ -11,8 +11,16 @@ export type InvokeOutcome =
   /** The gateway is unreachable or answered a service error (404, 409, 5xx): retried, no attempt used. */
   | { kind: 'unavailable'; status?: number; message: string };
 
+/** An event already serialized to JSON: an invoker sends its text as it is. */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 export interface FunctionInvoker {
-  /** Sync (RequestResponse) by default; `async: true` sends an Event invocation (202 is success). */
+  /**
+   * Sync (RequestResponse) by default; `async: true` sends an Event invocation (202 is success).
+   * `payload` is serialized to JSON, unless it is JsonText.
+   */
   invoke(functionName: string, payload: unknown, options?: { async?: boolean }): Promise<InvokeOutcome>;
 }
 
