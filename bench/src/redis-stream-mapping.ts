@@ -13,6 +13,7 @@
  *   [--factors 1,4] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,15 +38,19 @@ const PAYLOAD = JSON.stringify({
 /**
  * Reports each call's record count and how old its first record was. The report is not awaited:
  * it is how the benchmark observes the handler, not work the pipeline should be charged for
- * (Hearth's runtimes stay running between calls, so it still goes out).
+ * (Hearth's runtimes stay running between calls, so it still goes out). It goes out over a
+ * kept-alive connection with node:http: fetch() cost the runtime more CPU than the event did,
+ * on the same cores as the pipeline.
  */
 const HANDLER = `
+import { Agent, request } from 'node:http';
+const agent = new Agent({ keepAlive: true });
 export const handler = async (event) => {
   const now = Date.now();
   const report = { count: event.Records.length, latencyMs: now - event.Records[0].kinesis.approximateArrivalTimestamp * 1000 };
-  fetch(process.env.RECORDER, { method: 'POST', body: JSON.stringify(report) })
-    .then((response) => response.arrayBuffer())
-    .catch((error) => console.error('could not report to the recorder', error));
+  request(process.env.RECORDER, { method: 'POST', agent }, (response) => response.resume())
+    .on('error', (error) => console.error('could not report to the recorder', error))
+    .end(JSON.stringify(report));
   return null;
 };
 `;
@@ -55,6 +60,54 @@ interface Row {
   recordsPerSecond?: number;
   p50Ms?: number;
   p99Ms?: number;
+  /** CPU µs per record while the records flowed, by process: steadier than the rate on a busy machine. */
+  cpu?: CpuPerRecord;
+}
+
+/** The processes of the pipeline whose CPU is counted. */
+interface PipelinePids {
+  gateway: number;
+  shim: number;
+  redis: number;
+}
+
+type CpuPerRecord = Record<'runner' | 'gateway' | 'shim' | 'runtimes' | 'redis', number>;
+
+/** CPU time (µs) a process has used so far, from /proc; 0 when it is gone. */
+function processCpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, in clock ticks (100 per second on every Linux this runs on).
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The shim's runtimes: its child processes. */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU used so far by each part of the pipeline, in µs; `runner` is this process (runner and recorder). */
+function pipelineCpu(pids: PipelinePids): CpuPerRecord {
+  const ownUsage = process.cpuUsage();
+  return {
+    runner: ownUsage.user + ownUsage.system,
+    gateway: processCpuMicros(pids.gateway),
+    shim: processCpuMicros(pids.shim),
+    runtimes: childPids(pids.shim).reduce((sum, pid) => sum + processCpuMicros(pid), 0),
+    redis: processCpuMicros(pids.redis),
+  };
 }
 
 const percentile = (sorted: number[], p: number) =>
@@ -73,6 +126,8 @@ async function fill(redis: Redis, stream: string, count: number, partitions: num
   }
 }
 
+const cpuTotal = (cpu: CpuPerRecord) => Object.values(cpu).reduce((sum, micros) => sum + micros, 0);
+
 const handled = (recorder: Recorder) =>
   recorder.reports.reduce((sum, report) => sum + (report as unknown as { count: number }).count, 0);
 
@@ -84,9 +139,10 @@ async function mappingThroughput(
     stream: string;
     records: number;
     factor: number;
+    pids: PipelinePids;
   },
   recorder: Recorder,
-): Promise<number> {
+): Promise<{ recordsPerSecond: number; cpu: CpuPerRecord }> {
   const { stream } = options;
   // Enough keys that every lane gets some.
   await fill(options.redis, stream, options.records, options.factor > 1 ? options.factor * 4 : 1);
@@ -106,6 +162,7 @@ async function mappingThroughput(
     redis: options.redis,
   });
   const started = performance.now();
+  const cpuBefore = pipelineCpu(options.pids);
   const source = await openRedisStreamSource({
     redisUrl: options.redisUrl,
     stream,
@@ -120,7 +177,15 @@ async function mappingThroughput(
       300_000,
       `${options.records} records handled`,
     );
-    return options.records / ((performance.now() - started) / 1000);
+    const recordsPerSecond = options.records / ((performance.now() - started) / 1000);
+    const cpuAfter = pipelineCpu(options.pids);
+    const cpu = Object.fromEntries(
+      Object.entries(cpuAfter).map(([part, micros]) => [
+        part,
+        (micros - cpuBefore[part as keyof CpuPerRecord]) / options.records,
+      ]),
+    ) as CpuPerRecord;
+    return { recordsPerSecond, cpu };
   } finally {
     await runner.stop();
     await mapping.close();
@@ -256,22 +321,26 @@ export async function main(argv: string[]): Promise<void> {
         concurrency: { perInstance: Math.max(...factors) },
       },
     });
-    await fixture.addInstance(route);
+    const instance = await fixture.addInstance(route);
     const common = { redisUrl: redisServer.url, redis, gatewayUrl: gateway.url };
+    const pids = { gateway: gateway.process.pid, shim: instance.process.pid, redis: redisServer.process.pid };
 
     const rows: Row[] = [];
     for (const factor of factors) {
       // A short warm-up: the runtime's first calls compile the handler's code paths.
       await mappingThroughput(
-        { ...common, stream: `bench-warmup-${factor}`, records: 2000, factor },
+        { ...common, stream: `bench-warmup-${factor}`, records: 2000, factor, pids },
         recorder,
       );
-      const recordsPerSecond = await mappingThroughput(
-        { ...common, stream: `bench-throughput-${factor}`, records, factor },
+      const { recordsPerSecond, cpu } = await mappingThroughput(
+        { ...common, stream: `bench-throughput-${factor}`, records, factor, pids },
         recorder,
       );
-      console.error(`  mapping, parallelizationFactor ${factor}: ${recordsPerSecond.toFixed(0)} records/s`);
-      rows.push({ label: `Hearth mapping, parallelizationFactor ${factor}`, recordsPerSecond });
+      console.error(
+        `  mapping, parallelizationFactor ${factor}: ${recordsPerSecond.toFixed(0)} records/s, ` +
+          `${cpuTotal(cpu).toFixed(0)} CPU µs/record`,
+      );
+      rows.push({ label: `Hearth mapping, parallelizationFactor ${factor}`, recordsPerSecond, cpu });
     }
     const latencies = await mappingLatency({ ...common, samples }, recorder);
     console.error(`  mapping latency p50 ${percentile(latencies, 0.5)} ms`);
@@ -305,6 +374,19 @@ export async function main(argv: string[]): Promise<void> {
       '| --- | ---: | ---: | ---: |',
       ...rows.map(
         (r) => `| ${r.label} | ${cell(r.recordsPerSecond, 0)} | ${cell(r.p50Ms, 0)} | ${cell(r.p99Ms, 0)} |`,
+      ),
+      '',
+      'CPU µs per record while the records flowed, by process (the benchmark process holds the runner and the recorder):',
+      '',
+      '| path | total | runner | gateway | shim | runtimes | redis |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+      ...rows.flatMap(({ label, cpu }) =>
+        cpu
+          ? [
+              `| ${label} | ${cpuTotal(cpu).toFixed(0)} | ${cpu.runner.toFixed(0)} | ${cpu.gateway.toFixed(0)} | ` +
+                `${cpu.shim.toFixed(0)} | ${cpu.runtimes.toFixed(0)} | ${cpu.redis.toFixed(0)} |`,
+            ]
+          : [],
       ),
       '',
       `- throughput: best ${best.toFixed(0)} records/s against the goal of ${GOAL_RECORDS_PER_SECOND}: ` +
