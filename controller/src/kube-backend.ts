@@ -138,6 +138,13 @@ interface LeaderCaches {
   reapply: Set<string>;
 }
 
+/**
+ * Reconciles at a time. A reconcile is a few API calls one after another and spends nearly all
+ * its time waiting for the API server, so with 4 workers 1,000 new Functions were bound by that
+ * latency while the API server still had CPU to spare.
+ */
+const RECONCILE_WORKERS = 16;
+
 /** How often a revision whose pods wait for their archive code is looked at again. */
 const CODE_FETCH_POLL_MS = 2000;
 
@@ -732,7 +739,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     // its cache might only not have been seen yet (and would be taken for deleted).
     const workers = Promise.race([Promise.all(informers.map((i) => i.synced)), stopping]).then(() =>
       runWorkers(queue, (key) => reconcile(key, caches), {
-        workers: 4,
+        workers: RECONCILE_WORKERS,
         onError: (key, error) => log.error({ err: error, function: key }, 'reconcile failed; will retry'),
       }),
     );

@@ -21,7 +21,6 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { EventSourceMetrics } from './event-sources/metrics.js';
 import type { EventSourceSettings } from './event-sources/start.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
-import { startProcessController } from './process-backend.js';
 
 const logger = pino({ name: 'hearth-controller', level: process.env.HEARTH_LOG_LEVEL ?? 'info' });
 const backend = process.env.HEARTH_BACKEND ?? 'process';
@@ -58,6 +57,8 @@ function eventSourceSettings(): EventSourceSettings {
 
 async function start(): Promise<{ stop(): Promise<void> }> {
   if (backend === 'process') {
+    // Loaded only here, as the Kubernetes client is below: each backend's process holds only its own.
+    const { startProcessController } = await import('./process-backend.js');
     return startProcessController({
       redisUrl: process.env.HEARTH_REDIS_URL ?? 'redis://127.0.0.1:6379',
       functionsDir: process.env.HEARTH_FUNCTIONS_DIR ?? 'functions',
