@@ -297,6 +297,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       // Its Deployments, Services and ConfigMaps are owned by it: the garbage collector takes them.
       pools.delete(key);
       lastEvent.delete(key);
+      caches.reapply.delete(key);
       for (const [service, owner] of serviceOwners) if (owner === key) serviceOwners.delete(service);
       if (registry) await registry.removeFunction(name);
       return;
