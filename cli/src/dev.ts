@@ -138,22 +138,29 @@ export async function runDev(options: DevOptions): Promise<number> {
     const env = { ...process.env, HEARTH_REDIS_URL: redisUrl };
     const gatewayUrl = `http://127.0.0.1:${options.port}`;
     const controllerMetricsPort = await freePort();
-    children.push(
-      startChild(
-        'controller',
-        process.execPath,
-        [programOf('@hearth/controller/main')],
-        {
-          ...env,
-          HEARTH_BACKEND: 'process',
-          HEARTH_FUNCTIONS_DIR: dir,
-          // Schedules and stream mappings invoke functions through the gateway (auth is off here).
-          HEARTH_GATEWAY_URL: gatewayUrl,
-          HEARTH_METRICS_PORT: String(controllerMetricsPort),
-          HEARTH_METRICS_HOST: '127.0.0.1',
-        },
-        say,
-      ),
+    const controller = startChild(
+      'controller',
+      process.execPath,
+      [programOf('@hearth/controller/main')],
+      {
+        ...env,
+        HEARTH_BACKEND: 'process',
+        HEARTH_FUNCTIONS_DIR: dir,
+        // Schedules and stream mappings invoke functions through the gateway (auth is off here).
+        HEARTH_GATEWAY_URL: gatewayUrl,
+        HEARTH_METRICS_PORT: String(controllerMetricsPort),
+        HEARTH_METRICS_HOST: '127.0.0.1',
+      },
+      say,
+    );
+    children.push(controller);
+    // The gateway starts once the controller has registered the functions it found, so that the
+    // first call after "Hearth is running" waits for a cold start instead of answering 404.
+    await waitFor(
+      'the controller',
+      async () => (await fetch(`http://127.0.0.1:${controllerMetricsPort}/healthz`)).ok,
+      controller.exited,
+      30_000,
     );
     const gateway = startChild(
       'gateway',

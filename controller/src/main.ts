@@ -94,7 +94,7 @@ async function start(): Promise<{ stop(): Promise<void> }> {
   throw new Error(`HEARTH_BACKEND: must be process or kubernetes, got "${backend}"`);
 }
 
-let controller: { stop(): Promise<void> };
+let controller: { stop(): Promise<void> } | undefined;
 let metricsServer: MetricsServer;
 try {
   const metricsPort = integerEnv('HEARTH_METRICS_PORT', 9091, 0, 65_535)!;
@@ -102,6 +102,7 @@ try {
     registry,
     metricsPort,
     process.env.HEARTH_METRICS_HOST || undefined,
+    () => controller !== undefined,
   );
   logger.info({ port: metricsServer.port }, 'serving metrics');
   controller = await start();

@@ -8,18 +8,25 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves `GET /metrics` (the registry, in its own content type) and `GET /healthz`. */
+/**
+ * Serves `GET /metrics` (the registry, in its own content type) and `GET /healthz`, which answers
+ * 503 until `isStarted()` says the controller has started (what `hearth dev` waits for).
+ */
 export async function startMetricsServer(
   registry: Registry,
   port: number,
-  host?: string,
+  host: string | undefined,
+  isStarted: () => boolean,
 ): Promise<MetricsServer> {
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === '/healthz') {
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      const started = isStarted();
+      response
+        .writeHead(started ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(started ? 'ok\n' : 'starting\n');
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),

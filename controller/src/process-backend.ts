@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
@@ -590,6 +591,12 @@ export async function startProcessController(options: ProcessControllerOptions):
     workers: 4,
     onError: (key, error) => log.error({ err: error, function: nameOf(key) }, 'reconcile failed; will retry'),
   });
+  // Started means every function found has a route (Pending at least): a gateway started after
+  // this (hearth dev) then holds a first call for the cold start instead of answering 404.
+  const routesDeadline = Date.now() + 10_000;
+  for (const name of manifests.functions.keys()) {
+    while (!(await registry.route(name)) && Date.now() < routesDeadline) await sleep(20);
+  }
   log.info({ dir: options.functionsDir, functions: manifests.functions.size }, 'process controller started');
 
   return {
