@@ -182,21 +182,31 @@ const statusSchema: CrdSchema = {
 
 export const FUNCTION_PLURAL = 'functions';
 
-/** The Function CustomResourceDefinition. */
-export function functionCrd(): Record<string, unknown> {
+interface CrdDefinition {
+  kind: string;
+  plural: string;
+  shortName: string;
+  printerColumns: Record<string, unknown>[];
+  description: string;
+  spec: CrdSchema;
+  status: CrdSchema;
+}
+
+/** A namespaced CustomResourceDefinition with one served, stored version and a status subresource. */
+function namespacedCrd(d: CrdDefinition): Record<string, unknown> {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${FUNCTION_PLURAL}.${API_GROUP}` },
+    metadata: { name: `${d.plural}.${API_GROUP}` },
     spec: {
       group: API_GROUP,
       scope: 'Namespaced',
       names: {
-        kind: 'Function',
-        listKind: 'FunctionList',
-        plural: FUNCTION_PLURAL,
-        singular: 'function',
-        shortNames: ['fn'],
+        kind: d.kind,
+        listKind: `${d.kind}List`,
+        plural: d.plural,
+        singular: d.kind.toLowerCase(),
+        shortNames: [d.shortName],
       },
       versions: [
         {
@@ -204,24 +214,18 @@ export function functionCrd(): Record<string, unknown> {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-            { name: 'Runtime', type: 'string', jsonPath: '.spec.runtime' },
-            { name: 'Instances', type: 'integer', jsonPath: '.status.instances.ready' },
-            { name: 'Revision', type: 'string', jsonPath: '.status.revision' },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
+          additionalPrinterColumns: d.printerColumns,
           schema: {
             openAPIV3Schema: {
               type: 'object',
-              description: 'A function: code and settings, run as a warm pool of instances.',
+              description: d.description,
               required: ['spec'],
               properties: {
                 apiVersion: { type: 'string' },
                 kind: { type: 'string' },
                 metadata: { type: 'object' },
-                spec: specSchema(),
-                status: statusSchema,
+                spec: d.spec,
+                status: d.status,
               },
             },
           },
@@ -229,6 +233,25 @@ export function functionCrd(): Record<string, unknown> {
       ],
     },
   };
+}
+
+/** The Function CustomResourceDefinition. */
+export function functionCrd(): Record<string, unknown> {
+  return namespacedCrd({
+    kind: 'Function',
+    plural: FUNCTION_PLURAL,
+    shortName: 'fn',
+    printerColumns: [
+      { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: 'Runtime', type: 'string', jsonPath: '.spec.runtime' },
+      { name: 'Instances', type: 'integer', jsonPath: '.status.instances.ready' },
+      { name: 'Revision', type: 'string', jsonPath: '.status.revision' },
+      { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+    ],
+    description: 'A function: code and settings, run as a warm pool of instances.',
+    spec: specSchema(),
+    status: statusSchema,
+  });
 }
 
 function crdYaml(crd: Record<string, unknown>, source: string): string {
@@ -300,52 +323,22 @@ export const EVENT_SOURCE_MAPPING_PLURAL = 'eventsourcemappings';
 
 /** The EventSourceMapping CustomResourceDefinition. */
 export function eventSourceMappingCrd(): Record<string, unknown> {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `${EVENT_SOURCE_MAPPING_PLURAL}.${API_GROUP}` },
-    spec: {
-      group: API_GROUP,
-      scope: 'Namespaced',
-      names: {
-        kind: 'EventSourceMapping',
-        listKind: 'EventSourceMappingList',
-        plural: EVENT_SOURCE_MAPPING_PLURAL,
-        singular: 'eventsourcemapping',
-        shortNames: ['esm'],
-      },
-      versions: [
-        {
-          name: API_VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'Function', type: 'string', jsonPath: '.spec.functionName' },
-            { name: 'State', type: 'string', jsonPath: '.status.state' },
-            { name: 'Last Result', type: 'string', jsonPath: '.status.lastProcessingResult' },
-            { name: 'Position', type: 'string', jsonPath: '.status.lastProcessedPosition', priority: 1 },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description:
-                'What invokes a function besides a direct call: a stream or queue it polls, a schedule, an HTTP route or bucket notifications.',
-              required: ['spec'],
-              properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
-                metadata: { type: 'object' },
-                spec: eventSourceMappingSpecSchema(),
-                status: mappingStatusSchema,
-              },
-            },
-          },
-        },
-      ],
-    },
-  };
+  return namespacedCrd({
+    kind: 'EventSourceMapping',
+    plural: EVENT_SOURCE_MAPPING_PLURAL,
+    shortName: 'esm',
+    printerColumns: [
+      { name: 'Function', type: 'string', jsonPath: '.spec.functionName' },
+      { name: 'State', type: 'string', jsonPath: '.status.state' },
+      { name: 'Last Result', type: 'string', jsonPath: '.status.lastProcessingResult' },
+      { name: 'Position', type: 'string', jsonPath: '.status.lastProcessedPosition', priority: 1 },
+      { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+    ],
+    description:
+      'What invokes a function besides a direct call: a stream or queue it polls, a schedule, an HTTP route or bucket notifications.',
+    spec: eventSourceMappingSpecSchema(),
+    status: mappingStatusSchema,
+  });
 }
 
 export function eventSourceMappingCrdYaml(): string {
