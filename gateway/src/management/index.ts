@@ -20,7 +20,7 @@ export function createManagement(
   parts: { discovery: Discovery; authenticator: Authenticator; redis: Redis },
 ): Management {
   const { backend: choice } = settings;
-  const backend =
+  const backend: FunctionBackend =
     choice.kind === 'manifests'
       ? new ManifestDirectoryBackend(choice.functionsDir, parts.discovery)
       : // Loaded on first use: process mode never needs the Kubernetes client.
@@ -30,7 +30,7 @@ export function createManagement(
   const mappings: MappingBackend =
     choice.kind === 'manifests'
       ? new ManifestMappingBackend(choice.functionsDir, parts.redis)
-      : lazyMappingBackend(
+      : lazyBackend(
           async () => new (await import('./kube-backend.js')).KubernetesMappingBackend(choice.namespace),
         );
   const router = managementRoutes({
@@ -46,20 +46,17 @@ export function createManagement(
   return { router };
 }
 
-function lazyBackend(load: () => Promise<FunctionBackend>): FunctionBackend {
-  let loaded: Promise<FunctionBackend> | undefined;
-  const backend = () => (loaded ??= load());
-  return {
-    list: async () => (await backend()).list(),
-    get: async (name) => (await backend()).get(name),
-    create: async (resource) => (await backend()).create(resource),
-    replace: async (resource) => (await backend()).replace(resource),
-    delete: async (name) => (await backend()).delete(name),
-  };
+/** The calls of a management backend; each waits for the backend to load on first use. */
+interface CrudBackend<R, W> {
+  list(): Promise<R[]>;
+  get(name: string): Promise<R | undefined>;
+  create(resource: W): Promise<void>;
+  replace(resource: W): Promise<void>;
+  delete(name: string): Promise<void>;
 }
 
-function lazyMappingBackend(load: () => Promise<MappingBackend>): MappingBackend {
-  let loaded: Promise<MappingBackend> | undefined;
+function lazyBackend<R, W>(load: () => Promise<CrudBackend<R, W>>): CrudBackend<R, W> {
+  let loaded: Promise<CrudBackend<R, W>> | undefined;
   const backend = () => (loaded ??= load());
   return {
     list: async () => (await backend()).list(),
