@@ -1,3 +1,4 @@
 export * from './process.js';
 export * from './redis.js';
 export * from './nats.js';
+export * from './server.js';
