@@ -5,6 +5,7 @@ import { RESERVED_HTTP_PREFIXES, type HttpSource, type PushMapping } from '@hear
 import type { Authenticator } from '../auth/authenticate.js';
 import { GatewayError } from '../core/errors.js';
 import { BodyTooLargeError, readBody } from '../http/body.js';
+import { callerGone } from '../http/invoke-routes.js';
 import type { LocalInvoker } from '../invoke/local-invoker.js';
 import { toHttpApiEvent } from './http-event.js';
 import {
@@ -182,13 +183,4 @@ function write(res: ServerResponse, requestId: string, answer: HttpAnswer): void
   res.setHeader('content-length', answer.body.length);
   res.setHeader('x-amzn-RequestId', requestId);
   res.end(answer.body);
-}
-
-/** A signal that fires when the caller hangs up first, so a call still waiting for an instance stops. */
-function callerGone(res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return controller.signal;
 }

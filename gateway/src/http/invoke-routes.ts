@@ -115,15 +115,6 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
     return request;
   }
 
-  /** A signal that fires when the caller hangs up before its answer, so a waiting call stops waiting. */
-  function callerGone(res: ServerResponse): AbortSignal {
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
-    return controller.signal;
-  }
-
   /** Lambda's Invoke; `name` is the FunctionName segment, percent-decoded. */
   async function invoke(
     req: IncomingMessage,
@@ -220,6 +211,15 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
   }
 
   return { router, fastPath };
+}
+
+/** A signal that fires when the caller hangs up before its answer, so a waiting call stops waiting. */
+export function callerGone(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
 }
 
 function writeResult(res: ServerResponse, requestId: string, result: InvokeResult, status: number): void {
