@@ -284,7 +284,11 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     reason: string,
   ) {
     if (!registry) return;
-    await writeRoute(registry, { name, revision, spec, state: 'Failed', stateReason: reason });
+    await writeRoute(
+      registry,
+      { name, revision, spec, state: 'Failed', stateReason: reason },
+      await registry.route(name),
+    );
     await registry.syncInstances(name, []);
   }
 
@@ -457,14 +461,18 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       // demand brings one), or it was active before and is only scaling or rolling.
       const active = servingReady || pool.size === 0 || previous?.state === 'Active';
       const readyCondition = status.conditions?.find((c) => c.type === 'Ready');
-      await writeRoute(registry, {
-        name,
-        revision: serving,
-        spec: fn.spec,
-        // Nothing serves and the code cannot be fetched: callers learn why instead of waiting.
-        state: active ? 'Active' : codeFailure ? 'Failed' : 'Pending',
-        ...(active ? {} : { stateReason: readyCondition?.message ?? 'waiting for instances' }),
-      });
+      await writeRoute(
+        registry,
+        {
+          name,
+          revision: serving,
+          spec: fn.spec,
+          // Nothing serves and the code cannot be fetched: callers learn why instead of waiting.
+          state: active ? 'Active' : codeFailure ? 'Failed' : 'Pending',
+          ...(active ? {} : { stateReason: readyCondition?.message ?? 'waiting for instances' }),
+        },
+        previous,
+      );
       await registry.syncInstances(name, registryInstances(instances, serving, revision));
     }
     // No watch announces a code fetcher's exit: while a revision waits for its archive, look again soon.

@@ -61,12 +61,15 @@ export function servingRevision(current: string, instances: Map<string, Instance
   return current;
 }
 
-/** Writes a function's route, only when it changed (lastModified moves only then). */
+/**
+ * Writes a function's route, only when it differs from `previous`, the route as last read from the
+ * registry (lastModified moves only then).
+ */
 export async function writeRoute(
   registry: RegistryWriter,
   route: Omit<FunctionRoute, 'lastModified'>,
+  previous: FunctionRoute | undefined,
 ): Promise<boolean> {
-  const previous = await registry.route(route.name);
   const comparable = (r: Omit<FunctionRoute, 'lastModified'>) =>
     canonicalJson([r.name, r.revision, r.spec, r.state, r.stateReason ?? null]);
   if (previous && comparable(previous) === comparable(route)) return false;
