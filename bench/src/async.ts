@@ -28,6 +28,7 @@ import { Redis } from 'ioredis';
 import { startRedis } from '@hearth/test';
 import { repoRoot } from '@hearth/test/conformance/peers';
 import { GatewayFixture, type RunningGateway } from '@hearth/test/gateway/fixture';
+import { positiveInteger } from './options.js';
 
 const benchDir = join(repoRoot, 'bench');
 const durationScript = join(benchDir, 'wrk', 'post-json.lua');
@@ -89,20 +90,14 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string' },
     },
   });
-  const positive = (name: string, raw: string) => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-    return value;
-  };
   return {
-    events: positive('events', values.events),
-    callers: values.callers.split(',').map((c) => positive('callers', c)),
-    durationSeconds: positive('duration', values.duration),
-    warmupSeconds: positive('warmup', values.warmup),
-    asyncConcurrency: positive('async-concurrency', values['async-concurrency']),
-    shimConcurrency: positive('shim-concurrency', values['shim-concurrency']),
-    instances: positive('instances', values.instances),
+    events: positiveInteger('events', values.events),
+    callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
+    durationSeconds: positiveInteger('duration', values.duration),
+    warmupSeconds: positiveInteger('warmup', values.warmup),
+    asyncConcurrency: positiveInteger('async-concurrency', values['async-concurrency']),
+    shimConcurrency: positiveInteger('shim-concurrency', values['shim-concurrency']),
+    instances: positiveInteger('instances', values.instances),
     out: values.out,
   };
 }

@@ -19,6 +19,7 @@ import { ShimEnv, ShimPaths } from '@hearth/api';
 import { freePort } from '@hearth/test';
 import { findPeer, repoRoot } from '@hearth/test/conformance/peers';
 import { spawnServer, type ServerProcess } from './server-process.js';
+import { positiveInteger } from './options.js';
 
 const benchDir = join(repoRoot, 'bench');
 const handlerDir = join(benchDir, 'fixtures', 'noop');
@@ -92,18 +93,12 @@ function parseOptions(argv: string[]): Options {
       out: { type: 'string' },
     },
   });
-  const positive = (name: string, raw: string) => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1)
-      throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-    return value;
-  };
   return {
-    durationSeconds: positive('duration', values.duration),
-    warmupSeconds: positive('warmup', values.warmup),
-    callers: values.callers.split(',').map((c) => positive('callers', c)),
-    coldRuns: positive('cold-runs', values['cold-runs']),
-    hearthConcurrency: positive('hearth-concurrency', values['hearth-concurrency']),
+    durationSeconds: positiveInteger('duration', values.duration),
+    warmupSeconds: positiveInteger('warmup', values.warmup),
+    callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
+    coldRuns: positiveInteger('cold-runs', values['cold-runs']),
+    hearthConcurrency: positiveInteger('hearth-concurrency', values['hearth-concurrency']),
     only: values.only?.split(','),
     out: values.out,
   };
