@@ -16,6 +16,7 @@ import {
   constraint,
   destinationArn,
   integerIn,
+  objectBody,
   parseDestination,
   type AccountContext,
 } from './mapping.js';
@@ -116,12 +117,6 @@ const LAMBDA_FIELDS: Record<string, string> = {
   'spec.functionResponseTypes': 'FunctionResponseTypes',
   'spec.destinationConfig.onFailure': 'DestinationConfig.OnFailure',
 };
-
-function objectBody(body: unknown): Record<string, unknown> {
-  if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new GatewayError('InvalidRequestContentException', 'The request body must be a JSON object.');
-  return body as Record<string, unknown>;
-}
 
 function booleanField(body: Record<string, unknown>, field: string): boolean | undefined {
   const value = body[field];

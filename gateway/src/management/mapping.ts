@@ -70,7 +70,7 @@ function optionalString(body: Record<string, unknown>, field: string, maxLength:
   return value;
 }
 
-function objectBody(body: unknown): Record<string, unknown> {
+export function objectBody(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body))
     throw new GatewayError('InvalidRequestContentException', 'The request body must be a JSON object.');
   return body as Record<string, unknown>;
