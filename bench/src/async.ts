@@ -29,6 +29,7 @@ import { startRedis } from '@hearth/test';
 import { repoRoot } from '@hearth/test/conformance/peers';
 import { GatewayFixture, type RunningGateway } from '@hearth/test/gateway/fixture';
 import { positiveInteger } from './options.js';
+import { processCpuMicros } from './proc.js';
 
 const benchDir = join(repoRoot, 'bench');
 const durationScript = join(benchDir, 'wrk', 'post-json.lua');
@@ -189,18 +190,6 @@ async function untilDrained(gateway: RunningGateway, timeoutMs = 120_000): Promi
     if (Date.now() > deadline)
       throw new Error(`the queue did not drain in ${timeoutMs / 1000} s: ${JSON.stringify(counters)}`);
     await sleep(100);
-  }
-}
-
-/** CPU time (µs) a process has used so far, from /proc; undefined where there is none. */
-function processCpuMicros(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, in clock ticks (100 per second on every Linux this runs on).
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
-  } catch {
-    return undefined;
   }
 }
 

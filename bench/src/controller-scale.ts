@@ -30,6 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startProcess, startRedis, type RedisServer, type RunningProcess } from '@hearth/test';
 import { repoRoot } from '@hearth/test/conformance/peers';
 import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '@hearth/test/harness/kube';
+import { processCpuMicros } from './proc.js';
 
 const CRD = join(repoRoot, 'charts', 'hearth', 'crds', 'function.yaml');
 const controllerMain = join(repoRoot, 'controller', 'dist', 'main.js');
@@ -226,16 +227,8 @@ class RssSampler {
   }
 }
 
-/** CPU seconds used so far by a process, from /proc (utime + stime, 100 ticks a second). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
+/** CPU seconds used so far by a process; NaN when it is gone. */
+const cpuSeconds = (pid: number) => (processCpuMicros(pid) ?? NaN) / 1e6;
 
 /** The pid of the process whose command line has `program` and `fragment` (the harness's etcd and kube-apiserver). */
 function pidOf(program: string, fragment: string): number | undefined {

@@ -23,6 +23,7 @@ import { API_KEY, GatewayFixture } from '@hearth/test/gateway/fixture';
 import { startRecorder, testMapping, type Recorder } from '@hearth/test/event-sources/stream-fixture';
 import { openRedisStreamSource } from '@hearth/controller/event-sources/redis-stream-source';
 import { runStreamMapping } from '@hearth/controller/event-sources/stream-runner';
+import { processCpuMicros } from './proc.js';
 
 const GOAL_RECORDS_PER_SECOND = 20_000;
 const GOAL_P50_MS = 50;
@@ -73,17 +74,8 @@ interface PipelinePids {
 
 type CpuPerRecord = Record<'runner' | 'gateway' | 'shim' | 'runtimes' | 'redis', number>;
 
-/** CPU time (µs) a process has used so far, from /proc; 0 when it is gone. */
-function processCpuMicros(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, in clock ticks (100 per second on every Linux this runs on).
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
-  } catch {
-    return 0;
-  }
-}
+/** CPU time (µs) a process has used so far; 0 when it is gone. */
+const cpuMicros = (pid: number) => processCpuMicros(pid) ?? 0;
 
 /** The shim's runtimes: its child processes. */
 function childPids(pid: number): number[] {
@@ -103,10 +95,10 @@ function pipelineCpu(pids: PipelinePids): CpuPerRecord {
   const ownUsage = process.cpuUsage();
   return {
     runner: ownUsage.user + ownUsage.system,
-    gateway: processCpuMicros(pids.gateway),
-    shim: processCpuMicros(pids.shim),
-    runtimes: childPids(pids.shim).reduce((sum, pid) => sum + processCpuMicros(pid), 0),
-    redis: processCpuMicros(pids.redis),
+    gateway: cpuMicros(pids.gateway),
+    shim: cpuMicros(pids.shim),
+    runtimes: childPids(pids.shim).reduce((sum, pid) => sum + cpuMicros(pid), 0),
+    redis: cpuMicros(pids.redis),
   };
 }
 
