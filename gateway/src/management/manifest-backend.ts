@@ -37,14 +37,8 @@ export class ManifestDirectoryBackend implements FunctionBackend {
 
   async list(): Promise<FunctionRecord[]> {
     const records = new Map<string, FunctionRecord>();
-    const files = (await readdir(this.dir, { withFileTypes: true }))
-      .filter((e) => e.isFile() && MANIFEST.test(e.name))
-      .map((e) => e.name)
-      .sort();
-    for (const file of files) {
-      const text = await readFile(join(this.dir, file), 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      for (const resource of functionsIn(text)) {
+    for (const { file, text } of await readManifests(this.dir)) {
+      for (const resource of resourcesIn<FunctionResource>(text, 'Function', validateFunctionSpec)) {
         const name = resource.metadata.name;
         if (records.has(name)) continue; // the controller, too, serves the first declaration
         const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
@@ -83,18 +77,8 @@ export class ManifestDirectoryBackend implements FunctionBackend {
     await rm(join(this.dir, fileOf(name)), { force: true });
   }
 
-  /** Written aside under a name the controller ignores, then renamed: it never reads half a file. */
   private async write(resource: FunctionResource): Promise<void> {
-    const { namespace: _namespace, ...metadata } = resource.metadata;
-    const text =
-      HEADER +
-      stringify(
-        { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec },
-        { lineWidth: 0 },
-      );
-    const staging = join(this.dir, `.${resource.metadata.name}.${randomBytes(4).toString('hex')}.tmp`);
-    await writeFile(staging, text);
-    await rename(staging, join(this.dir, fileOf(resource.metadata.name)));
+    await writeManifest(this.dir, fileOf(resource.metadata.name), HEADER, resource);
   }
 }
 
@@ -102,26 +86,58 @@ function fileOf(name: string): string {
   return `${name}.yaml`;
 }
 
-/** The valid Functions of one manifest file; the controller reports the invalid ones. */
-function functionsIn(text: string): FunctionResource[] {
-  const resources: FunctionResource[] = [];
+/** The manifest files of `dir` by name, with their text; a file gone meanwhile is skipped. */
+async function readManifests(dir: string): Promise<{ file: string; text: string }[]> {
+  const files = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && MANIFEST.test(e.name))
+    .map((e) => e.name)
+    .sort();
+  const manifests: { file: string; text: string }[] = [];
+  for (const file of files) {
+    const text = await readFile(join(dir, file), 'utf8').catch(() => undefined);
+    if (text !== undefined) manifests.push({ file, text });
+  }
+  return manifests;
+}
+
+/** The valid resources of `kind` in one manifest file; the controller reports the invalid ones. */
+function resourcesIn<R extends FunctionResource | EventSourceMappingResource>(
+  text: string,
+  kind: R['kind'],
+  validate: (spec: unknown) => { spec?: R['spec'] },
+): R[] {
+  const resources: R[] = [];
   for (const doc of parseAllDocuments(text)) {
     if (doc.errors.length > 0) continue;
     const object = doc.toJS() as Record<string, unknown> | null;
     if (!object || typeof object !== 'object') continue;
-    if (object.kind !== 'Function' || object.apiVersion !== `${API_GROUP}/${API_VERSION}`) continue;
-    const metadata = (object.metadata ?? {}) as FunctionResource['metadata'];
+    if (object.kind !== kind || object.apiVersion !== `${API_GROUP}/${API_VERSION}`) continue;
+    const metadata = (object.metadata ?? {}) as R['metadata'];
     if (typeof metadata.name !== 'string') continue;
-    const result = validateFunctionSpec(object.spec);
+    const result = validate(object.spec);
     if (!result.spec) continue;
-    resources.push({
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'Function',
-      metadata,
-      spec: result.spec,
-    });
+    resources.push({ apiVersion: `${API_GROUP}/${API_VERSION}`, kind, metadata, spec: result.spec } as R);
   }
   return resources;
+}
+
+/** Written aside under a name the controller ignores, then renamed: it never reads half a file. */
+async function writeManifest(
+  dir: string,
+  file: string,
+  header: string,
+  resource: FunctionResource | EventSourceMappingResource,
+): Promise<void> {
+  const { namespace: _namespace, ...metadata } = resource.metadata;
+  const text =
+    header +
+    stringify(
+      { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec },
+      { lineWidth: 0 },
+    );
+  const staging = join(dir, `.${resource.metadata.name}.${randomBytes(4).toString('hex')}.tmp`);
+  await writeFile(staging, text);
+  await rename(staging, join(dir, file));
 }
 
 const MAPPING_HEADER =
@@ -140,15 +156,14 @@ export class ManifestMappingBackend implements MappingBackend {
 
   async list(): Promise<MappingRecord[]> {
     const records = new Map<string, MappingRecord>();
-    const files = (await readdir(this.dir, { withFileTypes: true }))
-      .filter((e) => e.isFile() && MANIFEST.test(e.name))
-      .map((e) => e.name)
-      .sort();
+    const manifests = await readManifests(this.dir);
     const statuses = await this.redis.hgetall(RedisKeys.mappingStatus);
-    for (const file of files) {
-      const text = await readFile(join(this.dir, file), 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      for (const resource of mappingsIn(text)) {
+    for (const { file, text } of manifests) {
+      for (const resource of resourcesIn<EventSourceMappingResource>(
+        text,
+        'EventSourceMapping',
+        validateEventSourceMappingSpec,
+      )) {
         const name = resource.metadata.name;
         if (records.has(name)) continue; // the controller, too, serves the first declaration
         const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
@@ -180,45 +195,13 @@ export class ManifestMappingBackend implements MappingBackend {
     await rm(join(this.dir, mappingFileOf(name)), { force: true });
   }
 
-  /** Written aside under a name the controller ignores, then renamed: it never reads half a file. */
   private async write(resource: EventSourceMappingResource): Promise<void> {
-    const { namespace: _namespace, ...metadata } = resource.metadata;
-    const text =
-      MAPPING_HEADER +
-      stringify(
-        { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec },
-        { lineWidth: 0 },
-      );
-    const staging = join(this.dir, `.${resource.metadata.name}.${randomBytes(4).toString('hex')}.tmp`);
-    await writeFile(staging, text);
-    await rename(staging, join(this.dir, mappingFileOf(resource.metadata.name)));
+    await writeManifest(this.dir, mappingFileOf(resource.metadata.name), MAPPING_HEADER, resource);
   }
 }
 
 function mappingFileOf(name: string): string {
   return `eventsourcemapping-${name}.yaml`;
-}
-
-/** The valid EventSourceMappings of one manifest file; the controller reports the invalid ones. */
-function mappingsIn(text: string): EventSourceMappingResource[] {
-  const resources: EventSourceMappingResource[] = [];
-  for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length > 0) continue;
-    const object = doc.toJS() as Record<string, unknown> | null;
-    if (!object || typeof object !== 'object') continue;
-    if (object.kind !== 'EventSourceMapping' || object.apiVersion !== `${API_GROUP}/${API_VERSION}`) continue;
-    const metadata = (object.metadata ?? {}) as EventSourceMappingResource['metadata'];
-    if (typeof metadata.name !== 'string') continue;
-    const result = validateEventSourceMappingSpec(object.spec);
-    if (!result.spec) continue;
-    resources.push({
-      apiVersion: `${API_GROUP}/${API_VERSION}`,
-      kind: 'EventSourceMapping',
-      metadata,
-      spec: result.spec,
-    });
-  }
-  return resources;
 }
 
 function parseStatus(json: string | undefined): EventSourceMappingStatus | undefined {
