@@ -104,7 +104,11 @@ class ShimConnection {
     clearTimeout(this.idleTimer);
     this.call = call;
     if (body.length <= 16 * 1024) {
-      this.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]));
+      // One buffer for head and body: latin1 is one byte a character.
+      const message = Buffer.allocUnsafe(head.length + body.length);
+      message.write(head, 0, 'latin1');
+      body.copy(message, head.length);
+      this.socket.write(message);
     } else {
       this.socket.cork();
       this.socket.write(head, 'latin1');
