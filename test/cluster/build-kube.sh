@@ -29,7 +29,7 @@ go_cmd() {
 # The machine is shared: build on one core at the lowest priority unless told otherwise.
 run_go() {
   if [ "${HEARTH_BUILD_NICE:-1}" = "1" ]; then
-    GOMAXPROCS=1 nice -n 19 "$GO" "$@"
+    GOMAXPROCS=1 GOFLAGS="${GOFLAGS:+$GOFLAGS }-p=1" nice -n 19 "$GO" "$@"
   else
     "$GO" "$@"
   fi
@@ -76,7 +76,7 @@ GO
   done
   mkdir -p "$kube_bin.tmp"
   for cmd in kube-apiserver kube-controller-manager; do
-    CGO_ENABLED=0 run_go build -p 1 -trimpath -ldflags "$ldflags" -o "$kube_bin.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    CGO_ENABLED=0 run_go build -trimpath -ldflags "$ldflags" -o "$kube_bin.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
   rm -rf "$kube_bin" && mv "$kube_bin.tmp" "$kube_bin"
 }
@@ -100,7 +100,7 @@ import _ "go.etcd.io/etcd/server/v3"
 GO
   run_go mod tidy
   mkdir -p "$etcd_bin.tmp"
-  CGO_ENABLED=0 run_go build -p 1 -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" go.etcd.io/etcd/server/v3
+  CGO_ENABLED=0 run_go build -trimpath -ldflags "-s -w" -o "$etcd_bin.tmp/etcd" go.etcd.io/etcd/server/v3
   rm -rf "$etcd_bin" && mv "$etcd_bin.tmp" "$etcd_bin"
 }
 

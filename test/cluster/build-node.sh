@@ -28,7 +28,7 @@ go_cmd() {
 
 run_go() {
   if [ "${HEARTH_BUILD_NICE:-1}" = "1" ]; then
-    GOMAXPROCS=1 nice -n 19 "$GO" "$@"
+    GOMAXPROCS=1 GOFLAGS="${GOFLAGS:+$GOFLAGS }-p=1" nice -n 19 "$GO" "$@"
   else
     "$GO" "$@"
   fi
@@ -75,7 +75,7 @@ GO
   # share comes from Go's build cache. kubelet runs fine without cgo on cgroupfs.
   for cmd in kube-scheduler kube-proxy kubelet; do
     [ -x "$node_bin.tmp/$cmd" ] && continue
-    CGO_ENABLED=0 run_go build -p 1 -trimpath -ldflags "$ldflags" -o "$node_bin.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    CGO_ENABLED=0 run_go build -trimpath -ldflags "$ldflags" -o "$node_bin.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
   rm -rf "$node_bin" && mv "$node_bin.tmp" "$node_bin"
 }
@@ -90,7 +90,7 @@ build_helm() {
     ldflags="$ldflags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
   done
   mkdir -p "$helm_bin.tmp"
-  CGO_ENABLED=0 GOBIN="$helm_bin.tmp" run_go install -p 1 -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  CGO_ENABLED=0 GOBIN="$helm_bin.tmp" run_go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   rm -rf "$helm_bin" && mv "$helm_bin.tmp" "$helm_bin"
 }
 
