@@ -59,6 +59,50 @@ export const FunctionCodeSchema = Type.Object(
 );
 export type FunctionCode = Static<typeof FunctionCodeSchema>;
 
+/**
+ * Lambda's ImageConfig, for `code.image`: how to start the image's runtime. Hearth cannot read an
+ * image's own ENTRYPOINT and CMD (no registry access), so the defaults are those of AWS's base
+ * images: `/lambda-entrypoint.sh` started with the handler.
+ */
+export const ImageConfigSchema = Type.Object(
+  {
+    entryPoint: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+        minItems: 1,
+        maxItems: 64,
+        description: 'The runtime command (default ["/lambda-entrypoint.sh"])',
+      }),
+    ),
+    command: Type.Optional(
+      Type.Array(Type.String({ maxLength: 1024 }), {
+        maxItems: 64,
+        description: 'Arguments after the entry point (default [handler])',
+      }),
+    ),
+    workingDirectory: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        maxLength: 1024,
+        description: 'Where the runtime starts, and LAMBDA_TASK_ROOT (default /var/task)',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'For code.image only: how to start the image' },
+);
+export type ImageConfig = Static<typeof ImageConfigSchema>;
+
+/** What an image function's instance runs, with Lambda's base-image defaults filled in. */
+export function imageCommand(spec: Pick<FunctionSpec, 'handler' | 'imageConfig'>): {
+  argv: string[];
+  workingDirectory: string;
+} {
+  const config = spec.imageConfig ?? {};
+  return {
+    argv: [...(config.entryPoint ?? ['/lambda-entrypoint.sh']), ...(config.command ?? [spec.handler])],
+    workingDirectory: config.workingDirectory ?? '/var/task',
+  };
+}
+
 export const FunctionSpecSchema = Type.Object(
   {
     runtime: Type.Union(
@@ -72,6 +116,7 @@ export const FunctionSpecSchema = Type.Object(
       description: 'file.export (nodejs), module.function (python), ignored by provided',
     }),
     code: FunctionCodeSchema,
+    imageConfig: Type.Optional(ImageConfigSchema),
     memory: Quantity('Memory, 128Mi..10Gi; CPU in proportion (1 vCPU per 1769Mi)', '128Mi'),
     timeoutSeconds: Type.Integer({
       minimum: Limits.timeoutSeconds.min,
@@ -179,6 +224,18 @@ function crossFieldProblems(spec: FunctionSpec): SpecProblem[] {
     problems.push({
       path: 'spec.code',
       message: `must have exactly one of inline, configMap, archive, image (has ${sources})`,
+    });
+  }
+  if (spec.imageConfig && spec.code.image === undefined) {
+    problems.push({
+      path: 'spec.imageConfig',
+      message: 'is only for functions whose code is an image (spec.code.image)',
+    });
+  }
+  if (spec.code.image !== undefined && spec.runtime !== 'provided.al2023') {
+    problems.push({
+      path: 'spec.runtime',
+      message: `must be provided.al2023 when spec.code.image is set: an image brings its own runtime (got ${spec.runtime})`,
     });
   }
   const range = (path: string, value: string, min: number, max: number) => {

@@ -76,6 +76,11 @@ export const ShimEnv = {
    * (its contents) instead of a `TMPDIR` of its own. Unset: a per-runtime `TMPDIR`.
    */
   tmpDir: 'HEARTH_TMP_DIR',
+  /**
+   * For a provided runtime: the runtime's command as a JSON array of strings, in place of
+   * `<code dir>/bootstrap` (an image function's entry point and command).
+   */
+  runtimeCommand: 'HEARTH_RUNTIME_COMMAND',
   /** Init phase limit in ms (Lambda's 10 s by default); lower only in tests. */
   initTimeoutMs: 'HEARTH_INIT_TIMEOUT_MS',
 } as const;

@@ -119,6 +119,17 @@ export function specSchema(): CrdSchema {
       message: 'spec.code must have exactly one of inline, configMap, archive, image',
     },
   ];
+  spec['x-kubernetes-validations'] = [
+    {
+      rule: '!has(self.imageConfig) || has(self.code.image)',
+      message: 'spec.imageConfig is only for functions whose code is an image (spec.code.image)',
+    },
+    {
+      rule: "!has(self.code.image) || self.runtime == 'provided.al2023'",
+      message:
+        'spec.runtime must be provided.al2023 when spec.code.image is set: an image brings its own runtime',
+    },
+  ];
   // Quantities match ^[0-9]+(Mi|Gi)$; the bound keeps CEL's cost estimate small.
   for (const field of ['memory', 'ephemeralStorage']) props[field]!.maxLength = 16;
   props.memory!['x-kubernetes-validations'] = [

@@ -29,6 +29,8 @@ export interface ShimConfig {
    */
   tmpDir: string | undefined;
   initTimeoutMs: number;
+  /** A provided runtime's own command (HEARTH_RUNTIME_COMMAND); undefined: `<codeDir>/bootstrap`. */
+  runtimeArgv: string[] | undefined;
   /** The function's own environment: everything not starting with `HEARTH_`. */
   functionEnv: Record<string, string>;
 }
@@ -83,6 +85,27 @@ function oneOf<T extends string>(
   return raw as T;
 }
 
+/** A JSON array of non-empty strings, e.g. `["/lambda-entrypoint.sh","app.handler"]`. */
+function argvSetting(env: NodeJS.ProcessEnv, variable: string): string[] | undefined {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return undefined;
+  let argv: unknown;
+  try {
+    argv = JSON.parse(raw);
+  } catch {
+    argv = undefined;
+  }
+  if (
+    !Array.isArray(argv) ||
+    argv.length === 0 ||
+    !argv.every((a) => typeof a === 'string') ||
+    argv[0] === ''
+  ) {
+    throw new ConfigError(variable, `must be a JSON array of strings, the first one the program, got ${raw}`);
+  }
+  return argv as string[];
+}
+
 /** Reads and validates the shim's settings; throws a ConfigError naming the first bad variable. */
 export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   const runtime = oneOf(env, ShimEnv.runtime, Runtimes);
@@ -100,6 +123,13 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   // Its contents are wiped at start and on overflow: never the root directory.
   if (tmpDir !== undefined && tmpDir !== '' && (!isAbsolute(tmpDir) || resolve(tmpDir) === '/')) {
     throw new ConfigError(ShimEnv.tmpDir, `must be an absolute path other than /, got "${tmpDir}"`);
+  }
+  const runtimeArgv = argvSetting(env, ShimEnv.runtimeCommand);
+  if (runtimeArgv && runtime !== 'provided.al2023') {
+    throw new ConfigError(
+      ShimEnv.runtimeCommand,
+      `is only for ${ShimEnv.runtime}=provided.al2023, got ${runtime}`,
+    );
   }
   const functionEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
@@ -123,6 +153,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
     logLevel: oneOf(env, ShimEnv.logLevel, LOG_LEVELS, 'info'),
     isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),
     tmpDir: tmpDir ? resolve(tmpDir) : undefined,
+    runtimeArgv,
     initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, {
       min: 100,
       max: Limits.initTimeoutMs,

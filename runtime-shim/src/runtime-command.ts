@@ -24,7 +24,9 @@ export function nodeHeapLimitMb(memoryMb: number): number {
 }
 
 /** The command that starts the language runtime for `config.runtime`. */
-export function runtimeCommand(config: Pick<ShimConfig, 'runtime' | 'codeDir' | 'memoryMb'>): RuntimeCommand {
+export function runtimeCommand(
+  config: Pick<ShimConfig, 'runtime' | 'codeDir' | 'memoryMb' | 'runtimeArgv'>,
+): RuntimeCommand {
   switch (config.runtime) {
     case 'nodejs20.x':
     case 'nodejs22.x': {
@@ -39,8 +41,10 @@ export function runtimeCommand(config: Pick<ShimConfig, 'runtime' | 'codeDir' | 
       const runtimeDir = join(PACKAGE_DIR, 'runtimes', 'python3');
       return { command: 'python3', args: [join(runtimeDir, 'bootstrap.py')], runtimeDir };
     }
-    case 'provided.al2023':
-      return { command: join(config.codeDir, 'bootstrap'), args: [], runtimeDir: config.codeDir };
+    case 'provided.al2023': {
+      const [command, ...args] = config.runtimeArgv ?? [join(config.codeDir, 'bootstrap')];
+      return { command: command!, args, runtimeDir: config.codeDir };
+    }
   }
 }
 

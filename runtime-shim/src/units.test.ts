@@ -47,6 +47,14 @@ test('config: each bad setting names its variable and what it accepts', () => {
     [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
     [{ HEARTH_TMP_DIR: 'tmp' }, /^HEARTH_TMP_DIR: must be an absolute path/],
     [{ HEARTH_TMP_DIR: '/' }, /^HEARTH_TMP_DIR: must be an absolute path other than \//],
+    [
+      { HEARTH_RUNTIME_COMMAND: '["/entry"]' },
+      /^HEARTH_RUNTIME_COMMAND: is only for HEARTH_RUNTIME=provided/,
+    ],
+    [
+      { HEARTH_RUNTIME: 'provided.al2023', HEARTH_RUNTIME_COMMAND: '/entry app.handler' },
+      /^HEARTH_RUNTIME_COMMAND: must be a JSON array of strings/,
+    ],
   ];
   for (const [override, message] of cases) {
     assert.throws(
@@ -74,6 +82,16 @@ test('runtime command and environment follow Lambda', () => {
   assert.equal(env.AWS_LAMBDA_RUNTIME_API, '127.0.0.1:1');
   const provided = parseConfig({ ...BASE, HEARTH_RUNTIME: 'provided.al2023' });
   assert.equal(runtimeCommand(provided).command, '/srv/code/bootstrap');
+  const image = parseConfig({
+    ...BASE,
+    HEARTH_RUNTIME: 'provided.al2023',
+    HEARTH_RUNTIME_COMMAND: '["/lambda-entrypoint.sh","app.handler"]',
+  });
+  assert.deepEqual(runtimeCommand(image), {
+    command: '/lambda-entrypoint.sh',
+    args: ['app.handler'],
+    runtimeDir: '/srv/code',
+  });
   assert.equal(
     runtimeEnvironment(provided, { runtimeApi: 'a', runtimeDir: 'b', logStream: 'c' }).AWS_EXECUTION_ENV,
     undefined,
