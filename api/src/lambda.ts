@@ -62,6 +62,11 @@ export const InvokeHeaders = {
   logResult: 'x-amz-log-result',
   functionError: 'x-amz-function-error',
   errorType: 'x-amzn-errortype',
+  /**
+   * Hearth's own: an Event call's request id chosen by the caller (a UUID), for a caller that may
+   * send the same event twice (a schedule's tick); the async queue takes it once.
+   */
+  callerRequestId: 'x-hearth-request-id',
 } as const;
 
 export const RuntimeApiHeaders = {

@@ -57,7 +57,15 @@ export interface EnqueueRequest {
   /** Becomes the job id: no `:`, not all digits. */
   requestId: string;
   payload: Buffer | string;
+  /**
+   * The caller chose the request id: the same id again within DEDUPLICATION_TTL_MS is the same
+   * event, even after it ran (a job id alone is free again once its job is removed).
+   */
+  deduplicate?: boolean;
 }
+
+/** How long a caller-chosen request id stays taken. */
+export const DEDUPLICATION_TTL_MS = 3_600_000;
 
 export interface AsyncQueue {
   /**
@@ -219,6 +227,7 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
         removeOnFail: false,
         attempts: INFRASTRUCTURE_RETRIES.attempts,
         backoff: { type: 'fixed', delay: INFRASTRUCTURE_RETRIES.backoffMs },
+        ...(request.deduplicate ? { deduplication: { id: requestId, ttl: DEDUPLICATION_TTL_MS } } : {}),
       });
     } catch (error) {
       if (error instanceof GatewayError) throw error;

@@ -30,6 +30,8 @@ export interface EventQueue {
     qualifier?: string;
     requestId: string;
     payload: Buffer;
+    /** The caller chose the request id: the same id again within a while is the same event. */
+    deduplicate?: boolean;
   }): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ const header = (req: IncomingMessage, name: string) => {
 /** The canonical Invoke paths, served without Express; any other spelling falls through to its router. */
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/;
 const PLAIN_PATH = /^\/function\/([^/?]+)(?:\?(.*))?$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The Invoke routes: an Express router, and the same routes as a fast path in front of Express. */
 export interface InvokeRoutes {
@@ -141,14 +144,21 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
           'ServiceException',
           'Asynchronous invocation is not available on this gateway.',
         );
+      const callerRequestId = header(req, InvokeHeaders.callerRequestId);
+      if (callerRequestId !== undefined && !UUID.test(callerRequestId))
+        throw new GatewayError(
+          'InvalidParameterValueException',
+          `${InvokeHeaders.callerRequestId} must be a UUID`,
+        );
       const event: Parameters<EventQueue['enqueue']>[0] = {
         functionName: request.functionName,
-        requestId,
+        requestId: callerRequestId ?? requestId,
         payload: request.payload,
       };
+      if (callerRequestId !== undefined) event.deduplicate = true;
       if (request.qualifier !== undefined) event.qualifier = request.qualifier;
       await options.events.enqueue(event);
-      res.writeHead(202, { 'x-amzn-RequestId': requestId, 'Content-Length': 0 }).end();
+      res.writeHead(202, { 'x-amzn-RequestId': event.requestId, 'Content-Length': 0 }).end();
       return;
     }
     const result = await invoker.invoke(request, callerGone(res));
