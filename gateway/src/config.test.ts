@@ -39,6 +39,25 @@ test('flags beat the environment; access keys are ID:SECRET pairs', () => {
   ]);
 });
 
+test('a session token belongs to one of the access keys, which then needs it', () => {
+  const config = parseConfig(
+    [],
+    { ...base, HEARTH_ACCESS_KEYS: 'AKID:secret,ASIA:temp', HEARTH_SESSION_TOKENS: 'ASIA:to/ken+=' },
+    'gw',
+  );
+  assert.deepEqual(config.auth.accessKeys, [
+    { accessKeyId: 'AKID', secretAccessKey: 'secret' },
+    { accessKeyId: 'ASIA', secretAccessKey: 'temp', sessionToken: 'to/ken+=' },
+  ]);
+  assert.equal(
+    fieldOf(() =>
+      parseConfig(['--session-tokens=NOPE:token'], { ...base, HEARTH_ACCESS_KEYS: 'AKID:s' }, 'gw'),
+    ),
+    'auth.sessionTokens[0]',
+    'a token for a key that is not configured',
+  );
+});
+
 test('bad settings fail at start, naming the field', () => {
   assert.equal(
     fieldOf(() => parseConfig([], {}, 'gw')),

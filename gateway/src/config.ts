@@ -4,6 +4,8 @@ import { Limits } from '@hearth/api';
 export interface AccessKey {
   accessKeyId: string;
   secretAccessKey: string;
+  /** Temporary credentials: the key is valid only with this token (`X-Amz-Security-Token`). */
+  sessionToken?: string;
 }
 
 export interface AuthConfig {
@@ -84,7 +86,8 @@ export class ConfigError extends Error {
 
 /**
  * Where each setting comes from: a `--flag=value` beats the environment variable. Access keys are
- * `ID:SECRET` pairs and API keys plain strings, both comma separated.
+ * `ID:SECRET` pairs, session tokens `ID:TOKEN` pairs naming one of them, API keys plain strings,
+ * all comma separated.
  */
 const sources = {
   port: { flag: 'port', env: 'HEARTH_GATEWAY_PORT' },
@@ -97,6 +100,7 @@ const sources = {
   authEnabled: { flag: 'auth', env: 'HEARTH_AUTH' },
   apiKeys: { flag: 'api-keys', env: 'HEARTH_API_KEYS' },
   accessKeys: { flag: 'access-keys', env: 'HEARTH_ACCESS_KEYS' },
+  sessionTokens: { flag: 'session-tokens', env: 'HEARTH_SESSION_TOKENS' },
   accountConcurrency: { flag: 'account-concurrency', env: 'HEARTH_ACCOUNT_CONCURRENCY' },
   coldStartBudgetMs: { flag: 'cold-start-budget-ms', env: 'HEARTH_COLD_START_BUDGET_MS' },
   leaseTtlMs: { flag: 'lease-ttl-ms', env: 'HEARTH_LEASE_TTL_MS' },
@@ -212,12 +216,23 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, defaultGatew
   if (!['true', 'false', 'on', 'off'].includes(authFlag)) {
     throw new ConfigError('auth.enabled', `must be true or false (got "${authFlag}")`);
   }
-  const accessKeys = list('accessKeys').map((pair, i) => {
+  const accessKeys = list('accessKeys').map((pair, i): AccessKey => {
     const separator = pair.indexOf(':');
     if (separator <= 0 || separator === pair.length - 1) {
       throw new ConfigError(`auth.accessKeys[${i}]`, 'must be ACCESS_KEY_ID:SECRET_ACCESS_KEY');
     }
     return { accessKeyId: pair.slice(0, separator), secretAccessKey: pair.slice(separator + 1) };
+  });
+  list('sessionTokens').forEach((pair, i) => {
+    const separator = pair.indexOf(':');
+    const key = accessKeys.find((k) => k.accessKeyId === pair.slice(0, separator));
+    if (separator <= 0 || separator === pair.length - 1 || !key) {
+      throw new ConfigError(
+        `auth.sessionTokens[${i}]`,
+        'must be ACCESS_KEY_ID:SESSION_TOKEN, naming one of the access keys',
+      );
+    }
+    key.sessionToken = pair.slice(separator + 1);
   });
   const auth: AuthConfig = {
     enabled: authFlag === 'true' || authFlag === 'on',

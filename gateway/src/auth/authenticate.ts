@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { AuthConfig } from '../config.js';
+import type { AccessKey, AuthConfig } from '../config.js';
 import { GatewayError } from '../core/errors.js';
 import { parseAuthorization, verifySigV4, type SignedRequest } from './sigv4.js';
 
@@ -14,11 +14,11 @@ export type Principal =
  */
 export class Authenticator {
   private readonly apiKeys: Buffer[];
-  private readonly accessKeys: Map<string, string>;
+  private readonly accessKeys: Map<string, AccessKey>;
 
   constructor(private readonly config: AuthConfig) {
     this.apiKeys = config.apiKeys.map((key) => Buffer.from(key));
-    this.accessKeys = new Map(config.accessKeys.map((k) => [k.accessKeyId, k.secretAccessKey]));
+    this.accessKeys = new Map(config.accessKeys.map((k) => [k.accessKeyId, k]));
   }
 
   get enabled(): boolean {

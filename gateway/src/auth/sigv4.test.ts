@@ -5,7 +5,10 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { GatewayError } from '../core/errors.js';
 import { parseAmzDate, verifySigV4, type SignedRequest } from './sigv4.js';
 
-const keys = new Map([['AKIDTEST', 'secret-key']]);
+const keys = new Map([['AKIDTEST', { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-key' }]]);
+const temporaryKeys = new Map([
+  ['AKIDTEST', { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-key', sessionToken: 'the-session-token' }],
+]);
 const when = new Date('2026-01-02T03:04:05Z');
 
 /** Signs the way the AWS SDK does (its own signer and hash), so verification is checked against a real peer. */
@@ -13,11 +16,16 @@ async function signedRequest(
   secret: string,
   body: string,
   path = '/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af/invocations',
+  sessionToken?: string,
 ): Promise<SignedRequest> {
   const signer = new SignatureV4({
     service: 'lambda',
     region: 'eu-west-1',
-    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: secret },
+    credentials: {
+      accessKeyId: 'AKIDTEST',
+      secretAccessKey: secret,
+      ...(sessionToken === undefined ? {} : { sessionToken }),
+    },
     sha256: Sha256,
   });
   const signed = await signer.sign(
@@ -82,6 +90,47 @@ test('an unknown key is UnrecognizedClientException, an old signature is refused
     await failure(verifySigV4(await signedRequest('secret-key', '{}'), keys, later)),
     'InvalidSignatureException',
   );
+});
+
+const PATH = '/2015-03-31/functions/f/invocations';
+
+test('temporary credentials verify with their own session token, signed as the SDK signs it', async () => {
+  const request = await signedRequest('secret-key', '{}', PATH, 'the-session-token');
+  assert.equal(request.headers['x-amz-security-token'], 'the-session-token');
+  assert.equal(await verifySigV4(request, temporaryKeys, when), 'AKIDTEST');
+});
+
+test('a missing, wrong or unexpected session token is UnrecognizedClientException', async () => {
+  assert.equal(
+    await failure(verifySigV4(await signedRequest('secret-key', '{}', PATH), temporaryKeys, when)),
+    'UnrecognizedClientException',
+    'no token for a key that has one',
+  );
+  assert.equal(
+    await failure(
+      verifySigV4(await signedRequest('secret-key', '{}', PATH, 'the-session-tokeX'), temporaryKeys, when),
+    ),
+    'UnrecognizedClientException',
+    'another token of the same length',
+  );
+  assert.equal(
+    await failure(verifySigV4(await signedRequest('secret-key', '{}', PATH, 'short'), temporaryKeys, when)),
+    'UnrecognizedClientException',
+    'a token of another length',
+  );
+  assert.equal(
+    await failure(
+      verifySigV4(await signedRequest('secret-key', '{}', PATH, 'the-session-token'), keys, when),
+    ),
+    'UnrecognizedClientException',
+    'a token for a key that has none',
+  );
+});
+
+test('a session token must be signed: one added after signing is refused', async () => {
+  const request = await signedRequest('secret-key', '{}', PATH);
+  request.headers['x-amz-security-token'] = 'the-session-token';
+  assert.equal(await failure(verifySigV4(request, temporaryKeys, when)), 'InvalidSignatureException');
 });
 
 test('amz dates', () => {

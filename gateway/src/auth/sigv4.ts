@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
+import type { AccessKey } from '../config.js';
 import { GatewayError } from '../core/errors.js';
 
 /** A SigV4-signed request as it arrived, before any decoding of its path. */
@@ -85,13 +86,53 @@ function queryObject(rawQuery: string): Record<string, string | string[]> {
   return query;
 }
 
+const SECURITY_TOKEN = 'x-amz-security-token';
+
+const sha256 = (value: string) => createHash('sha256').update(value).digest();
+
+/**
+ * Temporary credentials (access key, secret and session token) sign with `X-Amz-Security-Token`;
+ * a key configured with a token accepts only that token, signed, and a key without one accepts
+ * none, as AWS does. Digests are compared so that the time taken says nothing about the token,
+ * not even its length.
+ */
+function checkSessionToken(
+  presented: string | string[] | undefined,
+  key: AccessKey,
+  signedHeaders: readonly string[],
+): void {
+  if (presented !== undefined && key.sessionToken === undefined) {
+    throw new GatewayError(
+      'UnrecognizedClientException',
+      'The security token included in the request is invalid: this access key takes no session token.',
+    );
+  }
+  if (key.sessionToken === undefined) return;
+  if (typeof presented !== 'string') {
+    throw new GatewayError(
+      'UnrecognizedClientException',
+      'The security token included in the request is invalid: this access key needs its session token (X-Amz-Security-Token).',
+    );
+  }
+  if (!signedHeaders.includes(SECURITY_TOKEN)) {
+    throw new GatewayError('InvalidSignatureException', 'The x-amz-security-token header must be signed.');
+  }
+  if (!timingSafeEqual(sha256(presented), sha256(key.sessionToken))) {
+    throw new GatewayError(
+      'UnrecognizedClientException',
+      'The security token included in the request is invalid.',
+    );
+  }
+}
+
 /**
  * Verifies an AWS Signature Version 4 (service `lambda`) by recomputing it with the caller's
- * secret key. Returns the access key id; throws 403s shaped as AWS answers them.
+ * secret key, and the session token of temporary credentials. Returns the access key id; throws
+ * 403s shaped as AWS answers them.
  */
 export async function verifySigV4(
   request: SignedRequest,
-  accessKeys: ReadonlyMap<string, string>,
+  accessKeys: ReadonlyMap<string, AccessKey>,
   now: Date,
 ): Promise<string> {
   const header = request.headers.authorization;
@@ -102,8 +143,8 @@ export async function verifySigV4(
       'Authorization header requires a valid AWS4-HMAC-SHA256 Credential, SignedHeaders and Signature.',
     );
   }
-  const secret = accessKeys.get(authorization.accessKeyId);
-  if (secret === undefined) {
+  const key = accessKeys.get(authorization.accessKeyId);
+  if (key === undefined) {
     throw new GatewayError(
       'UnrecognizedClientException',
       'The security token included in the request is invalid.',
@@ -136,6 +177,7 @@ export async function verifySigV4(
   if (!authorization.signedHeaders.includes('host')) {
     throw new GatewayError('InvalidSignatureException', 'The host header must be signed.');
   }
+  checkSessionToken(request.headers[SECURITY_TOKEN], key, authorization.signedHeaders);
 
   const contentSha = request.headers['x-amz-content-sha256'];
   if (typeof contentSha === 'string' && contentSha !== 'UNSIGNED-PAYLOAD') {
@@ -160,7 +202,7 @@ export async function verifySigV4(
   const signer = new SignatureV4({
     service: 'lambda',
     region: authorization.region,
-    credentials: { accessKeyId: authorization.accessKeyId, secretAccessKey: secret },
+    credentials: { accessKeyId: authorization.accessKeyId, secretAccessKey: key.secretAccessKey },
     sha256: NodeSha256,
     applyChecksum: false,
   });
