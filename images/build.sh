@@ -70,6 +70,17 @@ base_root() {
   fi
 }
 
+# Node with its own loader and libraries in one folder, started as `<dir>/ld.so --library-path
+# <dir>/lib <dir>/node`: it runs in any Linux image whatever libc that image has (or none), so
+# the controller can put the shim in front of a function's own image (spec.code.image).
+portable_node() {
+  local dir="$1" lib
+  mkdir -p "$dir/lib"
+  cp -L /usr/bin/node "$dir/node"
+  for lib in $(ldd /usr/bin/node | awk '/=> \//{print $3}'); do cp -L "$lib" "$dir/lib/"; done
+  cp -L "$(ldd /usr/bin/node | awk '/^\t\//{print $1}')" "$dir/ld.so"
+}
+
 node22_binary() {
   local dir="$cache/node/$node22_version"
   if [ ! -x "$dir/bin/node" ]; then
@@ -115,6 +126,7 @@ stage() {
         # A bootstrap may be a script: /bin/sh and env, as on Amazon Linux.
         copy_with_libs "$root" /bin/dash /usr/bin/env
         ln -s dash "$root/bin/sh"
+        portable_node "$root/opt/hearth/portable"
       fi
       printf '%s\n' "${shim[@]}" --user 65532:65532 --env PATH=/usr/local/bin:/usr/bin:/bin
       ;;

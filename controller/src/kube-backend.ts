@@ -38,6 +38,7 @@ import {
 } from './event-sources/supervisor.js';
 import {
   codeFetchFailure,
+  imagePullFailure,
   defaultKubeOptions,
   desiredCodeConfigMap,
   desiredDeployment,
@@ -46,7 +47,6 @@ import {
   Labels,
   MANAGER,
   revisionObjectName,
-  unsupportedCodeSource,
   withAppliedHash,
   type KubeBackendOptions,
 } from './kube-objects.js';
@@ -329,18 +329,6 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     }
     fn.spec = validated.spec;
     const revision = revisionHash(fn.spec);
-    const unsupported = unsupportedCodeSource(fn);
-    if (unsupported) {
-      const failure = {
-        condition: 'CodeReady' as const,
-        reason: 'UnsupportedCodeSource',
-        message: unsupported,
-      };
-      await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
-      await event(fn, 'Warning', failure.reason, unsupported);
-      await registerFailed(name, revision, fn.spec, `${failure.reason}: ${unsupported}`);
-      return;
-    }
     if (fn.spec.code.configMap) {
       const codeName = fn.spec.code.configMap.name;
       if (!(await ignoreNotFound(core.readNamespacedConfigMap({ namespace, name: codeName })))) {
@@ -424,10 +412,15 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       old = [];
     }
     log.debug({ function: key, revision, desired: pool.size, ready, oldRevisions: old.length }, 'reconciled');
-    // A pod short of ready may be stuck fetching its archive: its init container says why.
+    // A pod short of ready may be stuck fetching its archive or pulling its image: the kubelet says why.
+    const findCodeFailure = fn.spec.code.archive
+      ? codeFetchFailure
+      : fn.spec.code.image
+        ? imagePullFailure
+        : undefined;
     const codeFailure =
-      fn.spec.code.archive && ready < pool.size
-        ? codeFetchFailure(
+      findCodeFailure && ready < pool.size
+        ? findCodeFailure(
             (
               await core.listNamespacedPod({
                 namespace,

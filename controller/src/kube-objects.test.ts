@@ -14,7 +14,7 @@ import {
   isApplied,
   Labels,
   revisionObjectName,
-  unsupportedCodeSource,
+  imagePullFailure,
   withAppliedHash,
 } from './kube-objects.js';
 import { revisionHash } from './revision.js';
@@ -118,9 +118,72 @@ test('inline code becomes a ConfigMap whose numbered keys map back to the file p
     desiredDeployment(fromConfigMap, 'r1', 1).spec!.template.spec!.volumes![0]!.configMap!.name,
     'my-code',
   );
-  assert.match(
-    unsupportedCodeSource(fn({ runtime: 'nodejs20.x', code: { image: 'x' } }))!,
-    /spec\.code\.image/,
+});
+
+test("an image function runs its own image, with the shim copied in from the provided runtime's image", () => {
+  const f = fn({
+    runtime: 'provided.al2023',
+    handler: 'app.handler',
+    code: { image: 'registry.example/fn:7' },
+    ephemeralStorage: '512Mi',
+  });
+  const pod = desiredDeployment(f, 'r1', 1).spec!.template.spec!;
+  const [installer] = pod.initContainers!;
+  assert.equal(installer!.name, 'install-shim');
+  assert.equal(installer!.image, defaultKubeOptions.images['provided.al2023']);
+  assert.equal(installer!.securityContext!.readOnlyRootFilesystem, true);
+  const runtime = pod.containers[0]!;
+  assert.equal(runtime.image, 'registry.example/fn:7');
+  // The copied Node brings its own loader: nothing of the image's libc is used.
+  assert.deepEqual(runtime.command!.slice(0, 3), [
+    '/hearth-shim/portable/ld.so',
+    '--library-path',
+    '/hearth-shim/portable/lib',
+  ]);
+  const env = Object.fromEntries(runtime.env!.map((e) => [e.name, e.value]));
+  assert.equal(env.HEARTH_RUNTIME_COMMAND, JSON.stringify(['/lambda-entrypoint.sh', 'app.handler']));
+  assert.equal(env.HEARTH_CODE_DIR, '/var/task');
+  assert.equal(env.HEARTH_RUNTIME, 'provided.al2023');
+  assert.deepEqual(
+    runtime.volumeMounts!.find((m) => m.name === 'shim'),
+    {
+      name: 'shim',
+      mountPath: '/hearth-shim',
+      readOnly: true,
+    },
+  );
+  assert.equal(
+    pod.volumes!.find((v) => v.name === 'code'),
+    undefined,
+    'the code is in the image',
+  );
+  assert.equal(runtime.resources!.limits!['ephemeral-storage'], `${512 + 256 + 256}Mi`);
+  const configured = desiredDeployment(
+    fn({
+      ...f.spec,
+      imageConfig: { entryPoint: ['/app/run'], command: ['--fast'], workingDirectory: '/app' },
+    }),
+    'r1',
+    1,
+  ).spec!.template.spec!.containers[0]!.env!;
+  const configuredEnv = Object.fromEntries(configured.map((e) => [e.name, e.value]));
+  assert.equal(configuredEnv.HEARTH_RUNTIME_COMMAND, '["/app/run","--fast"]');
+  assert.equal(configuredEnv.HEARTH_CODE_DIR, '/app');
+});
+
+test("an image that cannot be pulled is named with the kubelet's reason", () => {
+  const pod = (reason: string, message?: string) =>
+    ({
+      metadata: { name: 'p' },
+      status: { containerStatuses: [{ name: 'function', state: { waiting: { reason, message } } }] },
+    }) as V1Pod;
+  assert.equal(imagePullFailure([pod('ContainerCreating')]), undefined);
+  assert.deepEqual(
+    imagePullFailure([pod('ContainerCreating'), pod('ImagePullBackOff', 'Back-off pulling image "fn:7"')]),
+    {
+      reason: 'ImagePullFailed',
+      message: 'ImagePullBackOff: Back-off pulling image "fn:7"',
+    },
   );
 });
 
@@ -155,7 +218,6 @@ test('archive code is fetched by a locked-down init container into a volume the 
     { name: 'code', mountPath: '/var/task', readOnly: true, subPath: 'task' },
   );
   assert.equal(runtime.resources!.limits!['ephemeral-storage'], `${512 + 256 + 250}Mi`);
-  assert.equal(unsupportedCodeSource(f), undefined);
   // Other code sources need no fetcher.
   assert.equal(
     desiredDeployment(fn({ runtime: 'nodejs20.x', code: inline }), 'r1', 1).spec!.template.spec!

@@ -14,6 +14,7 @@ import {
   API_VERSION,
   CodeArchiveLimits,
   Limits,
+  imageCommand,
   quantityToMb,
   ShimEnv,
   ShimPaths,
@@ -48,6 +49,14 @@ const FETCH_MOUNT = '/code';
 const FETCHED_CODE_SUBDIR = 'task';
 /** The largest unpacked archive, as a volume size. */
 const ARCHIVE_CODE_MB = Math.ceil(CodeArchiveLimits.unzippedBytes / (1 << 20));
+/** The init container that copies the shim into the pod of a function whose code is its own image. */
+export const SHIM_INSTALLER = 'install-shim';
+/** Where the provided runtime's image keeps the shim and a Node that runs in any image (images/build.sh). */
+const SHIM_SOURCE_DIR = '/opt/hearth';
+/** Where the copied shim sits in an image function's container. */
+const SHIM_INSTALL_DIR = '/hearth-shim';
+/** Room for the copied shim and its Node (about 120 MB) in an image function's pod. */
+const SHIM_INSTALL_MB = 256;
 
 export interface KubeBackendOptions {
   /** The runtime shim image for each Lambda runtime identifier. */
@@ -131,9 +140,19 @@ export function desiredCodeConfigMap(fn: FunctionResource, revision: string): V1
   };
 }
 
-/** Why a code source cannot run on Kubernetes yet, or undefined when it can. */
-export function unsupportedCodeSource(fn: FunctionResource): string | undefined {
-  if (fn.spec.code.image) return 'spec.code.image is not supported by the kubernetes backend yet';
+/**
+ * Why an image function's pods cannot start their image (pull failures, a bad name), from the
+ * kubelet's waiting reason; undefined while none is stuck.
+ */
+export function imagePullFailure(pods: V1Pod[]): { reason: string; message: string } | undefined {
+  for (const pod of pods) {
+    const waiting = pod.status?.containerStatuses?.find((s) => s.name === 'function')?.state?.waiting;
+    if (!waiting?.reason || !/ImagePull|InvalidImageName|ErrImageNeverPull/.test(waiting.reason)) continue;
+    return {
+      reason: 'ImagePullFailed',
+      message: `${waiting.reason}: ${waiting.message ?? `the image of pod ${pod.metadata?.name} cannot be pulled`}`,
+    };
+  }
   return undefined;
 }
 
@@ -207,8 +226,45 @@ function codeVolume(fn: FunctionResource, revision: string): V1Volume {
   if (fn.spec.code.archive) {
     return { name: 'code', emptyDir: { sizeLimit: `${ARCHIVE_CODE_MB}Mi` } };
   }
-  throw new Error(unsupportedCodeSource(fn) ?? 'no code source');
+  throw new Error('no code source in the volume: an image function carries its code in its image');
 }
+
+/**
+ * The init container that copies the shim, and a Node carrying its own loader and libraries, from
+ * the provided runtime's image into a volume: the function's own image then runs the shim whatever
+ * libc it has, and the shim starts the image's runtime as it would a bootstrap.
+ */
+function shimInstaller(
+  image: string,
+  options: KubeBackendOptions,
+  securityContext: V1Container['securityContext'],
+): V1Container {
+  return {
+    name: SHIM_INSTALLER,
+    image,
+    imagePullPolicy: options.imagePullPolicy,
+    command: [
+      'node',
+      '-e',
+      `require('node:fs').cpSync(${JSON.stringify(SHIM_SOURCE_DIR)}, ${JSON.stringify(SHIM_INSTALL_DIR)}, { recursive: true })`,
+    ],
+    resources: {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '500m', memory: '256Mi' },
+    },
+    securityContext,
+    volumeMounts: [{ name: 'shim', mountPath: SHIM_INSTALL_DIR }],
+  };
+}
+
+/** The copied shim, started with its own loader so that nothing of the image's libc is needed. */
+const installedShimCommand = [
+  `${SHIM_INSTALL_DIR}/portable/ld.so`,
+  '--library-path',
+  `${SHIM_INSTALL_DIR}/portable/lib`,
+  `${SHIM_INSTALL_DIR}/portable/node`,
+  `${SHIM_INSTALL_DIR}/runtime-shim/dist/main.js`,
+];
 
 /** The Deployment running one revision's warm pool. */
 export function desiredDeployment(
@@ -220,15 +276,18 @@ export function desiredDeployment(
   const spec = fn.spec;
   const memoryMb = quantityToMb(spec.memory);
   const storageMb = quantityToMb(spec.ephemeralStorage);
-  const image = options.images[spec.runtime];
-  if (!image) throw new Error(`no runtime image configured for ${spec.runtime}`);
+  const runtimeImage = options.images[spec.runtime];
+  if (!runtimeImage) throw new Error(`no runtime image configured for ${spec.runtime}`);
+  const ownImage = spec.code.image;
+  const startImage = ownImage ? imageCommand(spec) : undefined;
   const podLabels = labels(fn, revision);
   const hearthEnv: Record<string, string> = {
     [ShimEnv.functionName]: fn.metadata.name,
     [ShimEnv.revision]: revision,
     [ShimEnv.runtime]: spec.runtime,
     [ShimEnv.handler]: spec.handler,
-    [ShimEnv.codeDir]: CODE_DIR,
+    [ShimEnv.codeDir]: startImage?.workingDirectory ?? CODE_DIR,
+    ...(startImage ? { [ShimEnv.runtimeCommand]: JSON.stringify(startImage.argv) } : {}),
     [ShimEnv.memoryMb]: String(memoryMb),
     [ShimEnv.timeoutSeconds]: String(spec.timeoutSeconds),
     [ShimEnv.ephemeralStorageMb]: String(storageMb),
@@ -242,18 +301,20 @@ export function desiredDeployment(
     [ShimEnv.tmpDir]: TMP_DIR,
   };
   const volumes: V1Volume[] = [
-    codeVolume(fn, revision),
+    ownImage ? { name: 'shim', emptyDir: { sizeLimit: `${SHIM_INSTALL_MB}Mi` } } : codeVolume(fn, revision),
     { name: 'tmp', emptyDir: { sizeLimit: `${storageMb}Mi` } },
     { name: 'state', emptyDir: { sizeLimit: '64Mi' } },
   ];
   const archive = spec.code.archive;
   const mounts: V1VolumeMount[] = [
-    {
-      name: 'code',
-      mountPath: CODE_DIR,
-      readOnly: true,
-      ...(archive ? { subPath: FETCHED_CODE_SUBDIR } : {}),
-    },
+    ownImage
+      ? { name: 'shim', mountPath: SHIM_INSTALL_DIR, readOnly: true }
+      : {
+          name: 'code',
+          mountPath: CODE_DIR,
+          readOnly: true,
+          ...(archive ? { subPath: FETCHED_CODE_SUBDIR } : {}),
+        },
     { name: 'tmp', mountPath: TMP_DIR },
     { name: 'state', mountPath: STATE_DIR },
   ];
@@ -263,8 +324,13 @@ export function desiredDeployment(
     readOnlyRootFilesystem: true,
     capabilities: { drop: ['ALL'] },
   };
-  // Unpacked archive code lives on the pod's disk too: the pod's storage limit makes room for it.
-  const codeStorageMb = archive ? ARCHIVE_CODE_MB : 0;
+  // Unpacked archive code (or the copied shim) lives on the pod's disk too: the limit makes room for it.
+  const codeStorageMb = archive ? ARCHIVE_CODE_MB : ownImage ? SHIM_INSTALL_MB : 0;
+  const initContainers = archive
+    ? [codeFetcher(archive, options, containerSecurity)]
+    : ownImage
+      ? [shimInstaller(runtimeImage, options, containerSecurity)]
+      : [];
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -293,13 +359,13 @@ export function desiredDeployment(
             fsGroup: RUN_AS,
             seccompProfile: { type: 'RuntimeDefault' },
           },
-          ...(archive ? { initContainers: [codeFetcher(archive, options, containerSecurity)] } : {}),
+          ...(initContainers.length ? { initContainers } : {}),
           containers: [
             {
               name: 'function',
-              image,
+              image: ownImage ?? runtimeImage,
               imagePullPolicy: options.imagePullPolicy,
-              command: options.shimCommand,
+              command: ownImage ? installedShimCommand : options.shimCommand,
               ports: [{ name: 'invoke', containerPort: SHIM_PORT, protocol: 'TCP' }],
               env: [
                 ...Object.entries(hearthEnv).map(([name, value]) => ({ name, value })),

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { RedisKeys, type FunctionResource, type FunctionRoute } from '@hearth/api';
@@ -101,6 +101,8 @@ describe(
           /spec\.scaling/,
         ],
         [{ runtime: 'nodejs20.x', code: code('e'), memroy: '256Mi' }, /memroy/],
+        [{ runtime: 'nodejs20.x', code: { image: 'repo/fn:1' } }, /spec\.runtime must be provided\.al2023/],
+        [{ runtime: 'nodejs20.x', code: code('e'), imageConfig: { command: ['x'] } }, /spec\.imageConfig/],
       ];
       for (const [spec, field] of cases) {
         await assert.rejects(
@@ -214,18 +216,25 @@ describe(
       );
     });
 
-    test('an unsupported or missing code source is recorded in status; the code appearing is noticed', async () => {
+    test('an image function runs its own image behind the shim; a missing code source is recorded in status, and its appearing noticed', async () => {
       const ns = await namespace();
       await cp.kubectl(
         ['-n', ns, 'apply', '-f', '-'],
-        manifest('img', { runtime: 'nodejs20.x', code: { image: 'repo/fn:1' } }),
+        manifest('img', {
+          runtime: 'provided.al2023',
+          handler: 'app.handler',
+          code: { image: 'repo/fn:1' },
+          scaling: { minWarm: 1 },
+        }),
       );
-      const unsupported = await until('CodeReady False for an image', async () => {
-        const f = await fnOf(ns, 'img');
-        return f.status?.conditions?.find((c) => c.type === 'CodeReady' && c.status === 'False');
+      const pod = await until('a Deployment for the image', async () => {
+        const found = await getJson<{ items: V1Deployment[] }>(ns, 'deployments');
+        return found.items[0]?.spec?.template.spec;
       });
-      assert.equal(unsupported.reason, 'UnsupportedCodeSource');
-      assert.match(unsupported.message!, /spec\.code\.image/);
+      assert.equal(pod.containers[0]!.image, 'repo/fn:1');
+      assert.equal(pod.initContainers?.[0]?.name, 'install-shim');
+      const env = Object.fromEntries((pod.containers[0]!.env ?? []).map((e) => [e.name, e.value]));
+      assert.equal(env.HEARTH_RUNTIME_COMMAND, '["/lambda-entrypoint.sh","app.handler"]');
       await cp.kubectl(
         ['-n', ns, 'apply', '-f', '-'],
         manifest('cm', { runtime: 'nodejs20.x', code: { configMap: { name: 'cm-code' } } }),
@@ -252,7 +261,7 @@ describe(
         },
         20_000,
       );
-      assert.equal((await deployments(ns)).length, 1);
+      assert.equal((await deployments(ns)).filter((d) => d.metadata.name.startsWith('cm-')).length, 1);
     });
 
     test("the Deployment follows the gateways' demand: up at once, down to zero after idleSeconds", async () => {
