@@ -47,12 +47,24 @@ export interface GatewayConfig {
 export interface ManagementConfig {
   /** Where Functions are written: manifest files the process controller watches, or Kubernetes. */
   backend: { kind: 'manifests'; functionsDir: string } | { kind: 'kubernetes'; namespace: string };
-  /** Where uploaded zips are kept, one file per sha256. */
-  codeStoreDir: string;
+  /** Where uploaded zips are kept, one per sha256: files in a directory, or objects in a bucket. */
+  codeStore: { kind: 'directory'; dir: string } | ({ kind: 's3' } & S3CodeStoreConfig);
   /** All stored code together may not pass this (CodeStorageExceededException). */
   codeStoreBytes: number;
   /** The base URL the controller fetches stored code from (`{url}/hearth/v1/code/{sha256}.zip`). */
   codeBaseUrl: string;
+}
+
+/** An S3-compatible bucket as the code store; credentials come from the AWS SDK's chain. */
+export interface S3CodeStoreConfig {
+  bucket: string;
+  /** An S3-compatible server (MinIO, Ceph, ...); absent: AWS S3. */
+  endpoint?: string;
+  region: string;
+  /** Objects are `<prefix><sha256>.zip`; the prefix is empty or ends with `/`. */
+  prefix: string;
+  /** `<endpoint>/<bucket>/<key>` URLs rather than `<bucket>.<host>`, as MinIO-style servers need. */
+  forcePathStyle: boolean;
 }
 
 /** Lambda's default code storage quota per region: 75 GB. */
@@ -113,14 +125,89 @@ const sources = {
   codeStoreDir: { flag: 'code-store-dir', env: 'HEARTH_CODE_STORE_DIR' },
   codeStoreBytes: { flag: 'code-store-bytes', env: 'HEARTH_CODE_STORE_BYTES' },
   codeBaseUrl: { flag: 'code-base-url', env: 'HEARTH_CODE_BASE_URL' },
+  codeStoreS3Bucket: { flag: 'code-store-s3-bucket', env: 'HEARTH_CODE_STORE_S3_BUCKET' },
+  codeStoreS3Endpoint: { flag: 'code-store-s3-endpoint', env: 'HEARTH_CODE_STORE_S3_ENDPOINT' },
+  codeStoreS3Region: { flag: 'code-store-s3-region', env: 'HEARTH_CODE_STORE_S3_REGION' },
+  codeStoreS3Prefix: { flag: 'code-store-s3-prefix', env: 'HEARTH_CODE_STORE_S3_PREFIX' },
+  codeStoreS3ForcePathStyle: {
+    flag: 'code-store-s3-force-path-style',
+    env: 'HEARTH_CODE_STORE_S3_FORCE_PATH_STYLE',
+  },
   managementBackend: { flag: 'management-backend', env: 'HEARTH_MANAGEMENT_BACKEND' },
   namespace: { flag: 'namespace', env: 'HEARTH_NAMESPACE' },
 } as const;
 
+/** Where the code store is: a bucket when one is named, else a directory (`dir`, if any). */
+function parseCodeStore(
+  raw: (key: keyof typeof sources) => string | undefined,
+  dir: string | undefined,
+): ManagementConfig['codeStore'] | undefined {
+  const named = (key: keyof typeof sources) => `--${sources[key].flag} or ${sources[key].env}`;
+  const bucket = raw('codeStoreS3Bucket');
+  if (bucket === undefined) {
+    for (const key of [
+      'codeStoreS3Endpoint',
+      'codeStoreS3Region',
+      'codeStoreS3Prefix',
+      'codeStoreS3ForcePathStyle',
+    ] as const) {
+      if (raw(key) !== undefined)
+        throw new ConfigError(
+          'management.codeStore.s3.bucket',
+          `is required when ${sources[key].env} is set (${named('codeStoreS3Bucket')})`,
+        );
+    }
+    return dir === undefined ? undefined : { kind: 'directory', dir };
+  }
+  if (raw('codeStoreDir') !== undefined) {
+    throw new ConfigError(
+      'management.codeStore',
+      `is either a directory (${sources.codeStoreDir.env}) or a bucket (${sources.codeStoreS3Bucket.env}), not both`,
+    );
+  }
+  // S3's bucket naming rules, which S3-compatible servers share.
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(
+      'management.codeStore.s3.bucket',
+      `must be an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens (${sources.codeStoreS3Bucket.env}="${bucket}")`,
+    );
+  }
+  const endpoint = raw('codeStoreS3Endpoint');
+  if (endpoint !== undefined && !/^https?:\/\/[^/]+\/?$/.test(endpoint)) {
+    throw new ConfigError(
+      'management.codeStore.s3.endpoint',
+      `must be an http(s) URL without a path (${sources.codeStoreS3Endpoint.env}="${endpoint}")`,
+    );
+  }
+  const rawPrefix = raw('codeStoreS3Prefix') ?? '';
+  if (rawPrefix.startsWith('/')) {
+    throw new ConfigError(
+      'management.codeStore.s3.prefix',
+      `must not start with "/" (${sources.codeStoreS3Prefix.env}="${rawPrefix}")`,
+    );
+  }
+  const pathStyle = raw('codeStoreS3ForcePathStyle');
+  if (pathStyle !== undefined && pathStyle !== 'true' && pathStyle !== 'false') {
+    throw new ConfigError(
+      'management.codeStore.s3.forcePathStyle',
+      `must be true or false (${sources.codeStoreS3ForcePathStyle.env}="${pathStyle}")`,
+    );
+  }
+  return {
+    kind: 's3',
+    bucket,
+    ...(endpoint !== undefined ? { endpoint: endpoint.replace(/\/$/, '') } : {}),
+    region: raw('codeStoreS3Region') ?? 'us-east-1',
+    prefix: rawPrefix === '' || rawPrefix.endsWith('/') ? rawPrefix : `${rawPrefix}/`,
+    // Servers other than AWS S3 rarely have a DNS name per bucket.
+    forcePathStyle: pathStyle === undefined ? endpoint !== undefined : pathStyle === 'true',
+  };
+}
+
 /**
  * The management API is served with manifests (`--functions-dir`, what hearth dev passes; code
- * kept beside them by default) or with `--management-backend=kubernetes` (a code store directory
- * is then required: a volume shared by the gateways).
+ * kept beside them by default) or with `--management-backend=kubernetes` (a code store the
+ * gateways share is then required: a directory on a shared volume, or a bucket).
  */
 function parseManagement(
   raw: (key: keyof typeof sources) => string | undefined,
@@ -145,20 +232,20 @@ function parseManagement(
         `is required (--functions-dir or ${sources.functionsDir.env})`,
       );
     }
-    const codeStoreDir = raw('codeStoreDir') ?? `${functionsDir}/.hearth/code`;
-    return { backend: { kind, functionsDir }, codeStoreDir, codeStoreBytes, codeBaseUrl };
+    const codeStore = parseCodeStore(raw, raw('codeStoreDir') ?? `${functionsDir}/.hearth/code`)!;
+    return { backend: { kind, functionsDir }, codeStore, codeStoreBytes, codeBaseUrl };
   }
   if (kind === 'kubernetes') {
-    const codeStoreDir = raw('codeStoreDir');
-    if (!codeStoreDir) {
+    const codeStore = parseCodeStore(raw, raw('codeStoreDir'));
+    if (!codeStore) {
       throw new ConfigError(
-        'management.codeStoreDir',
-        `is required with the kubernetes backend (--code-store-dir or ${sources.codeStoreDir.env})`,
+        'management.codeStore',
+        `is required with the kubernetes backend: a shared directory (--code-store-dir or ${sources.codeStoreDir.env}) or a bucket (--code-store-s3-bucket or ${sources.codeStoreS3Bucket.env})`,
       );
     }
     return {
       backend: { kind, namespace: raw('namespace') ?? 'default' },
-      codeStoreDir,
+      codeStore,
       codeStoreBytes,
       codeBaseUrl,
     };

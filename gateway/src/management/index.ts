@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { GatewayConfig, ManagementConfig } from '../config.js';
 import type { Discovery } from '../core/discovery.js';
-import { CodeStore } from '../code-store/store.js';
+import { DirectoryCodeStore, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend } from './backend.js';
 import type { MappingBackend } from './event-source-mappings.js';
 import { ManifestDirectoryBackend, ManifestMappingBackend } from './manifest-backend.js';
@@ -13,7 +13,7 @@ export interface Management {
   readonly router: Router;
 }
 
-/** The management API over its backend (manifest files or Kubernetes) and a code store directory. */
+/** The management API over its backend (manifest files or Kubernetes) and its code store (a directory or a bucket). */
 export function createManagement(
   settings: ManagementConfig,
   config: Pick<GatewayConfig, 'accountConcurrency' | 'region' | 'accountId'>,
@@ -33,10 +33,20 @@ export function createManagement(
       : lazyBackend(
           async () => new (await import('./kube-backend.js')).KubernetesMappingBackend(choice.namespace),
         );
+  const store = settings.codeStore;
+  const codeStore: CodeStore =
+    store.kind === 'directory'
+      ? new DirectoryCodeStore(store.dir, settings.codeStoreBytes)
+      : // Loaded on first use: the S3 client takes a third of a second to load, and hearth dev never needs it.
+        lazyCodeStore(
+          settings.codeStoreBytes,
+          async () =>
+            new (await import('../code-store/s3-store.js')).S3CodeStore(store, settings.codeStoreBytes),
+        );
   const router = managementRoutes({
     backend,
     mappings,
-    codeStore: new CodeStore(settings.codeStoreDir, settings.codeStoreBytes),
+    codeStore,
     codeBaseUrl: settings.codeBaseUrl,
     authenticator: parts.authenticator,
     redis: parts.redis,
@@ -64,5 +74,19 @@ function lazyBackend<R, W>(load: () => Promise<CrudBackend<R, W>>): CrudBackend<
     create: async (resource) => (await backend()).create(resource),
     replace: async (resource) => (await backend()).replace(resource),
     delete: async (name) => (await backend()).delete(name),
+  };
+}
+
+function lazyCodeStore(quotaBytes: number, load: () => Promise<CodeStore>): CodeStore {
+  let loaded: Promise<CodeStore> | undefined;
+  const store = () => (loaded ??= load());
+  return {
+    quotaBytes,
+    has: async (sha256) => (await store()).has(sha256),
+    put: async (zip) => (await store()).put(zip),
+    openRead: async (sha256) => (await store()).openRead(sha256),
+    usedBytes: async () => (await store()).usedBytes(),
+    list: async () => (await store()).list(),
+    sweep: async (referenced) => (await store()).sweep(referenced),
   };
 }

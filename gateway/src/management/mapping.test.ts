@@ -12,6 +12,7 @@ import {
   parseDestination,
   toEventInvokeConfig,
   toFunctionConfiguration,
+  updateConflict,
 } from './mapping.js';
 
 const context = { region: 'eu-west-1', accountId: '123456789012' };
@@ -253,6 +254,33 @@ test('State and LastUpdateStatus follow what the controller serves', () => {
   assert.equal(failed.State, 'Failed');
   assert.equal(failed.LastUpdateStatus, 'Failed');
   assert.match(failed.LastUpdateStatusReason ?? '', /sha256/);
+});
+
+test('updates are refused while the function is being created or updated, in Lambda words', () => {
+  const resource = created();
+  const served = (spec = resource.spec, state: FunctionRoute['state'] = 'Active') => ({
+    spec,
+    state,
+    ...(state === 'Failed' ? { stateReason: 'the handler could not be loaded' } : {}),
+  });
+  const creating = updateConflict(resource, undefined, context);
+  assert.equal(creating?.code, 'ResourceConflictException');
+  assert.equal(creating?.status, 409);
+  assert.equal(
+    creating?.message,
+    'The operation cannot be performed at this time. The function is currently in the following state: Pending',
+  );
+  assert.equal(updateConflict(resource, served(), context), undefined, 'Active and Successful');
+  const updated = applyUpdateConfiguration(resource, { Timeout: 9 }, now);
+  assert.equal(
+    updateConflict(updated, served(), context)?.message,
+    'The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:eu-west-1:123456789012:function:orders',
+  );
+  assert.equal(
+    updateConflict(updated, served(updated.spec, 'Failed'), context),
+    undefined,
+    'a failed update may be fixed by another',
+  );
 });
 
 test('FunctionConfiguration carries the zip hash in base64, the size and the ARN', () => {

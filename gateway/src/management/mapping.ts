@@ -486,6 +486,26 @@ export function observedState(spec: FunctionSpec, route: ServedState | undefined
   };
 }
 
+/**
+ * Lambda refuses UpdateFunctionCode and UpdateFunctionConfiguration while the function is still
+ * being created or updated (LastUpdateStatus InProgress), in its words; undefined when the update
+ * may go ahead. Callers check the request's own parameters first, as Lambda does.
+ */
+export function updateConflict(
+  resource: FunctionResource,
+  route: ServedState | undefined,
+  context: AccountContext,
+): GatewayError | undefined {
+  const observed = observedState(resource.spec, route);
+  if (observed.LastUpdateStatus !== 'InProgress') return undefined;
+  return new GatewayError(
+    'ResourceConflictException',
+    observed.State === 'Pending'
+      ? 'The operation cannot be performed at this time. The function is currently in the following state: Pending'
+      : `The operation cannot be performed at this time. An update is in progress for resource: ${functionArn(resource.metadata.name, context.region, context.accountId)}`,
+  );
+}
+
 /** CodeSha256 and CodeSize of any kind of code: the zip's for archives, a digest of the files for inline code. */
 export function codeIdentity(resource: FunctionResource): { sha256Base64: string; size: number } {
   const code = resource.spec.code;

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import { CodeArchiveLimits, functionArn, type FunctionResource, type FunctionSpec } from '@hearth/api';
@@ -7,7 +7,7 @@ import { GatewayError } from '../core/errors.js';
 import { BodyTooLargeError, readBody } from '../http/body.js';
 import { parseFunctionReference } from '../http/invoke-request.js';
 import { checkZip, zipTooLarge } from '../code-store/zip-check.js';
-import { isSha256Hex, type CodeStore } from '../code-store/store.js';
+import { STORED_ZIP, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
 import { readFunctionLogs } from './function-logs.js';
 import { eventSourceMappingRoutes } from './event-source-mapping-routes.js';
@@ -26,6 +26,7 @@ import {
   tagsOf,
   toEventInvokeConfig,
   toFunctionConfiguration,
+  updateConflict,
   type AccountContext,
   type CodeInput,
 } from './mapping.js';
@@ -89,6 +90,11 @@ export function managementRoutes(options: ManagementOptions): Router {
       );
     }
     return record;
+  }
+  /** An update of a function whose last change is still rolling out is refused, as on Lambda. */
+  function refuseWhileUpdating(record: FunctionRecord): void {
+    const conflict = updateConflict(record.resource, record.served, context);
+    if (conflict) throw conflict;
   }
   const configuration = (resource: FunctionResource, record?: FunctionRecord) =>
     toFunctionConfiguration(resource, record?.served, context);
@@ -179,6 +185,7 @@ export function managementRoutes(options: ManagementOptions): Router {
     const code = parseCode(jsonBody(res), 'UpdateFunctionCode');
     const updated = await serialized(async () => {
       const record = await changeable(name);
+      refuseWhileUpdating(record);
       const stored = await storeCode(code);
       const next = applyNewCode(record.resource, stored.code, stored.size, new Date());
       await backend.replace(next);
@@ -194,6 +201,7 @@ export function managementRoutes(options: ManagementOptions): Router {
     const updated = await serialized(async () => {
       const record = await changeable(name);
       const next = applyUpdateConfiguration(record.resource, body, new Date());
+      refuseWhileUpdating(record);
       await backend.replace(next);
       return { next, record };
     });
@@ -298,12 +306,12 @@ export function managementRoutes(options: ManagementOptions): Router {
   // and the path is the zip's sha256, which only those who can read the Function or hold the zip
   // know. Inline code is in the Function itself, so this shows nobody more than that does.
   router.get('/hearth/v1/code/:file', async (req, res) => {
-    const match = /^([0-9a-f]{64})\.zip$/.exec(String(req.params.file));
-    if (!match || !isSha256Hex(match[1]!) || !(await codeStore.has(match[1]!))) {
+    const sha256 = STORED_ZIP.exec(String(req.params.file))?.[1];
+    const zip = sha256 ? await codeStore.openRead(sha256) : undefined;
+    if (!zip)
       throw new GatewayError('ResourceNotFoundException', `No stored code ${String(req.params.file)}.`);
-    }
     res.setHeader('Content-Type', 'application/zip');
-    createReadStream(codeStore.file(match[1]!)).pipe(res);
+    await pipeline(zip, res);
   });
 
   route('get', '/hearth/v1/functions/:name/logs', async (req, res) => {

@@ -254,6 +254,24 @@ describe('the AWS SDK v3 against hearth dev', () => {
     assert.deepEqual(decode(first.Payload), { version: 'v1', event: { n: 1 } });
 
     await lambda.send(new UpdateFunctionCodeCommand({ FunctionName: name, ZipFile: v2 }));
+    // As on Lambda, no other update until this one has rolled out (a new instance takes far
+    // longer to start than these calls take).
+    const inProgress = (error: Error) => {
+      assert.ok(error instanceof ResourceConflictException, String(error));
+      assert.equal(
+        error.message,
+        `The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:000000000000:function:${name}`,
+      );
+      return true;
+    };
+    await assert.rejects(
+      lambda.send(new UpdateFunctionCodeCommand({ FunctionName: name, ZipFile: v1 })),
+      inProgress,
+    );
+    await assert.rejects(
+      lambda.send(new UpdateFunctionConfigurationCommand({ FunctionName: name, Timeout: 25 })),
+      inProgress,
+    );
     await waitUntilFunctionUpdatedV2(waiter(lambda), { FunctionName: name });
     const second = await lambda.send(
       new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":2}') }),

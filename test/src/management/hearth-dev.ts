@@ -15,8 +15,11 @@ export interface HearthDev {
   stop(): Promise<void>;
 }
 
-/** `hearth dev --dir <temp> --port <free>` from the built CLI, ready once the gateway answers /healthz. */
-export async function startHearthDev(): Promise<HearthDev> {
+/**
+ * `hearth dev --dir <temp> --port <free>` from the built CLI, ready once the gateway answers
+ * /healthz. `env` is added to its environment, which the gateway and controller inherit.
+ */
+export async function startHearthDev(env: NodeJS.ProcessEnv = {}): Promise<HearthDev> {
   const dir = await mkdtemp(join(tmpdir(), 'hearth-dev-fns-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -24,7 +27,7 @@ export async function startHearthDev(): Promise<HearthDev> {
     name: 'hearth-dev',
     command: process.execPath,
     args: [hearthMain, 'dev', '--dir', dir, '--port', String(port)],
-    env: { ...process.env, HEARTH_URL: '', HEARTH_TOKEN: '' },
+    env: { ...process.env, HEARTH_URL: '', HEARTH_TOKEN: '', ...env },
     ready: { url: `${url}/healthz` },
     readyTimeoutMs: 60_000,
   });
