@@ -7,6 +7,7 @@ import {
   isEventTooOld,
   isUsableRequestId,
   nextStep,
+  REQUEUE_JITTER,
   requeueBackoffMs,
   type AsyncPolicy,
 } from './policy.js';
@@ -47,17 +48,54 @@ test('maxRetryAttempts 0 dead-letters on the first function error', () => {
 
 test('a throttle is requeued without using an attempt, however many times, with growing backoff', () => {
   const delays = [0, 1, 2, 3, 12].map((requeues) => {
-    const step = nextStep({ kind: 'requeue' }, { functionErrors: 2, requeues, ageMs: 0 }, lambda);
+    // 0: the low end of each delay's jitter range.
+    const step = nextStep({ kind: 'requeue' }, { functionErrors: 2, requeues, ageMs: 0 }, lambda, () => 0);
     assert.equal(step.action, 'retry');
     assert.equal(step.action === 'retry' && step.usesAttempt, false);
     return step.action === 'retry' ? step.delayMs : -1;
   });
-  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 300_000]);
+  assert.deepEqual(delays, [1000, 1500, 3000, 6000, 225_000]);
 });
 
 test('backoff is capped and stays finite for huge counts', () => {
-  assert.equal(requeueBackoffMs(10_000, { initialMs: 100, maxMs: 5000 }), 5000);
-  assert.equal(requeueBackoffMs(0, { initialMs: 100, maxMs: 5000 }), 100);
+  const top = () => 0.999_999;
+  assert.equal(requeueBackoffMs(10_000, { initialMs: 100, maxMs: 5000 }, top), 5000);
+  assert.equal(
+    requeueBackoffMs(0, { initialMs: 100, maxMs: 5000 }, () => 0),
+    100,
+  );
+});
+
+test('requeue delays are spread by the jitter around the exponential value, within the bounds', () => {
+  const bounds = { initialMs: 1000, maxMs: 300_000 };
+  // The extremes of the random source: a quarter below and above the exponential value (8 s).
+  assert.equal(
+    requeueBackoffMs(3, bounds, () => 0),
+    8000 * (1 - REQUEUE_JITTER),
+  );
+  assert.equal(
+    requeueBackoffMs(3, bounds, () => 0.999_999),
+    8000 * (1 + REQUEUE_JITTER),
+  );
+  // Never under the first delay nor over the maximum, even where the jitter would take it there.
+  assert.equal(
+    requeueBackoffMs(0, bounds, () => 0),
+    1000,
+  );
+  assert.equal(
+    requeueBackoffMs(20, bounds, () => 0.999_999),
+    300_000,
+  );
+
+  // With a real random source, 1,000 events throttled together come back spread out.
+  const delays = Array.from({ length: 1000 }, () => requeueBackoffMs(3, bounds));
+  for (const delay of delays) assert.ok(delay >= 6000 && delay <= 10_000, `${delay} ms`);
+  assert.ok(new Set(delays).size > 500, 'most delays differ');
+  assert.ok(delays.filter((d) => d < 8000).length > 300, 'some come back early');
+  assert.ok(delays.filter((d) => d > 8000).length > 300, 'some come back late');
+  const atTheCap = Array.from({ length: 1000 }, () => requeueBackoffMs(30, bounds));
+  assert.ok(atTheCap.every((d) => d >= 225_000 && d <= 300_000));
+  assert.ok(new Set(atTheCap).size > 900, 'spread at the cap too, not piled up on it');
 });
 
 test('a retry that would run after the maximum age dead-letters the event now as EventAgeExceeded', () => {
@@ -73,10 +111,13 @@ test('a retry that would run after the maximum age dead-letters the event now as
     nextStep({ kind: 'functionError' }, { functionErrors: 1, requeues: 0, ageMs: 29_000 }, policy).action,
     'retry',
   );
-  assert.deepEqual(nextStep({ kind: 'requeue' }, { functionErrors: 0, requeues: 9, ageMs: 89_000 }, policy), {
-    action: 'deadLetter',
-    condition: 'EventAgeExceeded',
-  });
+  assert.deepEqual(
+    nextStep({ kind: 'requeue' }, { functionErrors: 0, requeues: 9, ageMs: 89_000 }, policy, () => 0),
+    {
+      action: 'deadLetter',
+      condition: 'EventAgeExceeded',
+    },
+  );
 });
 
 test('a rejected call (unknown function, refused payload) is not retried', () => {

@@ -26,11 +26,27 @@ export function functionErrorRetryDelayMs(retry: number, delaysMs: readonly numb
   return delaysMs[index]!;
 }
 
-/** Delay before running a throttled event again; `requeues` counts earlier throttles of it. */
-export function requeueBackoffMs(requeues: number, bounds: BackoffBounds): number {
+/** How far a requeue delay may stray from its exponential value, either way (a fraction of it). */
+export const REQUEUE_JITTER = 0.25;
+
+/**
+ * Delay before running a throttled event again; `requeues` counts earlier throttles of it. The
+ * delay is drawn uniformly from ±REQUEUE_JITTER around the exponential value, that range cut to
+ * the bounds (rather than clamping draws, which would pile them up on a bound), so that events
+ * throttled together do not all come back at the same instant and get throttled together again.
+ * `random` returns [0, 1).
+ */
+export function requeueBackoffMs(
+  requeues: number,
+  bounds: BackoffBounds,
+  random: () => number = Math.random,
+): number {
   // 2 ** 40 already exceeds any sane maximum; capping the exponent keeps the number finite.
   const exponent = Math.min(Math.max(requeues, 0), 40);
-  return Math.min(bounds.maxMs, bounds.initialMs * 2 ** exponent);
+  const exponential = Math.min(bounds.maxMs, bounds.initialMs * 2 ** exponent);
+  const lowest = Math.max(bounds.initialMs, exponential * (1 - REQUEUE_JITTER));
+  const highest = Math.min(bounds.maxMs, exponential * (1 + REQUEUE_JITTER));
+  return Math.round(lowest + random() * (highest - lowest));
 }
 
 /** True when an event of this age may no longer be invoked. */
@@ -69,8 +85,13 @@ export type NextStep =
   | { action: 'retry'; delayMs: number; usesAttempt: boolean }
   | { action: 'deadLetter'; condition: DeadLetterCondition };
 
-/** What to do with an event after a run ended with `outcome`. */
-export function nextStep(outcome: RunOutcome, progress: EventProgress, policy: AsyncPolicy): NextStep {
+/** What to do with an event after a run ended with `outcome`; `random` jitters requeue delays. */
+export function nextStep(
+  outcome: RunOutcome,
+  progress: EventProgress,
+  policy: AsyncPolicy,
+  random: () => number = Math.random,
+): NextStep {
   switch (outcome.kind) {
     case 'success':
       return { action: 'succeed' };
@@ -86,7 +107,7 @@ export function nextStep(outcome: RunOutcome, progress: EventProgress, policy: A
         : expired();
     }
     case 'requeue': {
-      const delayMs = requeueBackoffMs(progress.requeues, policy.requeueBackoff);
+      const delayMs = requeueBackoffMs(progress.requeues, policy.requeueBackoff, random);
       return withinAge(progress.ageMs + delayMs, policy)
         ? { action: 'retry', delayMs, usesAttempt: false }
         : expired();
