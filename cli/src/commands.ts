@@ -70,6 +70,23 @@ async function waitUntilReady(
   }
 }
 
+/**
+ * Waits until the function's last update has finished: the API, like Lambda's, refuses an update
+ * while another is in progress (ResourceConflictException).
+ */
+async function waitForUpdateToFinish(client: GatewayClient, name: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { Configuration: c } = await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name));
+    if (c.LastUpdateStatus !== 'InProgress') return;
+    if (Date.now() > deadline)
+      throw new CliError(
+        `${name} is still being updated after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
+      );
+    await sleep(300);
+  }
+}
+
 export async function deploy(
   settings: Settings,
   folder: string | undefined,
@@ -104,9 +121,12 @@ export async function deploy(
       ),
     );
   } else {
+    const timeoutMs = options.timeoutSeconds * 1000;
+    await waitForUpdateToFinish(client, manifest.name, timeoutMs);
     await client.json('PUT', `${fn(manifest.name)}/configuration`, {
       body: JSON.stringify(configurationFields(manifest)),
     });
+    await waitForUpdateToFinish(client, manifest.name, timeoutMs);
     await client.json('PUT', `${fn(manifest.name)}/code`, await upload(JSON.stringify({ ZipFile: zipFile })));
   }
   const configuration = options.wait
