@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { InvokeHeaders } from '@hearth/api';
 import { JsonText, type FunctionInvoker, type InvokeOutcome } from './types.js';
 
 export interface GatewayInvokerOptions {
@@ -34,7 +35,7 @@ export class GatewayInvoker implements FunctionInvoker {
   async invoke(
     functionName: string,
     payload: unknown,
-    options: { async?: boolean } = {},
+    options: { async?: boolean; requestId?: string } = {},
   ): Promise<InvokeOutcome> {
     const url = `${this.options.url.replace(/\/$/, '')}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`;
     const headers: Record<string, string> = {
@@ -42,6 +43,7 @@ export class GatewayInvoker implements FunctionInvoker {
       'x-amz-invocation-type': options.async ? 'Event' : 'RequestResponse',
     };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
+    if (options.requestId) headers[InvokeHeaders.callerRequestId] = options.requestId;
     let response;
     try {
       response = await request(url, {

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { Cron } from 'croner';
 import { Redis } from 'ioredis';
 import { RedisKeys, type ScheduleSource, type SpecProblem } from '@hearth/api';
+import { stableUid } from './supervisor.js';
 import type { InvokeOutcome, MappingContext, MappingRunner } from './types.js';
 
 /**
@@ -10,7 +11,8 @@ import type { InvokeOutcome, MappingContext, MappingRunner } from './types.js';
  *   cron(minutes hours day-of-month month day-of-week year), in the mapping's time zone;
  *   rate(N minute|minutes|hour|hours|day|days), plus rate(N second|seconds) as a Hearth extension.
  * Tick times are a pure function of the expression, so every controller computes the same ones
- * and a claim in Redis decides which of them invokes the function.
+ * and a claim in Redis decides which of them invokes the function; the request id of a tick is a
+ * pure function of the mapping and the tick, so that sending a tick again is harmless.
  */
 
 export type Schedule =
@@ -192,17 +194,55 @@ const MAX_LATENESS_MS = 60_000;
 const CLAIM_TTL_MS = 600_000;
 /** Invoke attempts per tick when the gateway throttles or is unavailable. */
 const INVOKE_ATTEMPTS = 5;
+/** A rate(1 second) schedule has 60 ticks in MAX_LATENESS_MS; no schedule looks back at more. */
+const MAX_LOOKBACK_TICKS = 120;
 
 /** This controller's name in tick claims, for whoever inspects them. */
 const CLAIMER = `${hostname()}:${process.pid}`;
+/** A claim's value while its tick is being sent; once sent (or failed for good) it is `done:<claimer>`. */
+const SENDING = 'sending:';
 
 /** setTimeout's longest delay (about 24.8 days); a yearly cron sleeps in several steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Claims a tick whose claim says it is still being sent (its sender died): unless it was sent since. */
+const RECLAIM = `local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`;
+
+/**
+ * The request id of a tick's invocation, the same on every controller: the gateway's async queue
+ * takes a tick sent twice (by a controller that died before it heard the answer, then by its
+ * successor) once. It is the Scheduled Event's `id` too.
+ */
+export function tickRequestId(mappingUid: string, tickMs: number): string {
+  return stableUid(`${mappingUid}@${tickMs}`);
+}
+
+/**
+ * The ticks a schedule that starts at `nowMs` must still send, given the claims of the ticks of
+ * the last MAX_LATENESS_MS (`claims[i]` is the value of `ticks[i]`'s claim, null when unclaimed).
+ * Before the first claimed tick no controller ran the schedule: those are not replayed, as on
+ * EventBridge. From it on, a tick unclaimed (no controller ran it: a takeover's gap) or still
+ * `sending` (its sender died before the gateway's answer) is sent now.
+ */
+export function ticksToCatchUp(ticks: readonly number[], claims: readonly (string | null)[]): number[] {
+  const first = claims.findIndex((claim) => claim !== null);
+  if (first < 0) return [];
+  return ticks.slice(first).filter((_, i) => {
+    const claim = claims[first + i];
+    return claim === null || claim === undefined || claim.startsWith(SENDING);
+  });
+}
+
 /**
  * Runs a schedule mapping: at each tick, whichever controller claims the tick in Redis (SET NX)
- * invokes the function asynchronously with the Scheduled Event (or the constant input). Ticks
- * missed while no controller ran are not replayed, as on EventBridge.
+ * invokes the function asynchronously with the Scheduled Event (or the constant input), with the
+ * tick's own request id. On start it first sends the recent ticks a controller before it claimed
+ * and never finished, and those missed while no controller ran it since the last one claimed.
  */
 export function runSchedule(ctx: MappingContext): MappingRunner {
   const source = ctx.spec.source.schedule;
@@ -232,10 +272,15 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
     });
 
   async function invokeWithRetries(tickMs: number): Promise<InvokeOutcome> {
+    const requestId = tickRequestId(ctx.uid, tickMs);
     const event =
       source!.input !== undefined
         ? source!.input
-        : scheduledEvent({ ruleName: ctx.name, region: ctx.region, accountId: ctx.accountId }, tickMs);
+        : scheduledEvent(
+            { ruleName: ctx.name, region: ctx.region, accountId: ctx.accountId },
+            tickMs,
+            requestId,
+          );
     let outcome: InvokeOutcome = { kind: 'unavailable', message: 'not invoked' };
     for (let attempt = 0; attempt < INVOKE_ATTEMPTS && !stopping.signal.aborted; attempt++) {
       if (attempt > 0) {
@@ -244,7 +289,7 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
         );
         if (stopping.signal.aborted) break;
       }
-      outcome = await ctx.invoker.invoke(ctx.spec.functionName, event, { async: true });
+      outcome = await ctx.invoker.invoke(ctx.spec.functionName, event, { async: true, requestId });
       if (outcome.kind === 'success' || outcome.kind === 'functionError') break;
       // No such function: it will not appear within this tick's retries; the status says so.
       if (outcome.kind === 'unavailable' && outcome.status === 404) break;
@@ -254,11 +299,15 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
 
   let lastWarning = { reason: '', at: 0 };
 
-  async function fire(tickMs: number): Promise<void> {
+  /** Sends a tick if this controller claims it; `again`: a tick another controller claimed and never finished. */
+  async function fire(tickMs: number, again = false): Promise<void> {
     const time = tickTime(tickMs);
-    let claimed: string | null;
+    const key = RedisKeys.scheduleTick(ctx.name, tickMs);
+    let claimed: boolean;
     try {
-      claimed = await redis.set(RedisKeys.scheduleTick(ctx.name, tickMs), CLAIMER, 'PX', CLAIM_TTL_MS, 'NX');
+      claimed = again
+        ? (await redis.eval(RECLAIM, 1, key, SENDING, SENDING + CLAIMER, CLAIM_TTL_MS)) === 1
+        : (await redis.set(key, SENDING + CLAIMER, 'PX', CLAIM_TTL_MS, 'NX')) === 'OK';
     } catch (error) {
       // Without a claim no one may invoke: two controllers could both do it.
       ctx.metrics.invocations.inc({ ...labels, outcome: 'unclaimed' });
@@ -269,8 +318,25 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
       });
       return;
     }
-    if (claimed !== 'OK') return; // another controller has this tick
+    if (!claimed) return; // another controller has this tick
+    if (again)
+      ctx.logger.info(
+        { mapping: ctx.id, tick: time },
+        'sending a tick again that a stopped controller had claimed',
+      );
     const outcome = await invokeWithRetries(tickMs);
+    if (stopping.signal.aborted && outcome.kind !== 'success' && outcome.kind !== 'functionError') {
+      // Stopped before the gateway took it: left `sending`, for whichever controller runs the schedule next.
+      return;
+    }
+    await redis
+      .set(key, `done:${CLAIMER}`, 'PX', CLAIM_TTL_MS)
+      .catch((error: unknown) =>
+        ctx.logger.warn(
+          { err: error, mapping: ctx.id, tick: time },
+          'could not mark a tick sent; it may be sent again, with the same request id',
+        ),
+      );
     ctx.metrics.invocations.inc({ ...labels, outcome: outcome.kind });
     if (outcome.kind === 'success') {
       ctx.logger.debug({ mapping: ctx.id, tick: time }, 'invoked the function for a tick');
@@ -298,8 +364,39 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
     });
   }
 
+  const track = (tick: Promise<void>) => {
+    const tracked = tick.catch((error: unknown) =>
+      ctx.logger.error({ err: error, mapping: ctx.id }, 'a tick failed'),
+    );
+    firing.add(tracked);
+    void tracked.finally(() => firing.delete(tracked));
+  };
+
+  /** The recent ticks a controller before this one left unsent, sent now (late, but once). */
+  async function catchUp(nowMs: number): Promise<void> {
+    const ticks: number[] = [];
+    for (
+      let tick = nextTick(schedule, nowMs - MAX_LATENESS_MS);
+      tick !== undefined && tick <= nowMs && ticks.length < MAX_LOOKBACK_TICKS;
+      tick = nextTick(schedule, tick)
+    ) {
+      ticks.push(tick);
+    }
+    if (ticks.length === 0) return;
+    let claims: (string | null)[];
+    try {
+      claims = await redis.mget(ticks.map((tick) => RedisKeys.scheduleTick(ctx.name, tick)));
+    } catch (error) {
+      ctx.logger.warn({ err: error, mapping: ctx.id }, 'could not look for unsent ticks; not sending them');
+      return;
+    }
+    const index = new Map(ticks.map((tick, i) => [tick, i]));
+    for (const tick of ticksToCatchUp(ticks, claims)) track(fire(tick, claims[index.get(tick)!] !== null));
+  }
+
   async function loop(): Promise<void> {
     let last = Date.now();
+    await catchUp(last);
     while (!stopping.signal.aborted) {
       const tick = nextTick(schedule, Math.max(last, Date.now() - MAX_LATENESS_MS));
       if (tick === undefined) {
@@ -310,11 +407,7 @@ export function runSchedule(ctx: MappingContext): MappingRunner {
       while (!stopping.signal.aborted && Date.now() < tick) await sleep(tick - Date.now());
       if (stopping.signal.aborted) return;
       last = tick;
-      const firingTick = fire(tick).catch((error: unknown) =>
-        ctx.logger.error({ err: error, mapping: ctx.id }, 'a tick failed'),
-      );
-      firing.add(firingTick);
-      void firingTick.finally(() => firing.delete(firingTick));
+      track(fire(tick));
     }
   }
 

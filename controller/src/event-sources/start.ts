@@ -3,13 +3,19 @@ import type { Logger } from 'pino';
 import { eventSourceKind } from '@hearth/api';
 import { createDestinationSender } from './destinations.js';
 import { GatewayInvoker } from './gateway-invoker.js';
+import { RedisLease } from './lease.js';
 import type { EventSourceMetrics } from './metrics.js';
 import { openNatsSource } from './nats-source.js';
 import { RedisPushMappings } from './redis-state.js';
 import { openRedisStreamSource } from './redis-stream-source.js';
 import { runSchedule } from './schedule.js';
 import { runStreamMapping } from './stream-runner.js';
-import { MappingSupervisor, type MappingStatusWriter, type RunnerFactory } from './supervisor.js';
+import {
+  MappingSupervisor,
+  type DesiredMapping,
+  type MappingStatusWriter,
+  type RunnerFactory,
+} from './supervisor.js';
 import type { FunctionInvoker, MappingContext, MappingRunner, RecordSource } from './types.js';
 
 /** What both backends give the event sources: the same settings from the controller's environment. */
@@ -88,9 +94,19 @@ export function runnerFactory(settings: EventSourceSettings): RunnerFactory {
   };
 }
 
+/** What a backend drives: it hands over every mapping it found, each time it looked. */
+export interface MappingReconciler {
+  reconcile(desired: ReadonlyMap<string, DesiredMapping>): Promise<void>;
+}
+
 /**
  * The supervisor of a backend, with the parts every mapping shares: the gateway invoker, the
- * metrics, Hearth's Redis (ticks, push mappings) and where status goes.
+ * metrics, Hearth's Redis (ticks, push mappings) and where status goes. It runs the mappings only
+ * while this controller holds the event source lease in Redis: two controllers (two `hearth dev`
+ * on one Redis, or a Kubernetes leader handing over) never read one stream side by side, which
+ * would break the order per key. The other controllers stand by and take over when the holder
+ * stops (it releases the lease) or dies (the lease expires, or at once when it was a process of
+ * the same host).
  */
 export function createMappingSupervisor(options: {
   settings: EventSourceSettings;
@@ -98,29 +114,69 @@ export function createMappingSupervisor(options: {
   redisUrl: string;
   statusWriter: MappingStatusWriter;
   logger: Logger;
-}): { supervisor: MappingSupervisor; close(): Promise<void> } {
-  const { settings } = options;
+  /** How long a dead holder's lease keeps the others waiting. */
+  leaseTtlMs?: number;
+}): { supervisor: MappingReconciler; close(): Promise<void> } {
+  const { settings, logger } = options;
   const invoker = settings.gatewayUrl
     ? new GatewayInvoker({ url: settings.gatewayUrl, token: settings.gatewayToken })
     : undefined;
-  const supervisor = new MappingSupervisor({
-    startRunner: runnerFactory(settings),
-    context: {
-      invoker: invoker ?? noGateway,
-      redisUrl: options.redisUrl,
-      sendToDestination: createDestinationSender({ redis: options.redis, invoker: invoker ?? noGateway }),
-      metrics: settings.metrics,
-      region: settings.region ?? 'us-east-1',
-      accountId: settings.accountId ?? '000000000000',
-    },
-    statusWriter: options.statusWriter,
-    pushPublisher: new RedisPushMappings(options.redis),
-    logger: options.logger,
+  const newSupervisor = () =>
+    new MappingSupervisor({
+      startRunner: runnerFactory(settings),
+      context: {
+        invoker: invoker ?? noGateway,
+        redisUrl: options.redisUrl,
+        sendToDestination: createDestinationSender({ redis: options.redis, invoker: invoker ?? noGateway }),
+        metrics: settings.metrics,
+        region: settings.region ?? 'us-east-1',
+        accountId: settings.accountId ?? '000000000000',
+      },
+      statusWriter: options.statusWriter,
+      pushPublisher: new RedisPushMappings(options.redis),
+      logger,
+    });
+
+  let latest: ReadonlyMap<string, DesiredMapping> | undefined;
+  let active: MappingSupervisor | undefined;
+  // Taking and losing the lease are carried out one after another, in the order they happened.
+  let transitions: Promise<void> = Promise.resolve();
+  const transition = (step: () => Promise<void>) => {
+    transitions = transitions
+      .then(step)
+      .catch((error: unknown) => logger.error({ err: error }, 'event source lease change failed'));
+  };
+  const lease = new RedisLease({
+    redis: options.redis,
+    ttlMs: options.leaseTtlMs,
+    logger,
+    onAcquired: () =>
+      transition(async () => {
+        active = newSupervisor();
+        if (latest) await active.reconcile(latest);
+      }),
+    onLost: () =>
+      transition(async () => {
+        const stopping = active;
+        active = undefined;
+        await stopping?.stop();
+      }),
   });
+  lease.start();
   return {
-    supervisor,
+    supervisor: {
+      reconcile(desired) {
+        latest = desired;
+        return active ? active.reconcile(desired) : Promise.resolve();
+      },
+    },
     async close() {
-      await supervisor.stop();
+      await lease.stop();
+      await transitions;
+      await active?.stop();
+      active = undefined;
+      // Only now: a successor must not start while this controller's batches are still in flight.
+      await lease.release();
       await invoker?.close();
     },
   };

@@ -19,9 +19,14 @@ export class JsonText {
 export interface FunctionInvoker {
   /**
    * Sync (RequestResponse) by default; `async: true` sends an Event invocation (202 is success).
-   * `payload` is serialized to JSON, unless it is JsonText.
+   * `payload` is serialized to JSON, unless it is JsonText. An Event call's `requestId` (a UUID)
+   * makes sending it again harmless: the gateway's queue takes one event per id.
    */
-  invoke(functionName: string, payload: unknown, options?: { async?: boolean }): Promise<InvokeOutcome>;
+  invoke(
+    functionName: string,
+    payload: unknown,
+    options?: { async?: boolean; requestId?: string },
+  ): Promise<InvokeOutcome>;
 }
 
 /** Sends a failure record to a destination (a function invoked async, a URL, a Redis stream). */

@@ -5,9 +5,8 @@
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, startProcess, startRedis, type RedisServer } from '../harness/index.js';
+import { freePort, startRedis, type RedisServer } from '../harness/index.js';
 import { API_KEY, GatewayFixture, type RunningGateway } from '../gateway/fixture.js';
 import { laneOf } from '@hearth/controller/event-sources/batching';
 import { createDestinationSender } from '@hearth/controller/event-sources/destinations';
@@ -21,8 +20,6 @@ import {
   type HandlerReport,
   type Recorder,
 } from './stream-fixture.js';
-
-const MAPPING_PROCESS = fileURLToPath(new URL('./stream-mapping-process.js', import.meta.url));
 
 let redis: RedisServer;
 let fixture: GatewayFixture;
@@ -257,84 +254,6 @@ test('ReportBatchItemFailures: a batch is sent again from its lowest failed reco
   await until(async () => (await pendingCount(stream, 'hearth-partial')) === 0, 'every record acknowledged');
   await sleep(200);
   assert.equal(recorder.reports.length, 4, 'nothing is sent after the last success');
-});
-
-test('a mapping killed mid-batch resumes without skipping a record; what it re-reads is counted', async (t) => {
-  const recorder = await recorderFor(t);
-  await startFunction(
-    'resumed',
-    reportingHandler(
-      `
-      await report();
-      const slow = records.some((r) => JSON.parse(r.data).slow && !seen.has(r.seq));
-      for (const r of records) seen.add(r.seq);
-      // Long enough for the test to kill the mapping while this batch is in flight.
-      if (slow) await new Promise((resolve) => setTimeout(resolve, 2000));
-      return null;`,
-      'const seen = new Set();',
-    ),
-    recorder,
-  );
-  const stream = 'orders-killed';
-  const group = 'hearth-killed';
-  for (let n = 1; n <= 30; n++)
-    await fixture.redis.xadd(stream, '*', 'n', String(n), ...(n === 15 ? ['slow', 'yes'] : []));
-  const startMapping = async () => {
-    const metricsPort = await freePort();
-    const child = await startProcess({
-      name: 'stream-mapping',
-      command: process.execPath,
-      args: [MAPPING_PROCESS],
-      env: {
-        ...process.env,
-        REDIS_URL: redis.url,
-        GATEWAY_URL: gateway.url,
-        GATEWAY_TOKEN: API_KEY,
-        FUNCTION_NAME: 'resumed',
-        STREAM: stream,
-        GROUP: group,
-        CONSUMER: 'controller-1',
-        BATCH_SIZE: '10',
-        METRICS_PORT: String(metricsPort),
-      },
-      ready: { line: /mapping running/ },
-    });
-    t.after(() => child.stop('SIGKILL'));
-    return { child, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
-  };
-
-  const first = await startMapping();
-  await recorder.waitFor(
-    (reports) => reports.some((r) => labelsOf(r).includes('15')),
-    15_000,
-    'the slow batch',
-  );
-  await first.child.stop('SIGKILL');
-  const pendingAtKill = await pendingCount(stream, group);
-  // At least the batch in flight; records read ahead but not sent are pending too.
-  assert.ok(pendingAtKill >= 10, `pending after the kill: ${pendingAtKill}`);
-  const reportsBeforeRestart = recorder.reports.length;
-
-  const second = await startMapping();
-  await until(async () => (await pendingCount(stream, group)) === 0, 'every record acknowledged', 20_000);
-  const seen = recorder.reports.flatMap(labelsOf).map(Number);
-  for (let n = 1; n <= 30; n++) assert.ok(seen.includes(n), `record ${n} was never delivered`);
-  // After the restart records come in stream order, from the first one never acknowledged.
-  const afterRestart = recorder.reports.slice(reportsBeforeRestart).flatMap(labelsOf).map(Number);
-  assert.deepEqual(
-    afterRestart,
-    Array.from({ length: afterRestart.length }, (_, i) => 31 - afterRestart.length + i),
-  );
-  assert.ok(afterRestart.length >= pendingAtKill);
-  // The handler saw the batch in flight twice; the restarted mapping counts every record it re-read.
-  const twice = [...new Set(seen)].filter((n) => seen.filter((m) => m === n).length > 1);
-  assert.ok(twice.includes(15), `duplicates seen by the handler: ${twice.join(',')}`);
-  const metrics = await (await fetch(second.metricsUrl)).text();
-  const redelivered = /^hearth_event_source_redelivered_records_total\{[^}]*\} (\d+)$/m.exec(metrics);
-  assert.equal(Number(redelivered?.[1]), pendingAtKill, metrics);
-  assert.ok(twice.length <= pendingAtKill);
-  await second.child.stop('SIGTERM');
-  assert.equal((await second.child.exited).code, 0, second.child.logs());
 });
 
 test('starting positions: TRIM_HORIZON reads from the start, LATEST only what comes after, AT_TIMESTAMP from that time', async (t) => {

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { RedisKeys, validateEventSourceMappingSpec, type EventSourceMappingStatus } from '@hearth/api';
 import { EventSourceMetrics } from '@hearth/controller/event-sources/metrics';
-import { runSchedule } from '@hearth/controller/event-sources/schedule';
+import { runSchedule, tickRequestId } from '@hearth/controller/event-sources/schedule';
 import type { InvokeOutcome, MappingContext } from '@hearth/controller/event-sources/types';
 import { startRedis } from '../harness/index.js';
 
@@ -22,6 +22,7 @@ test('a tick the gateway throttles or cannot take is retried until it is accepte
     { kind: 'throttled', retryAfterMs: 100 },
   ];
   const calls: { time: string; at: number }[] = [];
+  const ids = new Set<string>();
   const statuses: Partial<EventSourceMappingStatus>[] = [];
   const metrics = new EventSourceMetrics(new Registry());
   const { spec } = validateEventSourceMappingSpec({
@@ -37,8 +38,11 @@ test('a tick the gateway throttles or cannot take is retried until it is accepte
     spec,
     invoker: {
       invoke: (_fn, event, options) => {
-        assert.deepEqual(options, { async: true });
+        assert.equal(options?.async, true);
+        // Every attempt of a tick carries the tick's own request id, which is the event's id too.
+        assert.equal(options?.requestId, (event as { id: string }).id);
         calls.push({ time: (event as { time: string }).time, at: Date.now() });
+        ids.add(options!.requestId!);
         return Promise.resolve(answers.shift() ?? { kind: 'success', payload: '' });
       },
     },
@@ -61,6 +65,8 @@ test('a tick the gateway throttles or cannot take is retried until it is accepte
   assert.equal(calls.length, 3, JSON.stringify(calls));
   assert.equal(new Set(calls.map((c) => c.time)).size, 1);
   const tick = Date.parse(calls[0]!.time);
+  assert.equal(ids.size, 1);
+  assert.equal([...ids][0], tickRequestId('u', tick), "the request id is the mapping and tick's own");
   assert.equal(tick % 5000, 0, 'rate ticks fall on multiples of the period');
   assert.ok(calls[0]!.at >= tick, 'never fired before its time');
   assert.ok(calls[2]!.at - calls[1]!.at >= 100, 'waited as Retry-After said');
