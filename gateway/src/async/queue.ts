@@ -10,8 +10,11 @@ import {
   ASYNC_FUNCTIONS_KEY,
   BULL_PREFIX,
   eventQueueName,
+  defineBacklogCommands,
   producerConnection,
   readBacklog,
+  reservationsKey,
+  reserveBacklogPlace,
   type Backlog,
 } from './redis.js';
 import type { AsyncEvent } from './records.js';
@@ -87,6 +90,7 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
   const maxPayloadBytes = options.maxPayloadBytes ?? Limits.asyncPayloadBytes;
   const logger = options.logger ?? pino({ name: 'hearth-async' });
   const connection = producerConnection(options.redisUrl);
+  defineBacklogCommands(connection);
   // Redis being away is reported per call as a 500; the log only needs it once per outage.
   let connectionDown = false;
   connection.on('error', (error: Error) => {
@@ -190,13 +194,20 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     }
 
     const queue = queueOf(functionName);
+    let reserved = false;
     try {
-      const current = await backlog(functionName);
-      const overDepth = current.depth >= limits.maxDepth;
-      const overAge = current.oldestWaitingAgeMs > limits.maxOldestAgeSeconds * 1000;
-      if (overDepth || overAge) {
-        const reason = overDepth ? 'depth' : 'age';
-        metrics?.rejected.inc({ function: functionName, reason });
+      await connected();
+      const { granted, backlog: current } = await reserveBacklogPlace(
+        connection,
+        queue,
+        functionName,
+        requestId,
+        limits,
+        Date.now(),
+      );
+      if (!granted) {
+        const overDepth = current.depth >= limits.maxDepth;
+        metrics?.rejected.inc({ function: functionName, reason: overDepth ? 'depth' : 'age' });
         throw new GatewayError(
           'TooManyRequestsException',
           overDepth
@@ -206,6 +217,7 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
           1,
         );
       }
+      reserved = true;
       if (!registered.has(functionName)) {
         await connection.sadd(ASYNC_FUNCTIONS_KEY, functionName);
         registered.add(functionName);
@@ -233,6 +245,10 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       if (error instanceof GatewayError) throw error;
       logger.error({ err: error, function: functionName, requestId }, 'could not store an async event');
       throw new GatewayError('ServiceException', 'The event could not be stored; retry the call');
+    } finally {
+      // The stored job counts from now on (or the store failed). Not waited for: until Redis has
+      // run it the event counts twice, which can only refuse a call, never let one too many in.
+      if (reserved) connection.zrem(reservationsKey(functionName), requestId).catch(() => undefined);
     }
     metrics?.enqueued.inc({ function: functionName });
   }

@@ -39,31 +39,102 @@ export interface Backlog {
   oldestWaitingAgeMs: number;
 }
 
+/** Sorted set of places taken by Event calls whose job is being stored; score = expiry (ms). */
+export function reservationsKey(functionName: string): string {
+  return `hearth:async:reserving:${functionName}`;
+}
+
 /**
- * Depth and the oldest waiting job's timestamp in one round trip, since every Event call reads
- * them. BullMQ pushes new jobs on the left of the wait list and workers take from the right, so
- * the oldest waiting job is the last element; its hash is the queue prefix plus its id.
+ * A reservation outlives any store that can still succeed (a call waits at most about a second
+ * for its connection); one left behind by a gateway that died mid-store frees itself after this.
  */
-const BACKLOG_SCRIPT = `
+export const RESERVATION_TTL_MS = 10_000;
+
+// Depth and the oldest waiting job's timestamp, shared by both scripts below. BullMQ pushes new
+// jobs on the left of the wait list and workers take from the right, so the oldest waiting job
+// is the last element; its hash is the queue prefix plus its id.
+const READ_BACKLOG = `
 local depth = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3])
   + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
 local oldest = redis.call('LINDEX', KEYS[1], -1)
 local acceptedAt = false
 if oldest then acceptedAt = redis.call('HGET', ARGV[1] .. oldest, 'timestamp') end
+`;
+
+/** Depth and the oldest waiting job's timestamp in one round trip. */
+const BACKLOG_SCRIPT = `${READ_BACKLOG}
 return { depth, acceptedAt }
 `;
 
-export async function readBacklog(connection: Redis, queue: Queue, now: number): Promise<Backlog> {
+/**
+ * The backlog check of an Event call and the place it takes, as one atomic step: places reserved
+ * by calls still storing their job count as depth, so calls on any number of gateways can never
+ * together pass the depth limit. The caller stores the job, then gives the place back (the job
+ * itself counts from then on). Expired places are dropped by Redis's clock; the age of the oldest
+ * event is measured with the caller's clock, as BullMQ stamps jobs with it.
+ * Returns { granted (1 or 0), depth with reservations, oldest waiting job's timestamp or false }.
+ */
+const RESERVE_SCRIPT = `${READ_BACKLOG}
+local time = redis.call('TIME')
+local redisNow = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', redisNow)
+depth = depth + redis.call('ZCARD', KEYS[6])
+local tooOld = acceptedAt and tonumber(ARGV[3]) - tonumber(acceptedAt) > tonumber(ARGV[5])
+if depth >= tonumber(ARGV[4]) or tooOld then return { 0, depth, acceptedAt } end
+redis.call('ZADD', KEYS[6], redisNow + tonumber(ARGV[6]), ARGV[2])
+return { 1, depth, acceptedAt }
+`;
+
+type BacklogRedis = Redis & {
+  hearthReadBacklog(...keysAndArgs: string[]): Promise<[number, string | null]>;
+  hearthReserveEvent(...keysAndArgs: (string | number)[]): Promise<[number, number, string | null]>;
+};
+
+/** Defines the backlog scripts on a connection (sent once, then by their SHA). */
+export function defineBacklogCommands(connection: Redis): void {
+  connection.defineCommand('hearthReadBacklog', { numberOfKeys: 5, lua: BACKLOG_SCRIPT });
+  connection.defineCommand('hearthReserveEvent', { numberOfKeys: 6, lua: RESERVE_SCRIPT });
+}
+
+const backlogKeys = (queue: Queue) => {
   const keys = queue.keys;
-  const [depth, acceptedAt] = (await connection.eval(
-    BACKLOG_SCRIPT,
-    5,
-    keys.wait!,
-    keys.paused!,
-    keys.active!,
-    keys.delayed!,
-    keys.prioritized!,
+  return [keys.wait!, keys.paused!, keys.active!, keys.delayed!, keys.prioritized!];
+};
+
+const ageOf = (acceptedAt: string | null, now: number) =>
+  acceptedAt ? Math.max(0, now - Number(acceptedAt)) : 0;
+
+/** The queue's backlog; `connection` must have had defineBacklogCommands. */
+export async function readBacklog(connection: Redis, queue: Queue, now: number): Promise<Backlog> {
+  const [depth, acceptedAt] = await (connection as BacklogRedis).hearthReadBacklog(
+    ...backlogKeys(queue),
     queue.toKey(''),
-  )) as [number, string | null];
-  return { depth, oldestWaitingAgeMs: acceptedAt ? Math.max(0, now - Number(acceptedAt)) : 0 };
+  );
+  return { depth, oldestWaitingAgeMs: ageOf(acceptedAt, now) };
+}
+
+/**
+ * Takes a place in the function's backlog for `member` (the request id) if the backlog is within
+ * `limits`; either way returns the backlog it saw. A granted place is given back (ZREM of
+ * `reservationsKey`) once the job is stored, or failed to be.
+ */
+export async function reserveBacklogPlace(
+  connection: Redis,
+  queue: Queue,
+  functionName: string,
+  member: string,
+  limits: { maxDepth: number; maxOldestAgeSeconds: number },
+  now: number,
+): Promise<{ granted: boolean; backlog: Backlog }> {
+  const [granted, depth, acceptedAt] = await (connection as BacklogRedis).hearthReserveEvent(
+    ...backlogKeys(queue),
+    reservationsKey(functionName),
+    queue.toKey(''),
+    member,
+    now,
+    limits.maxDepth,
+    limits.maxOldestAgeSeconds * 1000,
+    RESERVATION_TTL_MS,
+  );
+  return { granted: granted === 1, backlog: { depth, oldestWaitingAgeMs: ageOf(acceptedAt, now) } };
 }

@@ -528,6 +528,39 @@ describe('accepting events', () => {
     }
   });
 
+  test('two gateways storing events at once never pass the depth limit together', async () => {
+    const discovery = new StaticDiscovery();
+    const name = uniqueName('concurrent');
+    discovery.setFunction(functionRoute(name));
+    // Two producers with connections of their own, as two gateway replicas have; no workers.
+    const limits = { maxDepth: 25, maxOldestAgeSeconds: 3600 };
+    const gateways = [0, 1].map(() => createAsyncQueue({ redisUrl: redis.url, discovery, logger, limits }));
+    try {
+      // 2 x 60 calls in flight together: each sees the backlog before most of the others stored.
+      const outcomes = await Promise.all(
+        gateways.flatMap((queue) =>
+          Array.from({ length: 60 }, () =>
+            enqueue(queue, name, {}).then(
+              () => 202,
+              (e: GatewayError) => e.status,
+            ),
+          ),
+        ),
+      );
+      assert.deepEqual(new Set(outcomes), new Set([202, 429]));
+      assert.equal(outcomes.filter((s) => s === 202).length, 25, 'exactly the limit accepted');
+      assert.equal((await gateways[0]!.backlog(name)).depth, 25);
+      // The places reserved while storing were all given back: the stored jobs alone count now.
+      await waitFor(
+        'reservations given back',
+        async () => (await client.zcard(`hearth:async:reserving:${name}`)) === 0,
+      );
+      await assert.rejects(enqueue(gateways[1]!, name, {}), (e: GatewayError) => e.status === 429);
+    } finally {
+      await Promise.all(gateways.map((queue) => queue.close()));
+    }
+  });
+
   test('unknown function 404, body not JSON 400, too large 413, bad request id 400; a repeated request id is stored once', async () => {
     const discovery = new StaticDiscovery();
     const name = uniqueName('checks');
