@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RedisKeys, type EventSourceMappingStatus } from '@hearth/api';
-import { freePort, startProcess, startRedis, type RunningProcess } from '../harness/index.js';
+import { tickRequestId } from '@hearth/controller/event-sources/schedule';
+import { stableUid } from '@hearth/controller/event-sources/supervisor';
+import { startRedis } from '../harness/index.js';
 import { API_KEY, GatewayFixture } from '../gateway/fixture.js';
-
-const CONTROLLER_MAIN = fileURLToPath(import.meta.resolve('@hearth/controller/main'));
+import { leaseHolder, startController, type ControllerProcess } from './controller-process.js';
 
 /** An HTTP server that keeps every JSON body POSTed to it. */
 async function startRecorder(): Promise<{ url: string; events: Record<string, unknown>[]; server: Server }> {
@@ -29,7 +29,7 @@ async function startRecorder(): Promise<{ url: string; events: Record<string, un
 }
 
 /** A Function that reports each event it gets to the recorder, and schedules invoking it. */
-function manifests(recorderUrl: string): Record<string, string> {
+function manifests(recorderUrl: string, expression = 'rate(1 second)'): Record<string, string> {
   const code = `export const handler = async (event) => {
     await fetch(process.env.RECORDER_URL, { method: 'POST', body: JSON.stringify(event) });
     return 'recorded';
@@ -54,7 +54,7 @@ metadata: { name: every-second }
 spec:
   functionName: ticker
   source:
-    schedule: { expression: "rate(1 second)" }
+    schedule: { expression: "${expression}" }
 `,
     'broken.yaml': `
 apiVersion: hearth.dev/v1alpha1
@@ -68,38 +68,14 @@ spec:
   };
 }
 
-async function startController(
-  index: number,
-  env: Record<string, string>,
-): Promise<{ process: RunningProcess; metricsUrl: string }> {
-  const metricsPort = await freePort();
-  const process = await startProcess({
-    name: `controller-${index}`,
-    command: globalThis.process.execPath,
-    args: [CONTROLLER_MAIN],
-    env: {
-      ...globalThis.process.env,
-      HEARTH_BACKEND: 'process',
-      HEARTH_METRICS_PORT: String(metricsPort),
-      HEARTH_METRICS_HOST: '127.0.0.1',
-      HEARTH_LOG_LEVEL: 'warn',
-      HEARTH_ISOLATION: 'portable',
-      ...env,
-    },
-    ready: { url: `http://127.0.0.1:${metricsPort}/healthz` },
-    readyTimeoutMs: 60_000,
-  });
-  return { process, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
-}
-
 test('a rate(1 second) schedule run by two controllers invokes its function exactly once per tick', async (t) => {
   const redis = await startRedis();
   const fixture = new GatewayFixture(redis.url);
   const recorder = await startRecorder();
   const dir = await mkdtemp(join(tmpdir(), 'hearth-schedule-'));
-  const controllers: RunningProcess[] = [];
+  const controllers: ControllerProcess[] = [];
   t.after(async () => {
-    for (const controller of controllers) await controller.stop('SIGTERM', 5000);
+    for (const controller of controllers) await controller.process.stop('SIGTERM', 5000);
     await fixture.stop();
     recorder.server.closeAllConnections();
     recorder.server.close();
@@ -114,8 +90,11 @@ test('a rate(1 second) schedule run by two controllers invokes its function exac
     HEARTH_GATEWAY_URL: gateway.url,
     HEARTH_GATEWAY_TOKEN: API_KEY,
   };
-  const [first, second] = await Promise.all([startController(1, env), startController(2, env)]);
-  controllers.push(first!.process, second!.process);
+  const [first, second] = await Promise.all([
+    startController('controller-1', env),
+    startController('controller-2', env),
+  ]);
+  controllers.push(first!, second!);
 
   const times = () => recorder.events.map((e) => Date.parse(e.time as string)).sort((a, b) => a - b);
   const spanMs = () => (times().length ? times().at(-1)! - times()[0]! : 0);
@@ -150,8 +129,10 @@ test('a rate(1 second) schedule run by two controllers invokes its function exac
   }
   assert.ok(invoked >= recorder.events.length, `controllers counted ${invoked} invocations`);
 
+  // Exactly once per tick with two controllers running, not one left after the other died.
+  assert.ok(first!.alive() && second!.alive(), 'both controllers ran throughout');
   // Stop both, then let the last accepted invocations arrive before counting.
-  await Promise.all(controllers.map((c) => c.stop('SIGTERM', 5000)));
+  await Promise.all(controllers.map((c) => c.process.stop('SIGTERM', 5000)));
   await sleep(1500);
   const all = times();
   const duplicates = all.filter((time, i) => all[i - 1] === time);
@@ -171,4 +152,118 @@ test('a rate(1 second) schedule run by two controllers invokes its function exac
   assert.equal(event.source, 'aws.events');
   assert.deepEqual(event.resources, ['arn:aws:events:us-east-1:000000000000:rule/every-second']);
   assert.deepEqual(event.detail, {});
+});
+
+/**
+ * Stands between a controller and the gateway: forwards each call, then never answers it, as if
+ * the controller died after the gateway took the event and before it heard the 202.
+ */
+async function startSwallowingProxy(
+  gatewayUrl: string,
+): Promise<{ url: string; forwarded: string[]; server: Server }> {
+  const forwarded: string[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      void (async () => {
+        const headers: Record<string, string> = {};
+        for (const name of [
+          'authorization',
+          'content-type',
+          'x-amz-invocation-type',
+          'x-hearth-request-id',
+        ]) {
+          const value = request.headers[name];
+          if (typeof value === 'string') headers[name] = value;
+        }
+        const answer = await fetch(gatewayUrl + request.url, {
+          method: 'POST',
+          headers,
+          body: Buffer.concat(chunks),
+        });
+        await answer.arrayBuffer();
+        forwarded.push(`${answer.status} ${headers['x-hearth-request-id']}`);
+        // The answer never reaches the controller.
+        void response;
+      })();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forwarded, server };
+}
+
+test('a tick whose controller dies after the gateway took it, before the answer, is sent again by the other and runs once', async (t) => {
+  const redis = await startRedis();
+  const fixture = new GatewayFixture(redis.url);
+  const recorder = await startRecorder();
+  const dir = await mkdtemp(join(tmpdir(), 'hearth-schedule-'));
+  const controllers: ControllerProcess[] = [];
+  t.after(async () => {
+    for (const controller of controllers) await controller.process.stop('SIGTERM', 5000);
+    await fixture.stop();
+    recorder.server.closeAllConnections();
+    recorder.server.close();
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const files = manifests(recorder.url, 'rate(2 seconds)');
+  for (const file of ['ticker.json', 'every-second.yaml']) await writeFile(join(dir, file), files[file]!);
+  const gateway = await fixture.startGateway();
+  const proxy = await startSwallowingProxy(gateway.url);
+  t.after(() => {
+    proxy.server.closeAllConnections();
+    proxy.server.close();
+  });
+  const env = { HEARTH_REDIS_URL: redis.url, HEARTH_FUNCTIONS_DIR: dir, HEARTH_GATEWAY_TOKEN: API_KEY };
+
+  // The first controller runs the schedule (it holds the lease) and sends through the proxy.
+  const dying = await startController('dying', { ...env, HEARTH_GATEWAY_URL: proxy.url });
+  controllers.push(dying);
+  assert.equal(await leaseHolder(fixture.redis, [dying]), dying);
+  const survivor = await startController('survivor', { ...env, HEARTH_GATEWAY_URL: gateway.url });
+  controllers.push(survivor);
+
+  // The gateway took a tick and the function ran it; the controller never heard so. Kill it now.
+  const deadline = Date.now() + 60_000;
+  while (recorder.events.length === 0 && Date.now() < deadline) await sleep(50);
+  assert.ok(
+    recorder.events.length > 0,
+    `no tick ran within a minute; forwarded: ${proxy.forwarded.join(', ')}`,
+  );
+  await dying.process.stop('SIGKILL');
+  const firstTick = Date.parse(recorder.events[0]!.time as string);
+  const claim = await fixture.redis.get(RedisKeys.scheduleTick('every-second', firstTick));
+  assert.match(claim ?? '', /^sending:/, 'the dead controller claimed the tick and never finished it');
+  assert.match(proxy.forwarded[0] ?? '', /^202 /);
+
+  // The survivor takes over, sends that tick again (and those the takeover missed), then ticks on.
+  const times = () => recorder.events.map((e) => Date.parse(e.time as string)).sort((a, b) => a - b);
+  while (times().at(-1)! < firstTick + 8000 && Date.now() < deadline + 30_000) await sleep(100);
+  assert.ok(times().at(-1)! >= firstTick + 8000, `the survivor did not tick on: ${times().join(',')}`);
+  assert.equal(
+    await fixture.redis.get(RedisKeys.scheduleTick('every-second', firstTick)),
+    `done:${hostname()}:${survivor.process.pid}`,
+    'the survivor sent the tick again',
+  );
+  assert.ok(survivor.alive());
+  await survivor.process.stop('SIGTERM', 5000);
+  await sleep(1500);
+
+  const all = times();
+  assert.deepEqual(
+    all.filter((time, i) => all[i - 1] === time).map((ms) => new Date(ms).toISOString()),
+    [],
+    'no tick ran twice',
+  );
+  assert.deepEqual(
+    all
+      .slice(1)
+      .filter((time, i) => time - all[i]! !== 2000)
+      .map((ms) => new Date(ms).toISOString()),
+    [],
+    'no tick was lost in the takeover',
+  );
+  const first = recorder.events.find((e) => Date.parse(e.time as string) === firstTick)!;
+  assert.equal(first.id, tickRequestId(stableUid('default/every-second'), firstTick));
 });
