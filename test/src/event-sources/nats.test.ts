@@ -1,4 +1,4 @@
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,6 +23,12 @@ import {
   type RedisServer,
 } from '../harness/index.js';
 import { API_KEY, GatewayFixture } from '../gateway/fixture.js';
+import {
+  reportingHandler,
+  startRecorder as startReportRecorder,
+  testMapping,
+  type HandlerReport,
+} from './stream-fixture.js';
 
 const READER = fileURLToPath(new URL('./nats-reader.js', import.meta.url));
 
@@ -467,5 +473,150 @@ describe('a NATS JetStream mapping end to end: source, stream runner, gateway, r
     assert.equal(info.num_ack_pending, 0, 'everything acknowledged');
     assert.equal(info.num_pending, 0);
     assert.equal(status.lastProcessedPosition, '16', 'checkpoint at the last record');
+  });
+
+  /**
+   * Publishes `records` (each a JSON object) on `<stream>.in` of a new stream, starts `handler` as
+   * a function reporting to a recorder of its own, and runs a mapping with `spec` over the stream
+   * until the test ends.
+   */
+  async function runNatsMapping(
+    t: TestContext,
+    name: string,
+    handler: string,
+    spec: Record<string, unknown>,
+    records: Record<string, unknown>[] = [],
+  ) {
+    const reports = await startReportRecorder();
+    t.after(() => reports.close());
+    const route = await fixture.addFunction({
+      name,
+      source: handler,
+      spec: { env: [{ name: 'RECORDER', value: reports.url }] },
+    });
+    await fixture.addInstance(route);
+    const client = await connect({ servers: nats.url });
+    t.after(() => client.close());
+    await (await client.jetstreamManager()).streams.add({ name, subjects: [`${name}.>`] });
+    const jetstream = client.jetstream();
+    const publish = async (record: Record<string, unknown>) =>
+      String((await jetstream.publish(`${name}.in`, JSON.stringify(record))).seq);
+    const sequences: string[] = [];
+    for (const record of records) sequences.push(await publish(record));
+    const mapping = testMapping({
+      name,
+      spec: {
+        functionName: name,
+        source: { nats: { url: nats.url, stream: name } },
+        startingPosition: 'TRIM_HORIZON',
+        ...spec,
+      },
+      gatewayUrl,
+      token: API_KEY,
+      redisUrl: redis.url,
+      redis: fixture.redis,
+    });
+    const source = await openNatsSource({
+      source: mapping.spec.source.nats!,
+      consumer: `hearth-${name}`,
+      position: mapping.spec,
+    });
+    const runner = runStreamMapping(mapping.ctx, source, { retryBaseDelayMs: 50, retryMaxDelayMs: 50 });
+    t.after(async () => {
+      await runner.stop();
+      await mapping.close();
+    });
+    const ackPending = async () =>
+      (await (await client.jetstreamManager()).consumers.info(name, `hearth-${name}`)).num_ack_pending;
+    return { reports, mapping, sequences, publish, ackPending };
+  }
+
+  const numbersOf = (report: HandlerReport) =>
+    report.records.map((r) => (JSON.parse(r.data) as { n: number }).n);
+
+  test('ReportBatchItemFailures: a batch is sent again from its lowest failed record, the records before it are not', async (t) => {
+    const records = Array.from({ length: 10 }, (_, i) => ({
+      n: i + 1,
+      // 3 and 4 fail the first time they are seen; 7 names a record not in its batch, once.
+      ...(i + 1 === 3 || i + 1 === 4 ? { failOnce: true } : {}),
+      ...(i + 1 === 7 ? { bogus: true } : {}),
+    }));
+    const { reports, mapping, sequences, ackPending } = await runNatsMapping(
+      t,
+      'partial',
+      reportingHandler(
+        `
+        const fields = records.map((r) => JSON.parse(r.data));
+        const failing = records.filter((r, i) => fields[i].failOnce && !seen.has(r.seq));
+        const bogus = fields.some((f) => f.bogus) && !seen.has('bogus');
+        for (const r of failing) seen.add(r.seq);
+        if (bogus) seen.add('bogus');
+        await report({ failed: failing.length > 0 || bogus });
+        const batchItemFailures = failing.map((r) => ({ itemIdentifier: r.seq }));
+        if (bogus) batchItemFailures.push({ itemIdentifier: '999999' });
+        return { batchItemFailures };`,
+        'const seen = new Set();',
+      ),
+      { batchSize: 5, functionResponseTypes: ['ReportBatchItemFailures'] },
+      records,
+    );
+    await reports.waitFor((all) => all.length >= 4 && !all.at(-1)!.failed, 15_000, 'four calls');
+    // 3 and 4 failed: the records before 3 are finished and never sent again. An identifier that
+    // is not in the batch fails the whole batch, as on Lambda.
+    assert.deepEqual(reports.reports.map(numbersOf), [
+      [1, 2, 3, 4, 5],
+      [3, 4, 5],
+      [6, 7, 8, 9, 10],
+      [6, 7, 8, 9, 10],
+    ]);
+    assert.deepEqual(
+      reports.reports[1]!.records.map((r) => r.seq),
+      sequences.slice(2, 5),
+      'the itemIdentifiers are the JetStream sequences',
+    );
+    assert.equal(await mapping.count('batches', 'partial'), 1);
+    assert.equal(await mapping.count('batches', 'error'), 1);
+    assert.equal(await mapping.count('retries'), 2);
+    assert.equal(await mapping.count('failures'), 0);
+    const deadline = Date.now() + 10_000;
+    while ((await ackPending()) > 0) {
+      assert.ok(Date.now() < deadline, 'every record acknowledged');
+      await sleep(50);
+    }
+    await sleep(300);
+    assert.equal(reports.reports.length, 4, 'nothing is sent after the last success');
+  });
+
+  test('maximumBatchingWindowInSeconds gathers records that trickle in; a full batch goes at once', async (t) => {
+    const { reports, publish } = await runNatsMapping(
+      t,
+      'windowed',
+      reportingHandler('await report(); return null;'),
+      {
+        batchSize: 5,
+        maximumBatchingWindowInSeconds: 1,
+      },
+    );
+    const firstAt = Date.now();
+    await publish({ n: 1 });
+    for (const n of [2, 3]) {
+      await sleep(100);
+      await publish({ n });
+    }
+    await reports.waitFor((all) => all.length > 0, 10_000, 'the first batch');
+    const waited = reports.reports[0]!.at - firstAt;
+    assert.ok(waited >= 900 && waited < 5000, `the first batch went ${waited} ms after its first record`);
+
+    const added = Date.now();
+    await Promise.all([4, 5, 6, 7, 8].map((n) => publish({ n })));
+    await reports.waitFor((all) => all.length > 1, 10_000, 'the full batch');
+    assert.ok(reports.reports[1]!.at - added < 900, 'a full batch does not wait for the window');
+    assert.deepEqual(
+      reports.reports.map((r) => numbersOf(r).sort((a, b) => a - b)),
+      [
+        [1, 2, 3],
+        [4, 5, 6, 7, 8],
+      ],
+    );
   });
 });
