@@ -5,7 +5,7 @@
  * Node HTTP server (the floor); then cold starts, spawn to first answer.
  *
  * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
- *   [--cold-runs 7] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
+ *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -46,6 +46,8 @@ interface Options {
   warmupSeconds: number;
   callers: number[];
   coldRuns: number;
+  /** Skip the warm cells: only the cold starts. */
+  coldOnly: boolean;
   hearthConcurrency: number;
   only: string[] | undefined;
   out: string | undefined;
@@ -65,6 +67,7 @@ interface ColdResult {
   medianMs: number;
   minMs: number;
   maxMs: number;
+  runsMs: number[];
 }
 
 /** What wrk-post-json.lua prints when a run is done. */
@@ -88,6 +91,7 @@ function parseOptions(argv: string[]): Options {
       warmup: { type: 'string', default: '2' },
       callers: { type: 'string', default: '1,32' },
       'cold-runs': { type: 'string', default: '7' },
+      'cold-only': { type: 'boolean', default: false },
       'hearth-concurrency': { type: 'string', default: '1' },
       only: { type: 'string' },
       out: { type: 'string' },
@@ -98,6 +102,7 @@ function parseOptions(argv: string[]): Options {
     warmupSeconds: positiveInteger('warmup', values.warmup),
     callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
     coldRuns: positiveInteger('cold-runs', values['cold-runs']),
+    coldOnly: values['cold-only'],
     hearthConcurrency: positiveInteger('hearth-concurrency', values['hearth-concurrency']),
     only: values.only?.split(','),
     out: values.out,
@@ -347,19 +352,38 @@ async function measureWarm(target: Target, options: Options): Promise<WarmResult
   }
 }
 
-async function measureCold(target: Target, runs: number): Promise<ColdResult> {
-  const times: number[] = [];
-  for (let run = 0; run < runs; run++) {
-    const since = performance.now();
-    const { processes, url } = await target.spawn();
-    try {
-      times.push(await untilFirstAnswer(url, processes, since));
-    } finally {
-      await stopAll(processes);
-    }
+/** Spawn to first answer of a fresh instance. */
+async function coldStart(target: Target): Promise<number> {
+  const since = performance.now();
+  const { processes, url } = await target.spawn();
+  try {
+    return await untilFirstAnswer(url, processes, since);
+  } finally {
+    await stopAll(processes);
   }
-  times.sort((a, b) => a - b);
-  return { target, medianMs: times[Math.floor(times.length / 2)]!, minMs: times[0]!, maxMs: times.at(-1)! };
+}
+
+/**
+ * Cold starts of every target, taken in turns (one of each, then the next round), so that a
+ * change in the machine's load during the runs weighs on every target alike.
+ */
+async function measureCold(targets: Target[], runs: number): Promise<ColdResult[]> {
+  const times = new Map(targets.map((target) => [target, [] as number[]]));
+  for (let run = 0; run < runs; run++) {
+    console.error(`cold: round ${run + 1} of ${runs}`);
+    for (const target of targets) times.get(target)!.push(await coldStart(target));
+  }
+  return targets.map((target) => {
+    const runsMs = times.get(target)!;
+    const sorted = [...runsMs].sort((x, y) => x - y);
+    return {
+      target,
+      medianMs: sorted[Math.floor(sorted.length / 2)]!,
+      minMs: sorted[0]!,
+      maxMs: sorted.at(-1)!,
+      runsMs,
+    };
+  });
 }
 
 const ms = (value: number) => value.toFixed(2);
@@ -368,12 +392,14 @@ const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 function report(warm: WarmResult[], cold: ColdResult[], skipped: Target[], options: Options): string {
   const lines: string[] = [];
   const cpus = execFileSync('nproc', { encoding: 'utf8' }).trim();
-  lines.push(
-    `### Shim benchmark: no-op Node handler, warm (${options.durationSeconds} s per cell after ${options.warmupSeconds} s warm-up, wrk, ${cpus} CPUs, Node ${process.version})`,
-    '',
-    '| target | callers | ok req/s | p50 ms | p99 ms | failed |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
-  );
+  if (warm.length > 0) {
+    lines.push(
+      `### Shim benchmark: no-op Node handler, warm (${options.durationSeconds} s per cell after ${options.warmupSeconds} s warm-up, wrk, ${cpus} CPUs, Node ${process.version})`,
+      '',
+      '| target | callers | ok req/s | p50 ms | p99 ms | failed |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+    );
+  }
   for (const r of warm) {
     lines.push(
       `| ${r.target.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
@@ -382,13 +408,15 @@ function report(warm: WarmResult[], cold: ColdResult[], skipped: Target[], optio
   if (cold.length > 0) {
     lines.push(
       '',
-      `### Cold start: spawn to first successful answer (${options.coldRuns} runs)`,
+      `### Cold start: spawn to first successful answer (${options.coldRuns} runs, ${cpus} CPUs, Node ${process.version})`,
       '',
-      '| target | median ms | min ms | max ms |',
-      '| --- | ---: | ---: | ---: |',
+      '| target | median ms | min ms | max ms | runs (ms, in order) |',
+      '| --- | ---: | ---: | ---: | --- |',
     );
-    for (const c of cold)
-      lines.push(`| ${c.target.label} | ${ms(c.medianMs)} | ${ms(c.minMs)} | ${ms(c.maxMs)} |`);
+    for (const c of cold) {
+      const runs = c.runsMs.map((run) => run.toFixed(0)).join(', ');
+      lines.push(`| ${c.target.label} | ${ms(c.medianMs)} | ${ms(c.minMs)} | ${ms(c.maxMs)} | ${runs} |`);
+    }
   }
 
   const cell = (key: string, callers: number) =>
@@ -450,7 +478,7 @@ function report(warm: WarmResult[], cold: ColdResult[], skipped: Target[], optio
 export async function main(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    if (!options.coldOnly) execFileSync('wrk', ['--version'], { stdio: 'ignore' });
   } catch (error) {
     // wrk --version exits 1 after printing its version; only a missing binary is a problem.
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -465,15 +493,11 @@ export async function main(argv: string[]): Promise<void> {
     const available = all.filter((t) => !t.missing);
     const skipped = all.filter((t) => t.missing);
     const warm: WarmResult[] = [];
-    for (const target of available) {
+    for (const target of options.coldOnly ? [] : available) {
       console.error(`warm: ${target.label}`);
       warm.push(...(await measureWarm(target, options)));
     }
-    const cold: ColdResult[] = [];
-    for (const target of available) {
-      console.error(`cold: ${target.label}`);
-      cold.push(await measureCold(target, options.coldRuns));
-    }
+    const cold = await measureCold(available, options.coldRuns);
     const markdown = report(warm, cold, skipped, options);
     process.stdout.write(markdown);
     if (options.out) await writeFile(options.out, markdown);
