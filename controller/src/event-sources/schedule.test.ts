@@ -5,6 +5,8 @@ import {
   parseSchedule,
   scheduledEvent,
   scheduleProblem,
+  tickRequestId,
+  ticksToCatchUp,
   tickTime,
   type Schedule,
 } from './schedule.js';
@@ -168,5 +170,26 @@ test('the Scheduled Event has EventBridge shape, its time the tick to the second
       resources: ['arn:aws:events:us-east-1:000000000000:rule/nightly'],
       detail: {},
     },
+  );
+});
+
+test('on start, ticks are caught up from the first one a controller claimed: unclaimed or unfinished ones, not finished ones', () => {
+  const ticks = [1000, 2000, 3000, 4000, 5000, 6000];
+  // Nothing claimed: the schedule is new (or no controller ran it for a while); nothing is replayed.
+  assert.deepEqual(ticksToCatchUp(ticks, [null, null, null, null, null, null]), []);
+  assert.deepEqual(
+    ticksToCatchUp(ticks, [null, 'done:a:1', 'sending:a:1', null, 'a:1', null]),
+    [3000, 4000, 6000],
+    'sending (its sender died) and unclaimed after the first claim (the takeover gap) are sent; done ones, and the claims of before this format, are not',
+  );
+});
+
+test("a tick's request id is the same on every controller, and differs between ticks and mappings", () => {
+  assert.equal(tickRequestId('uid-1', 5000), tickRequestId('uid-1', 5000));
+  assert.notEqual(tickRequestId('uid-1', 5000), tickRequestId('uid-1', 6000));
+  assert.notEqual(tickRequestId('uid-1', 5000), tickRequestId('uid-2', 5000));
+  assert.match(
+    tickRequestId('uid-1', 5000),
+    /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
   );
 });
