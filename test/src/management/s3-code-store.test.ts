@@ -15,6 +15,7 @@ import {
   waitUntilFunctionUpdatedV2,
 } from '@aws-sdk/client-lambda';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3CodeStore } from '@hearth/gateway/code-store/s3-store';
 import { findGofakes3, GOFAKES3_MISSING, startS3Server, type S3Server } from '../harness/index.js';
 import { startHearthDev, type HearthDev } from './hearth-dev.js';
 import { zipOf } from './zips.js';
@@ -150,6 +151,26 @@ describe(
       await lambda.send(new DeleteFunctionCommand({ FunctionName: name }));
       assert.deepEqual(await keys(), [], 'the deleted function’s zip and the stray one are swept');
       assert.deepEqual(await keys('other/'), ['other/notes.txt']);
+    });
+
+    test('a missing bucket is an error naming it, never "no such code"', async () => {
+      // The store takes its credentials from the SDK's chain, here the environment.
+      process.env.AWS_ACCESS_KEY_ID = credentials.accessKeyId;
+      process.env.AWS_SECRET_ACCESS_KEY = credentials.secretAccessKey;
+      const store = new S3CodeStore(
+        {
+          bucket: 'no-such-bucket',
+          endpoint: s3Server.endpoint,
+          region: 'us-east-1',
+          prefix: '',
+          forcePathStyle: true,
+        },
+        QUOTA_BYTES,
+      );
+      const zip = await zipOf({ 'index.mjs': handlerOf('lost') });
+      const namesTheBucket = /code store s3:\/\/no-such-bucket\/: .*NoSuchBucket/;
+      await assert.rejects(store.put(zip), namesTheBucket);
+      await assert.rejects(store.openRead(sha256Of(zip)), namesTheBucket);
     });
   },
 );
