@@ -54,7 +54,9 @@ import { LeaderElector } from './leader.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
 import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
 import {
+  DEFAULT_FUNCTION_NAMESPACE,
   registryInstances,
+  registryName,
   revisionInstances,
   SERVICE_NAME_LABEL,
   servingRevision,
@@ -73,6 +75,11 @@ export interface KubeControllerOptions {
   /** This replica's name in the leader Lease; hostname plus a random suffix by default. */
   identity?: string;
   leaseNamespace?: string;
+  /**
+   * Functions in this namespace are called by their plain name at the gateway; those of other
+   * namespaces as `name.namespace` (kube-registry.ts, registryName). `default` by default.
+   */
+  defaultNamespace?: string;
   leaseName?: string;
   leaseSeconds?: number;
   /** The gateway's public base URL, for status.url. */
@@ -105,6 +112,7 @@ const MAPPING_STATUS_KEYS: (keyof EventSourceMappingStatus)[] = [
 export function desiredMappingOf(
   object: KubernetesObject & { spec?: unknown },
   functionExists: boolean,
+  defaultNamespace: string,
 ): DesiredMapping {
   const name = object.metadata!.name!;
   const namespace = object.metadata!.namespace ?? 'default';
@@ -115,7 +123,15 @@ export function desiredMappingOf(
     namespace,
     uid: object.metadata!.uid ?? `${namespace}/${name}`,
     generation: object.metadata!.generation,
-    ...(checked.spec ? { spec: checked.spec } : { problems: checked.problems }),
+    // A mapping names a Function of its own namespace; it invokes it as the gateway knows it.
+    ...(checked.spec
+      ? {
+          spec: {
+            ...checked.spec,
+            functionName: registryName(namespace, checked.spec.functionName, defaultNamespace),
+          },
+        }
+      : { problems: checked.problems }),
     functionExists,
   };
 }
@@ -188,6 +204,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     log.warn({ err: error }, 'lost the connection to Redis; reconnecting');
   });
   const registry = redis ? new RegistryWriter(redis) : undefined;
+  const defaultNamespace = options.defaultNamespace ?? DEFAULT_FUNCTION_NAMESPACE;
   const pools = new Map<string, PoolState>();
   const lastEvent = new Map<string, string>();
   /** `namespace/service` -> `namespace/function`, for EndpointSlices that carry no labels of ours. */
@@ -294,6 +311,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
 
   async function reconcile(key: string, caches: LeaderCaches): Promise<ReconcileResult | void> {
     const [namespace, name] = key.split('/') as [string, string];
+    const routeName = registryName(namespace, name, defaultNamespace);
     // From the informer's cache, which the workers wait for: a copy, since the reconcile edits it.
     const cached = caches.functions.get(name, namespace);
     const fn = cached && (structuredClone(cached) as unknown as FunctionResource);
@@ -303,7 +321,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       lastEvent.delete(key);
       caches.reapply.delete(key);
       for (const [service, owner] of serviceOwners) if (owner === key) serviceOwners.delete(service);
-      if (registry) await registry.removeFunction(name);
+      if (registry) await registry.removeFunction(routeName);
       return;
     }
     const generation = fn.metadata.generation;
@@ -324,7 +342,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       );
       await event(fn, 'Warning', 'InvalidSpec', message);
       // Without a valid spec there is nothing to route by: the gateways forget the function.
-      if (registry) await registry.removeFunction(name);
+      if (registry) await registry.removeFunction(routeName);
       return; // terminal: only a new spec helps
     }
     fn.spec = validated.spec;
@@ -339,12 +357,12 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         };
         await writeStatus(fn, failedStatus(fn.status, generation, failure, revision, now()));
         await event(fn, 'Warning', failure.reason, failure.message);
-        await registerFailed(name, revision, fn.spec, `${failure.reason}: ${failure.message}`);
+        await registerFailed(routeName, revision, fn.spec, `${failure.reason}: ${failure.message}`);
         return { requeueAfterMs: 10_000 };
       }
     }
 
-    const demand = await readDemand(name);
+    const demand = await readDemand(routeName);
     // Without word from Redis the pool keeps its size: an outage there must not stop rollouts.
     const pool =
       demand === undefined
@@ -430,7 +448,9 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
           )
         : undefined;
     const busy = Math.min(demand ?? 0, ready * fn.spec.concurrency.perInstance);
-    const url = options.gatewayUrl ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${name}` : undefined;
+    const url = options.gatewayUrl
+      ? `${options.gatewayUrl.replace(/\/$/, '')}/function/${routeName}`
+      : undefined;
     const status = codeFailure
       ? failedStatus(fn.status, generation, { condition: 'CodeReady', ...codeFailure }, revision, now())
       : poolStatus(
@@ -446,10 +466,10 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       const revisions = [revision, ...old.map((d) => d.metadata!.labels![Labels.revision]!)];
       for (const r of revisions) serviceOwners.set(`${namespace}/${revisionObjectName(name, r)}`, key);
       const slices = (caches.endpointSlices?.list(namespace) ?? []) as V1EndpointSlice[];
-      const instances = revisionInstances(slices, name, revisions);
+      const instances = revisionInstances(slices, name, routeName, revisions);
       const serving = servingRevision(revision, instances);
       const servingReady = (instances.get(serving) ?? []).some((i) => i.ready && !i.draining);
-      const previous = await registry.route(name);
+      const previous = await registry.route(routeName);
       // Active once it can take calls: an instance is ready, or none is needed (the gateways'
       // demand brings one), or it was active before and is only scaling or rolling.
       const active = servingReady || pool.size === 0 || previous?.state === 'Active';
@@ -457,7 +477,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       await writeRoute(
         registry,
         {
-          name,
+          name: routeName,
           revision: serving,
           spec: fn.spec,
           // Nothing serves and the code cannot be fetched: callers learn why instead of waiting.
@@ -466,7 +486,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         },
         previous,
       );
-      await registry.syncInstances(name, registryInstances(instances, serving, revision));
+      await registry.syncInstances(routeName, registryInstances(instances, serving, revision));
     }
     // No watch announces a code fetcher's exit: while a revision waits for its archive, look again soon.
     if (fn.spec.code.archive && ready < pool.size) return { requeueAfterMs: CODE_FETCH_POLL_MS };
@@ -512,7 +532,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
           const mapping = object as KubernetesObject & { spec?: { functionName?: string } };
           const fn = mapping.spec?.functionName;
           const exists = fn !== undefined && functions.get(fn, mapping.metadata?.namespace) !== undefined;
-          const wanted = desiredMappingOf(mapping, exists);
+          const wanted = desiredMappingOf(mapping, exists, defaultNamespace);
           desired.set(wanted.id, wanted);
         }
         supervisor
@@ -568,9 +588,11 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   ): { stop(): Promise<void> } {
     const subscriber = redis.duplicate();
     subscriber.on('error', () => undefined);
-    subscriber.on('message', (_channel: string, name: string) => {
+    subscriber.on('message', (_channel: string, routeName: string) => {
       for (const o of functions.list()) {
-        if (o.metadata?.name === name) queue.add(`${o.metadata.namespace}/${name}`);
+        const { name, namespace } = o.metadata ?? {};
+        if (name && namespace && registryName(namespace, name, defaultNamespace) === routeName)
+          queue.add(`${namespace}/${name}`);
       }
     });
     void subscriber.subscribe(RedisKeys.demandChannel).catch(() => undefined);
@@ -582,7 +604,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       polling = true;
       try {
         const now = Date.now();
-        const functionsNow: { key: string; name: string; spec: FunctionResource['spec'] }[] = [];
+        const functionsNow: { key: string; routeName: string; spec: FunctionResource['spec'] }[] = [];
         const present = new Set<string>();
         for (const o of functions.list()) {
           const name = o.metadata?.name;
@@ -597,11 +619,16 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
             };
             specs.set(key, known);
           }
-          if (known.spec) functionsNow.push({ key, name, spec: known.spec });
+          if (known.spec)
+            functionsNow.push({
+              key,
+              routeName: registryName(o.metadata?.namespace ?? 'default', name, defaultNamespace),
+              spec: known.spec,
+            });
         }
         for (const key of specs.keys()) if (!present.has(key)) specs.delete(key);
         const reports = await Promise.all(
-          functionsNow.map((f) => registry.demand(f.name).catch(() => undefined)),
+          functionsNow.map((f) => registry.demand(f.routeName).catch(() => undefined)),
         );
         functionsNow.forEach((f, i) => {
           const found = reports[i];
@@ -726,7 +753,11 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         }
         // Functions deleted while no controller led are still in the registry: forget them.
         if (registry) {
-          const present = new Set(list.items.map((o) => o.metadata?.name));
+          const present = new Set(
+            list.items.map((o) =>
+              registryName(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', defaultNamespace),
+            ),
+          );
           for (const name of await registry.names())
             if (!present.has(name)) await registry.removeFunction(name);
         }

@@ -7,6 +7,20 @@ import { canonicalJson } from './revision.js';
 /** The label Kubernetes puts on every EndpointSlice of a Service, naming the Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
+/** Where Functions are called by their plain name unless the controller is told otherwise. */
+export const DEFAULT_FUNCTION_NAMESPACE = 'default';
+
+/**
+ * The name a Function goes by in the registry, and so at the gateway (Invoke, `/function/`, its
+ * ARN, async queue, dead letters, metrics): its own name in the default namespace, where the
+ * management API creates Functions; `name.namespace` in any other, as OpenFaaS names functions of
+ * other namespaces. Lambda names hold no dot and a Function's name cannot either (its Service's
+ * name is made from it), so two Functions never share a registry name.
+ */
+export function registryName(namespace: string, name: string, defaultNamespace: string): string {
+  return namespace === defaultNamespace ? name : `${name}.${namespace}`;
+}
+
 /** The endpoints of one revision's Service, as registry instances (every one listed, ready or not). */
 export function instancesFromSlices(
   functionName: string,
@@ -35,17 +49,21 @@ export function instancesFromSlices(
   return out;
 }
 
-/** The instances of each revision's Service, from EndpointSlices (the informer's cache of the namespace). */
+/**
+ * The instances of each revision's Service, from EndpointSlices (the informer's cache of the
+ * namespace), named for the registry (`routeName`).
+ */
 export function revisionInstances(
   slices: V1EndpointSlice[],
   functionName: string,
+  routeName: string,
   revisions: string[],
 ): Map<string, InstanceEndpoint[]> {
   const out = new Map<string, InstanceEndpoint[]>();
   for (const revision of revisions) {
     const service = revisionObjectName(functionName, revision);
     const own = slices.filter((slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === service);
-    out.set(revision, instancesFromSlices(functionName, revision, own));
+    out.set(revision, instancesFromSlices(routeName, revision, own));
   }
   return out;
 }

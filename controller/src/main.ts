@@ -4,6 +4,8 @@
 //   HEARTH_REDIS_URL      Redis of the registry (process backend); default redis://127.0.0.1:6379
 //   HEARTH_FUNCTIONS_DIR  manifest directory (process backend); default ./functions
 //   HEARTH_NAMESPACE      namespace of the leader Lease (kubernetes backend); default default
+//   HEARTH_DEFAULT_NAMESPACE  Functions here are called by their plain name at the gateway, those of
+//                         other namespaces as name.namespace (kubernetes backend); default default
 //   HEARTH_GATEWAY_URL    the gateway's base URL: event source mappings invoke functions through it
 //                         (both backends); also shown in Function status.url (kubernetes backend)
 //   HEARTH_GATEWAY_TOKEN  an API key of the gateway (Bearer), when its auth is on
@@ -88,6 +90,7 @@ async function start(): Promise<{ stop(): Promise<void> }> {
       redisUrl: process.env.HEARTH_REDIS_URL,
       gatewayUrl: process.env.HEARTH_GATEWAY_URL,
       leaseNamespace: process.env.HEARTH_NAMESPACE,
+      defaultNamespace: process.env.HEARTH_DEFAULT_NAMESPACE || undefined,
       eventSources: eventSourceSettings(),
     });
   }

@@ -35,6 +35,11 @@ test('function references: names, name:qualifier, full and partial ARNs, ?Qualif
   );
   assert.deepEqual(parseFunctionReference('123456789012:function:f', undefined), { name: 'f' });
   assert.deepEqual(parseFunctionReference('function:f:7', undefined), { name: 'f', qualifier: '7' });
+  // A Function of another Kubernetes namespace.
+  assert.deepEqual(parseFunctionReference('hello.team-b:$LATEST', undefined), {
+    name: 'hello.team-b',
+    qualifier: '$LATEST',
+  });
   assert.deepEqual(parseFunctionReference('f', '$LATEST'), { name: 'f', qualifier: '$LATEST' });
   assert.deepEqual(parseFunctionReference('f:3', '3'), { name: 'f', qualifier: '3' });
 });

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { RedisKeys, type FunctionResource, type FunctionRoute } from '@hearth/api';
+import { RedisKeys, type FunctionResource, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
 import { startKubeController, type KubeController } from '@hearth/controller/kube-backend';
 import { LeaderElector } from '@hearth/controller/leader';
 import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
@@ -280,7 +280,7 @@ describe(
       let demand = { inFlight: 2, waiting: 3 };
       const report = () =>
         redisClient.hset(
-          RedisKeys.demand('busy'),
+          RedisKeys.demand(`busy.${ns}`),
           'gw-1',
           JSON.stringify({ gateway: 'gw-1', ...demand, at: Date.now() }),
         );
@@ -324,13 +324,15 @@ describe(
 
     test('the registry in Redis gets the route and the ready endpoints; a deleted Function leaves it', async () => {
       const ns = await namespace();
-      const name = `routed-${Date.now().toString(36)}`;
+      const resourceName = `routed-${Date.now().toString(36)}`;
+      // Outside the default namespace a Function is invoked as name.namespace.
+      const name = `${resourceName}.${ns}`;
       await cp.kubectl(
         ['-n', ns, 'apply', '-f', '-'],
-        manifest(name, { runtime: 'nodejs20.x', code: code('e') }),
+        manifest(resourceName, { runtime: 'nodejs20.x', code: code('e') }),
       );
       const fn = await until('a revision in status', async () => {
-        const f = await fnOf(ns, name);
+        const f = await fnOf(ns, resourceName);
         return f.status?.revision ? f : undefined;
       });
       const revision = fn.status!.revision!;
@@ -346,7 +348,12 @@ describe(
       assert.ok(!Number.isNaN(Date.parse(route.lastModified)));
 
       // Tier 1 has no kubelet: the EndpointSlice the EndpointSlice controller would write, by hand.
-      const services = await getJson<{ items: Named[] }>(ns, 'services', '-l', `hearth.dev/function=${name}`);
+      const services = await getJson<{ items: Named[] }>(
+        ns,
+        'services',
+        '-l',
+        `hearth.dev/function=${resourceName}`,
+      );
       assert.equal(services.items.length, 1);
       const service = services.items[0]!.metadata.name;
       const slice = {
@@ -395,7 +402,7 @@ describe(
       await cp.kubectl(['-n', ns, 'apply', '-f', '-'], JSON.stringify(slice));
       await until('one instance left', async () => (await redisClient.hlen(RedisKeys.instances(name))) === 1);
 
-      await cp.kubectl(['-n', ns, 'delete', 'fn', name, '--wait=true']);
+      await cp.kubectl(['-n', ns, 'delete', 'fn', resourceName, '--wait=true']);
       await until('the registry forgets it', async () => {
         const [route, count, member] = await Promise.all([
           redisClient.exists(RedisKeys.function(name)),
@@ -404,6 +411,69 @@ describe(
         ]);
         return route === 0 && count === 0 && member === 0;
       });
+    });
+
+    test('same-named Functions in two namespaces keep apart in the registry: name and name.namespace', async () => {
+      const other = await namespace();
+      const apply = (ns: string, body: string) =>
+        cp.kubectl(
+          ['-n', ns, 'apply', '-f', '-'],
+          manifest('twin', { runtime: 'nodejs20.x', code: code(body) }),
+        );
+      await apply('default', '"in default"');
+      await apply(other, `"in ${other}"`);
+      const revisionOf = (ns: string) =>
+        until(`a revision in ${ns}`, async () => (await fnOf(ns, 'twin')).status?.revision);
+      const routeOf = async (name: string) => {
+        const json = await redisClient.get(RedisKeys.function(name));
+        return json ? (JSON.parse(json) as FunctionRoute) : undefined;
+      };
+      const revisions = { home: await revisionOf('default'), other: await revisionOf(other) };
+      assert.notEqual(revisions.home, revisions.other, 'their code differs');
+      await until('both routes, each with its own revision', async () => {
+        const [home, away] = [await routeOf('twin'), await routeOf(`twin.${other}`)];
+        return home?.revision === revisions.home && away?.revision === revisions.other;
+      });
+
+      // One ready endpoint each (tier 1 has no kubelet to make them): neither overwrites the other.
+      const endpointIn = async (ns: string, revision: string, address: string) => {
+        const service = (
+          await getJson<{ items: Named[] }>(ns, 'services', '-l', `hearth.dev/revision=${revision}`)
+        ).items[0]!.metadata.name;
+        const slice = {
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSlice',
+          metadata: { name: `${service}-twin`, labels: { 'kubernetes.io/service-name': service } },
+          addressType: 'IPv4',
+          ports: [{ name: 'invoke', port: 8080, protocol: 'TCP' }],
+          endpoints: [{ addresses: [address], conditions: { ready: true } }],
+        };
+        await cp.kubectl(['-n', ns, 'apply', '-f', '-'], JSON.stringify(slice));
+      };
+      await endpointIn('default', revisions.home, '10.9.0.1');
+      await endpointIn(other, revisions.other, '10.9.0.2');
+      const urls = async (name: string) =>
+        Object.values(await redisClient.hgetall(RedisKeys.instances(name))).map((json) => {
+          const instance = JSON.parse(json) as InstanceEndpoint;
+          return `${instance.function} ${instance.url}`;
+        });
+      await until('each function with its own instance', async () => {
+        const [home, away] = [await urls('twin'), await urls(`twin.${other}`)];
+        return (
+          home.join() === 'twin http://10.9.0.1:8080' && away.join() === `twin.${other} http://10.9.0.2:8080`
+        );
+      });
+
+      // Deleting one leaves the other as it was.
+      await cp.kubectl(['-n', other, 'delete', 'fn', 'twin', '--wait=true']);
+      await until(
+        'the other namespace forgotten',
+        async () => (await routeOf(`twin.${other}`)) === undefined,
+      );
+      assert.equal((await routeOf('twin'))?.revision, revisions.home);
+      assert.deepEqual(await urls('twin'), ['twin http://10.9.0.1:8080']);
+      await cp.kubectl(['-n', 'default', 'delete', 'fn', 'twin', '--wait=true']);
+      await until('the default one forgotten', async () => (await routeOf('twin')) === undefined);
     });
 
     test('one leader at a time; a stepping-down leader hands over at once', async () => {
