@@ -53,6 +53,7 @@ import {
 import { LeaderElector } from './leader.js';
 import { nextPoolSize, totalDemand, type PoolState } from './pool.js';
 import { runWorkers, WorkQueue, type ReconcileResult } from './queue.js';
+import { WatchBackoff } from './watch-backoff.js';
 import {
   DEFAULT_FUNCTION_NAMESPACE,
   registryInstances,
@@ -545,11 +546,10 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     for (const event of ['add', 'update', 'delete'] as const) informer.on(event, reconcileSoon);
     // A function coming or going shows in its mappings' status.
     for (const event of ['add', 'delete'] as const) functions.on(event, reconcileSoon);
-    let failures = 0;
+    const backoff = WatchBackoff.following(informer);
     const start = () => {
       informer.start().then(
         () => {
-          failures = 0;
           synced = true;
           reconcileSoon();
         },
@@ -558,7 +558,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     };
     informer.on('error', (error: unknown) => {
       if (stopped) return;
-      const delay = Math.min(30_000, 500 * 2 ** failures++);
+      const delay = backoff.next();
       log.warn({ err: error, watch: 'eventsourcemappings', retryInMs: delay }, 'watch failed; restarting');
       setTimeout(() => !stopped && start(), delay).unref();
     });
@@ -671,11 +671,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       informer.on('add', enqueue);
       informer.on('update', enqueue);
       informer.on('delete', enqueue);
-      let failures = 0;
-      // 'connect' fires when a watch is attempted, not when it works: only a watch that then
-      // stayed up for a while resets the backoff, so a down API server is not hammered.
-      let connectedAt = 0;
-      informer.on('connect', () => (connectedAt = Date.now()));
+      const backoff = WatchBackoff.following(informer);
       let errors = 0;
       let markSynced!: () => void;
       const synced = new Promise<void>((resolve) => (markSynced = resolve));
@@ -692,8 +688,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       informer.on('error', (error: unknown) => {
         errors++;
         if (stopped) return;
-        if (Date.now() - connectedAt > 30_000) failures = 0;
-        const delay = Math.min(30_000, 500 * 2 ** failures++);
+        const delay = backoff.next();
         log.warn({ err: error, watch: what, retryInMs: delay }, 'watch failed; restarting');
         setTimeout(() => !stopped && start(), delay).unref();
       });
