@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -519,6 +519,67 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
     const again = await invoke('hello-node20', {});
     assert.equal((again.body as { warm: number }).warm, (node20.body as { warm: number }).warm + 1);
   });
+
+  step(
+    'a function whose code is its own image runs that image behind the shim, which restarts its runtime after a timeout',
+    async () => {
+      // A static program alone in an image built from scratch: the shim copied into the pod must
+      // bring everything it needs, and start the image's runtime as its entry point.
+      const image = 'localhost/hearth-e2e-image-function:1';
+      const work = await mkdtemp(join(tmpdir(), 'hearth-image-function-'));
+      await mkdir(join(work, 'root', 'function'), { recursive: true });
+      await must('gcc', [
+        '-O2',
+        '-static',
+        '-o',
+        join(work, 'root', 'function', 'bootstrap'),
+        join(REPO, 'test/cluster/image-function/bootstrap.c'),
+      ]);
+      const container = (await must('buildah', ['from', 'scratch'])).trim();
+      try {
+        await must('buildah', ['copy', '--quiet', container, join(work, 'root'), '/']);
+        await must('buildah', ['commit', '--quiet', '--rm', container, image]);
+      } catch (error) {
+        await run('buildah', ['rm', container]);
+        throw error;
+      }
+      const archive = join(work, 'image.tar');
+      await must('buildah', ['push', '--quiet', image, `oci-archive:${archive}:${image}`]);
+      await run('buildah', ['rmi', image]);
+      const snapshotter = (await readFile(join(dir, 'snapshotter'), 'utf8')).trim();
+      await must('ctr', [
+        '--address',
+        join(dir, 'containerd', 'containerd.sock'),
+        '-n',
+        'k8s.io',
+        'images',
+        'import',
+        '--snapshotter',
+        snapshotter,
+        archive,
+      ]);
+      await rm(work, { recursive: true, force: true });
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify(
+          fn('from-image', {
+            runtime: 'provided.al2023',
+            timeoutSeconds: 2,
+            code: { image },
+            imageConfig: { entryPoint: ['/function/bootstrap'], workingDirectory: '/function' },
+          }),
+        ),
+      );
+      await kubectl(['-n', FN_NAMESPACE, 'wait', '--for=condition=Ready', '--timeout=120s', 'fn/from-image']);
+      const first = await invoke('from-image', { n: 1 });
+      assert.deepEqual(first.body, { runtime: 'image', event: { n: 1 } }, JSON.stringify(first));
+      const slept = await invoke('from-image', { sleep: true });
+      assert.equal(slept.functionError, 'Unhandled', JSON.stringify(slept));
+      assert.equal((slept.body as { errorType: string }).errorType, 'Sandbox.Timedout');
+      const after = await invoke('from-image', { n: 2 });
+      assert.deepEqual(after.body, { runtime: 'image', event: { n: 2 } }, JSON.stringify(after));
+    },
+  );
 
   step('function errors, timeouts and /tmp overflow come back in Lambda shape', async () => {
     const failed = await invoke('fails', {});
