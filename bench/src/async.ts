@@ -14,13 +14,17 @@
  * every event). Goals: at least 2,000 events/s end to end, 202 p99 under 10 ms.
  *
  * Usage: node bench/dist/index.js async [--events 20000] [--callers 1,64] [--duration 5]
- *   [--warmup 2] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1] [--out results.md]
+ *   [--warmup 2] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1]
+ *   [--rows latency,end-to-end,sync,floor] [--cpu-prof dir] [--out results.md]
+ *
+ * `--rows` runs only some rows (profiling one load); `--cpu-prof dir` runs the gateway under
+ * `node --cpu-prof` and leaves the profile in `dir` when it stops.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
@@ -51,8 +55,13 @@ interface Options {
   asyncConcurrency: number;
   shimConcurrency: number;
   instances: number;
+  rows: Set<Row>;
+  cpuProfDir: string | undefined;
   out: string | undefined;
 }
+
+const ROWS = ['latency', 'end-to-end', 'sync', 'floor'] as const;
+type Row = (typeof ROWS)[number];
 
 interface LatencyRow {
   label: string;
@@ -88,9 +97,14 @@ function parseOptions(argv: string[]): Options {
       'async-concurrency': { type: 'string', default: '10' },
       'shim-concurrency': { type: 'string', default: '4' },
       instances: { type: 'string', default: '1' },
+      rows: { type: 'string', default: ROWS.join(',') },
+      'cpu-prof': { type: 'string' },
       out: { type: 'string' },
     },
   });
+  const rows = values.rows.split(',');
+  const unknown = rows.find((r) => !(ROWS as readonly string[]).includes(r));
+  if (unknown) throw new Error(`--rows: unknown row "${unknown}" (rows: ${ROWS.join(', ')})`);
   return {
     events: positiveInteger('events', values.events),
     callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
@@ -99,6 +113,8 @@ function parseOptions(argv: string[]): Options {
     asyncConcurrency: positiveInteger('async-concurrency', values['async-concurrency']),
     shimConcurrency: positiveInteger('shim-concurrency', values['shim-concurrency']),
     instances: positiveInteger('instances', values.instances),
+    rows: new Set(rows as Row[]),
+    cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     out: values.out,
   };
 }
@@ -214,10 +230,20 @@ async function hearthEndToEnd(
   let totalSeconds: number | undefined;
   let now = before;
   let lastGrowth = start;
+  let pauseMs = 100;
   while (performance.now() - start < END_TO_END_LIMIT_MS) {
-    await sleep(100);
+    await sleep(pauseMs);
     const previous = now;
     now = await readCounters(gateway);
+    // A scrape costs the gateway about as much CPU as a few events: read often only near the
+    // end (within 100 ms of it), so that the reading does not weigh on what is measured.
+    const elapsedMs = performance.now() - start;
+    const sendsLeft = Math.max(0, events - (now.enqueued - before.enqueued));
+    const runsLeft = now.enqueued - before.enqueued - (finished(now) - finished(before)) + sendsLeft;
+    const runRate = (finished(now) - finished(before)) / elapsedMs;
+    const sendRate = (now.enqueued - before.enqueued) / elapsedMs;
+    const msLeft = sending ? (sendRate > 0 ? sendsLeft / sendRate : 0) : runRate > 0 ? runsLeft / runRate : 0;
+    pauseMs = Math.max(100, Math.min(1000, msLeft / 4));
     if (now.enqueued > previous.enqueued) lastGrowth = performance.now();
     // All sent, or wrk stopped early on failed calls: nothing more is coming.
     if (sending && (now.enqueued - before.enqueued >= events || performance.now() - lastGrowth > 2000))
@@ -472,10 +498,10 @@ export async function main(argv: string[]): Promise<void> {
       spec: { concurrency: { perInstance: options.shimConcurrency } },
     });
     for (let i = 0; i < options.instances; i++) await fixture.addInstance(route, `${FUNCTION}-${i + 1}`);
-    const gateway = await fixture.startGateway({
-      HEARTH_AUTH: 'false',
-      HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency),
-    });
+    const gateway = await fixture.startGateway(
+      { HEARTH_AUTH: 'false', HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency) },
+      options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [],
+    );
     const url = `${gateway.url}/2015-03-31/functions/${FUNCTION}/invocations`;
     const probe = await fetch(url, { method: 'POST', body: '{}' });
     if (probe.status !== 200) throw new Error(`a sync call answered ${probe.status}: ${await probe.text()}`);
@@ -499,28 +525,37 @@ export async function main(argv: string[]): Promise<void> {
       await untilDrained(gateway);
       return row;
     };
-    for (const callers of options.callers)
-      latency.push(await measure('Hearth Event invoke (202)', callers, [EVENT_HEADER]));
+    const endToEnd: EndToEndRow[] = [];
     const peakCallers = Math.max(...options.callers);
-    console.error(`end to end: ${options.events} events, ${peakCallers} callers`);
-    const endToEnd = [await hearthEndToEnd(gateway, url, options.events, peakCallers)];
-    console.error(`  ${JSON.stringify(endToEnd[0])}`);
-    for (const callers of options.callers)
-      sync.push(await measure('Hearth sync invoke (200), same gateway', callers, []));
-
-    floor = new BullmqFloor(redis.url, options.asyncConcurrency);
-    for (const callers of options.callers) {
-      await floor.latency(callers, options.warmupSeconds);
-      await floor.untilIdle();
-      const row = await floor.latency(callers, options.durationSeconds);
-      console.error(
-        `  ${row.label} x${callers}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`,
-      );
-      latency.push(row);
-      await floor.untilIdle();
+    if (options.rows.has('latency'))
+      for (const callers of options.callers)
+        latency.push(await measure('Hearth Event invoke (202)', callers, [EVENT_HEADER]));
+    if (options.rows.has('end-to-end')) {
+      console.error(`end to end: ${options.events} events, ${peakCallers} callers`);
+      endToEnd.push(await hearthEndToEnd(gateway, url, options.events, peakCallers));
+      console.error(`  ${JSON.stringify(endToEnd[0])}`);
     }
-    endToEnd.push(await floor.endToEnd(options.events, peakCallers));
-    console.error(`  ${JSON.stringify(endToEnd[1])}`);
+    if (options.rows.has('sync'))
+      for (const callers of options.callers)
+        sync.push(await measure('Hearth sync invoke (200), same gateway', callers, []));
+    // Stopped before the floor runs, so that a profile shows the gateway's load alone.
+    if (options.cpuProfDir) await fixture.stop();
+
+    if (options.rows.has('floor')) {
+      const bare = (floor = new BullmqFloor(redis.url, options.asyncConcurrency));
+      for (const callers of options.callers) {
+        await bare.latency(callers, options.warmupSeconds);
+        await bare.untilIdle();
+        const row = await bare.latency(callers, options.durationSeconds);
+        console.error(
+          `  ${row.label} x${callers}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`,
+        );
+        latency.push(row);
+        await bare.untilIdle();
+      }
+      endToEnd.push(await bare.endToEnd(options.events, peakCallers));
+      console.error(`  ${JSON.stringify(endToEnd.at(-1))}`);
+    }
 
     const markdown = report(options, latency, sync, endToEnd);
     process.stdout.write(markdown);

@@ -160,13 +160,13 @@ export class GatewayFixture {
       .exec();
   }
 
-  /** A gateway process (`gateway/dist/main.js`) with auth on, on a free port. */
-  async startGateway(env: Record<string, string> = {}): Promise<RunningGateway> {
+  /** A gateway process (`gateway/dist/main.js`) with auth on, on a free port; `nodeArgs` go to node (e.g. `--cpu-prof`). */
+  async startGateway(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RunningGateway> {
     const port = await freePort();
     const process = await startProcess({
       name: `gateway:${port}`,
       command: globalThis.process.execPath,
-      args: [GATEWAY_MAIN, `--port=${port}`, '--host=127.0.0.1'],
+      args: [...nodeArgs, GATEWAY_MAIN, `--port=${port}`, '--host=127.0.0.1'],
       env: {
         ...globalThis.process.env,
         HEARTH_REDIS_URL: this.redisUrl,
@@ -194,7 +194,8 @@ export class GatewayFixture {
   }
 
   async stop(): Promise<void> {
-    for (const cleanup of this.cleanups.reverse()) await cleanup().catch(() => undefined);
+    // Taken out first, so that a second stop() has nothing left to do.
+    for (const cleanup of this.cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
     this.redis.disconnect();
   }
 }
