@@ -5,6 +5,7 @@ import { pino, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import type { Discovery } from './core/discovery.js';
 import { GatewayError } from './core/errors.js';
+import { coalesceWrites } from './core/redis-writes.js';
 import { Authenticator } from './auth/authenticate.js';
 import { ConcurrencyLeases } from './admission/concurrency.js';
 import { RedisDiscovery } from './discovery/redis.js';
@@ -54,14 +55,16 @@ export interface Gateway {
 export function createGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Gateway {
   const logger = overrides.logger ?? pino({ name: 'hearth-gateway', level: config.logLevel });
   const reportRedisError = (error: unknown) => logger.warn({ err: error }, 'redis command failed');
-  // No auto-pipelining: it defers every command to the next setImmediate and holds it back while
-  // the previous batch awaits its replies, so an admission would wait behind the release of the
-  // call before it (two round trips instead of one). Commands go out as they are issued; Redis
-  // runs them in order, so a release still lands ahead of any later admission.
+  // No auto-pipelining: it holds a batch back while the previous one awaits its replies, so an
+  // admission would wait behind the release of the call before it (two round trips instead of
+  // one). Commands leave within the event-loop turn they are issued in, those of one turn in one
+  // write (coalesceWrites); Redis runs them in order, so a release lands ahead of any later
+  // admission.
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
   });
+  coalesceWrites(redis);
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const subscriber = overrides.discovery ? undefined : new Redis(config.redisUrl, { lazyConnect: true });
   subscriber?.on('error', (error) => logger.debug({ err: error }, 'redis subscriber connection error'));

@@ -82,8 +82,6 @@ export class ConcurrencyLeases {
   private readonly held = new Map<string, Set<string>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private sequence = 0;
-  /** The connection's socket while it is corked until the end of this event-loop turn. */
-  private corked: { uncork(): void } | undefined;
 
   constructor(
     redis: Redis,
@@ -108,7 +106,6 @@ export class ConcurrencyLeases {
     const member = `${this.gatewayId}/${(this.sequence++).toString(36)}`;
     // Held before the answer arrives, so a renewal that races the acquire still covers it.
     this.hold(scope.key, member);
-    this.coalesce();
     let granted: number;
     try {
       granted = await this.redis.hearthAcquireLease(scope.key, this.ttlMs, scope.limit, member);
@@ -126,29 +123,7 @@ export class ConcurrencyLeases {
   /** Gives the slot back. The command is queued on the connection at once, ahead of any later acquire. */
   release(lease: ConcurrencyLease): void {
     this.unhold(lease.scope.key, lease.member);
-    this.coalesce();
     this.redis.zrem(lease.scope.key, lease.member).catch(this.onError);
-  }
-
-  /**
-   * Holds the connection's writes until the end of this event-loop turn (setImmediate runs right
-   * after the poll phase that delivered the calls), so the admissions and releases of calls that
-   * arrive together go out in one write instead of one system call each. Unlike ioredis's
-   * auto-pipelining this never waits for earlier replies: a lone call's command leaves within the
-   * same turn.
-   */
-  private coalesce(): void {
-    if (this.corked) return;
-    const stream = (
-      this.redis as unknown as { stream?: { cork?(): void; uncork(): void; writable?: boolean } }
-    ).stream;
-    if (!stream?.cork || !stream.writable) return;
-    stream.cork();
-    this.corked = stream;
-    setImmediate(() => {
-      this.corked = undefined;
-      stream.uncork();
-    });
   }
 
   /** Leases this gateway holds right now. */

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
+import { coalesceWrites } from '../core/redis-writes.js';
 
 /** BullMQ's keys live under this prefix, beside the rest of Hearth's (`hearth:`). */
 export const BULL_PREFIX = 'hearth:bull';
@@ -24,12 +25,22 @@ export const DESTINATION_QUEUE = 'destinations';
  * caller retries) rather than queued in memory and acknowledged with a 202 that Redis never saw.
  */
 export function producerConnection(redisUrl: string): Redis {
-  return new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+  const connection = new Redis(redisUrl, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    lazyConnect: false,
+  });
+  // Event calls that arrive together store their events in one write.
+  coalesceWrites(connection);
+  return connection;
 }
 
 /** A worker connection waits out Redis restarts instead of failing its blocking commands. */
 export function workerConnection(redisUrl: string): Redis {
-  return new Redis(redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true });
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true });
+  // Jobs that finish together (each finish fetches the next job) go out in one write.
+  coalesceWrites(connection);
+  return connection;
 }
 
 export interface Backlog {
