@@ -1,7 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateFunctionSpec, type Condition, type FunctionResource } from '@hearth/api';
-import { observedState } from './mapping.js';
+import {
+  applyEventInvokeConfig,
+  applyReservedConcurrency,
+  applyUpdateConfiguration,
+  observedState,
+} from './mapping.js';
 import { servedFromStatus } from './kube-backend.js';
 
 const spec = validateFunctionSpec({
@@ -20,7 +25,11 @@ function fn(generation: number, status?: FunctionResource['status']): FunctionRe
   return {
     apiVersion: 'hearth.dev/v1alpha1',
     kind: 'Function',
-    metadata: { name: 'f', generation },
+    metadata: {
+      name: 'f',
+      generation,
+      annotations: { 'app.kubernetes.io/managed-by': 'hearth-management-api' },
+    },
     spec,
     ...(status ? { status } : {}),
   };
@@ -60,4 +69,41 @@ test('a terminal Ready=False for the current generation is Failed with its reaso
   assert.equal(state.State, 'Failed');
   assert.equal(state.LastUpdateStatus, 'Failed');
   assert.match(state.StateReason ?? '', /InvalidSpec: spec.memory/);
+});
+
+test('a new reservation or event invoke config is no update: the status of the generation before still stands', () => {
+  const now = new Date('2026-01-02T03:04:05Z');
+  const managed = fn(2, { observedGeneration: 2, revision: 'r2', conditions: [ready('True', 'Ready')] });
+  // The API server bumps the generation of every spec change; the controller has not seen it yet.
+  const written = (resource: FunctionResource): FunctionResource => ({
+    ...resource,
+    metadata: { ...resource.metadata, generation: resource.metadata.generation! + 1 },
+  });
+  const reserved = written(
+    applyReservedConcurrency(managed, { ReservedConcurrentExecutions: 5 }, 0, 1000, now),
+  );
+  assert.equal(observedState(reserved.spec, servedFromStatus(reserved)).LastUpdateStatus, 'Successful');
+  const destinations = written(applyEventInvokeConfig(reserved, { MaximumRetryAttempts: 0 }, false, now));
+  assert.deepEqual(observedState(destinations.spec, servedFromStatus(destinations)), {
+    State: 'Active',
+    LastUpdateStatus: 'Successful',
+  });
+
+  // An update after it is in progress until the controller has seen it...
+  const timeout = written(applyUpdateConfiguration(destinations, { Timeout: 9 }, now));
+  assert.equal(observedState(timeout.spec, servedFromStatus(timeout)).LastUpdateStatus, 'InProgress');
+  // ...and stays so when a reservation comes while it rolls out, until the controller sees the update.
+  const meanwhile = written(
+    applyReservedConcurrency(timeout, { ReservedConcurrentExecutions: 7 }, 0, 1000, now),
+  );
+  assert.equal(observedState(meanwhile.spec, servedFromStatus(meanwhile)).LastUpdateStatus, 'InProgress');
+  const seen = {
+    ...meanwhile,
+    status: { ...meanwhile.status, observedGeneration: timeout.metadata.generation },
+  };
+  assert.equal(observedState(seen.spec, servedFromStatus(seen)).LastUpdateStatus, 'Successful');
+
+  // An edit of the code or configuration by hand (kubectl) is an update again.
+  const edited = written({ ...reserved, spec: { ...reserved.spec, timeoutSeconds: 10 } });
+  assert.equal(observedState(edited.spec, servedFromStatus(edited)).LastUpdateStatus, 'InProgress');
 });

@@ -9,7 +9,7 @@ import {
 import { GatewayError } from '../core/errors.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
 import type { MappingBackend, MappingRecord } from './event-source-mappings.js';
-import { Annotations, MANAGED_BY, type ServedState } from './mapping.js';
+import { Annotations, MANAGED_BY, parseSettledAt, updateDigest, type ServedState } from './mapping.js';
 
 /** The Function CRD's plural (controller/src/crd.ts generates the CRD with it). */
 const PLURAL = 'functions';
@@ -18,15 +18,17 @@ const TRANSIENT_REASONS = new Set(['PoolNotReady', 'Reconciling']);
 
 /**
  * What the controller serves, read from a Function's status: the asked-for spec once the status
- * speaks of the current generation; before that, an older spec (if a revision ever served) or
- * nothing at all (Pending).
+ * speaks of the current generation (or of one that differs only in settings applied in place);
+ * before that, an older spec (if a revision ever served) or nothing at all (Pending).
  */
 export function servedFromStatus(resource: FunctionResource): ServedState | undefined {
   const status: FunctionStatus | undefined = resource.status;
   const ready = status?.conditions?.find((c) => c.type === 'Ready');
   if (!status || !ready) return undefined;
   const current =
-    status.observedGeneration !== undefined && status.observedGeneration === resource.metadata.generation;
+    status.observedGeneration !== undefined &&
+    (status.observedGeneration === resource.metadata.generation ||
+      settledBefore(resource, status.observedGeneration));
   const lastModified = ready.lastTransitionTime;
   if (current && ready.status === 'True') return { state: 'Active', spec: resource.spec, lastModified };
   if (current && ready.status === 'False' && !TRANSIENT_REASONS.has(ready.reason)) {
@@ -38,6 +40,20 @@ export function servedFromStatus(resource: FunctionResource): ServedState | unde
     };
   }
   return status.revision ? { state: 'Active', lastModified } : undefined;
+}
+
+/**
+ * Whether the controller has seen a generation with the same updatable parts as this one, after
+ * which only settings Lambda applies in place changed (see Annotations.settledAt).
+ */
+function settledBefore(resource: FunctionResource, observedGeneration: number): boolean {
+  const annotations = (resource.metadata.annotations ?? {}) as Record<string, string>;
+  const settled = parseSettledAt(annotations[Annotations.settledAt]);
+  return (
+    settled !== undefined &&
+    observedGeneration >= settled.generation &&
+    settled.digest === updateDigest(resource.spec)
+  );
 }
 
 /**

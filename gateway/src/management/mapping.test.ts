@@ -10,6 +10,8 @@ import {
   pageOf,
   parseCreateFunction,
   parseDestination,
+  removeReservedConcurrency,
+  resetEventInvokeConfig,
   toEventInvokeConfig,
   toFunctionConfiguration,
   updateConflict,
@@ -281,6 +283,22 @@ test('updates are refused while the function is being created or updated, in Lam
     undefined,
     'a failed update may be fixed by another',
   );
+});
+
+test('a new reservation or event invoke config is no update: an update may follow at once', () => {
+  const resource = created();
+  const served = { spec: resource.spec, state: 'Active' as const };
+  const reserved = applyReservedConcurrency(resource, { ReservedConcurrentExecutions: 5 }, 0, 1000, now);
+  assert.equal(observedState(reserved.spec, served).LastUpdateStatus, 'Successful');
+  assert.equal(updateConflict(reserved, served, context), undefined);
+  const unreserved = removeReservedConcurrency(reserved, now);
+  assert.equal(updateConflict(unreserved, served, context), undefined);
+  const retries = applyEventInvokeConfig(reserved, { MaximumRetryAttempts: 0 }, false, now);
+  assert.equal(updateConflict(retries, served, context), undefined);
+  assert.equal(updateConflict(resetEventInvokeConfig(retries, now), served, context), undefined);
+  // A change of what the instances run still is one.
+  const memory = applyUpdateConfiguration(retries, { MemorySize: 256 }, now);
+  assert.equal(observedState(memory.spec, served).LastUpdateStatus, 'InProgress');
 });
 
 test('FunctionConfiguration carries the zip hash in base64, the size and the ARN', () => {

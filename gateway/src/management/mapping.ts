@@ -27,6 +27,12 @@ export const Annotations = {
   tags: 'lambda.hearth.dev/tags',
   codeSize: 'lambda.hearth.dev/code-size',
   lastModified: 'lambda.hearth.dev/last-modified',
+  /**
+   * Kubernetes: `<generation>/<digest of the updatable parts>`, written by the calls that change
+   * only settings Lambda applies in place (reserved concurrency, event invoke config): the spec's
+   * updatable parts are those of that generation, so its rollout is this spec's too.
+   */
+  settledAt: 'lambda.hearth.dev/settled-at',
   managedBy: 'app.kubernetes.io/managed-by',
 } as const;
 export const MANAGED_BY = 'hearth-management-api';
@@ -241,7 +247,45 @@ function annotationsOf(resource: FunctionResource): Record<string, string> {
   return { ...((resource.metadata.annotations as Record<string, string> | undefined) ?? {}) };
 }
 
+/** An update (code or configuration): LastUpdateStatus is InProgress until the controller serves it. */
 function withChanges(
+  resource: FunctionResource,
+  spec: Record<string, unknown>,
+  annotations: Record<string, string>,
+  now: Date,
+): FunctionResource {
+  // An update may change the updatable parts and a later one change them back: only a settings
+  // change can say which generation's rollout still stands.
+  delete annotations[Annotations.settledAt];
+  return changed(resource, spec, annotations, now);
+}
+
+/**
+ * A change of settings Lambda applies in place (reserved concurrency, event invoke config): no
+ * update, so LastUpdateStatus stays what it was. On Kubernetes the Function's generation moves on
+ * anyway; the annotation says which generation the controller must have seen for it to be current.
+ */
+function withSettingsChange(resource: FunctionResource, spec: FunctionSpec, now: Date): FunctionResource {
+  const annotations = annotationsOf(resource);
+  const generation = resource.metadata.generation;
+  if (generation !== undefined) {
+    const digest = updateDigest(spec);
+    const settled = parseSettledAt(annotations[Annotations.settledAt]);
+    const since = settled?.digest === digest ? Math.min(settled.generation, generation) : generation;
+    annotations[Annotations.settledAt] = `${since}/${digest}`;
+  }
+  return changed(resource, spec, annotations, now);
+}
+
+/** The settled-at annotation's parts; undefined when absent or not ours. */
+export function parseSettledAt(
+  value: string | undefined,
+): { generation: number; digest: string } | undefined {
+  const match = /^([0-9]+)\/([0-9a-f]+)$/.exec(value ?? '');
+  return match ? { generation: Number(match[1]), digest: match[2]! } : undefined;
+}
+
+function changed(
   resource: FunctionResource,
   spec: Record<string, unknown>,
   annotations: Record<string, string>,
@@ -303,14 +347,14 @@ export function applyReservedConcurrency(
   }
   const spec = structuredClone(resource.spec);
   spec.concurrency = { ...spec.concurrency, reserved };
-  return withChanges(resource, spec, annotationsOf(resource), now);
+  return withSettingsChange(resource, spec, now);
 }
 
 export function removeReservedConcurrency(resource: FunctionResource, now: Date): FunctionResource {
   const spec = structuredClone(resource.spec);
   const { reserved: _reserved, ...rest } = spec.concurrency;
   spec.concurrency = rest;
-  return withChanges(resource, spec, annotationsOf(resource), now);
+  return withSettingsChange(resource, spec, now);
 }
 
 /** A destination ARN (or URL) to where Hearth sends it; see docs/management-api.md. */
@@ -373,13 +417,13 @@ export function applyEventInvokeConfig(
   }
   const spec = structuredClone(resource.spec);
   spec.async = next;
-  return withChanges(resource, spec, annotationsOf(resource), now);
+  return withSettingsChange(resource, spec, now);
 }
 
 export function resetEventInvokeConfig(resource: FunctionResource, now: Date): FunctionResource {
   const spec = structuredClone(resource.spec);
   spec.async = { maxRetryAttempts: 2, maxEventAgeSeconds: 21_600 };
-  return withChanges(resource, spec, annotationsOf(resource), now);
+  return withSettingsChange(resource, spec, now);
 }
 
 /** Whether the function has an event invoke config other than Lambda's defaults. */
@@ -423,6 +467,24 @@ function canonical(value: unknown): string {
 }
 
 /**
+ * The parts of a spec whose change is an update (LastUpdateStatus InProgress until served): all
+ * but the reserved concurrency and the event invoke config, which Lambda changes in place.
+ */
+function updatableParts(spec: FunctionSpec) {
+  const { async: _async, concurrency, ...rest } = spec;
+  const { reserved: _reserved, ...perInstance } = concurrency;
+  return { ...rest, concurrency: perInstance };
+}
+
+/** A short digest of the updatable parts, for the settled-at annotation. */
+export function updateDigest(spec: FunctionSpec): string {
+  return createHash('sha256')
+    .update(canonical(updatableParts(spec)))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/**
  * What the controller reports serving: the registry's route in process mode, the Function's
  * status on Kubernetes. `spec` is the spec it serves; absent when that is known only to be an
  * older one than asked for.
@@ -445,8 +507,8 @@ export interface ObservedState {
 
 /**
  * Lambda's State and LastUpdateStatus from what was asked (the Function) and what the controller
- * serves (its route): an update is Successful once the route carries the spec that was asked for,
- * Failed when the controller gave up on that spec, InProgress until then. The function stays
+ * serves (its route): an update is Successful once the route carries the spec that was asked for
+ * (its updatable parts: a new reservation or event invoke config is no update), Failed when the controller gave up on that spec, InProgress until then. The function stays
  * Active meanwhile if it already was, as on Lambda.
  */
 export function observedState(spec: FunctionSpec, route: ServedState | undefined): ObservedState {
@@ -458,7 +520,8 @@ export function observedState(spec: FunctionSpec, route: ServedState | undefined
       LastUpdateStatus: 'InProgress',
     };
   }
-  const current = route.spec !== undefined && canonical(route.spec) === canonical(spec);
+  const current =
+    route.spec !== undefined && canonical(updatableParts(route.spec)) === canonical(updatableParts(spec));
   if (route.state === 'Failed' && current) {
     const reason = route.stateReason ?? 'The function could not be started.';
     return {
