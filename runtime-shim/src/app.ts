@@ -9,10 +9,10 @@ import {
 } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
+import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
 import { chooseIsolation, detectHostFacts, Sandbox, type IsolationPlan } from './isolation.js';
 import { RuntimeSlot, type InvokeRequest, type InvokeResult, type LogSink } from './runtime-slot.js';
@@ -22,7 +22,7 @@ const QUEUE_PER_SLOT = 256;
 
 export interface ShimOptions {
   /** The shim's own operational log. */
-  logger: Logger;
+  logger: ShimLogger;
   /** The function's log stream (Lambda's text format). */
   functionLog: LogSink;
 }
@@ -30,8 +30,10 @@ export interface ShimOptions {
 export interface Shim {
   readonly server: Server;
   readonly isolation: IsolationPlan;
-  /** Starts every runtime; resolves once each has finished its first init, well or not. */
+  /** Starts every runtime; resolves once each runtime process is spawned. */
   start(): Promise<void>;
+  /** Resolves once every runtime has finished its first init, well or not (after `start`). */
+  readonly initialized: Promise<void>;
   /** Stops taking invocations, lets those in flight finish, stops the runtimes, removes the state. */
   shutdown(): Promise<void>;
 }
@@ -222,14 +224,17 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
   server.headersTimeout = 66_000;
   server.requestTimeout = 0;
 
+  const initialized = Promise.all(slots.map((slot) => slot.firstInitSettled)).then(() => {
+    ready = true;
+  });
+
   return {
     server,
     isolation,
     async start() {
       await Promise.all(slots.map((slot) => slot.start()));
-      await Promise.all(slots.map((slot) => slot.firstInitSettled));
-      ready = true;
     },
+    initialized,
     async shutdown() {
       draining = true;
       dispatcher.close();

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The shim's process: settings from the environment, listen, start the runtimes, drain on SIGTERM.
-import { pino } from 'pino';
+// The shim's process: settings from the environment, start the runtimes, listen, drain on SIGTERM.
 import { createShim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
+import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
 
 let config;
@@ -14,19 +14,29 @@ try {
   process.exit(2);
 }
 
-const operationalLog = pino.destination({ dest: 2, sync: false });
-const logger = pino(
-  { name: 'hearth-shim', level: config.logLevel, base: { function: config.functionName, pid: process.pid } },
-  operationalLog,
-);
+// The cold start is the shim's start-up followed by the runtime's (a second process), so the
+// runtimes are spawned as early as possible and the rest of the shim's start-up (pino, the
+// gateway side's socket) happens while they boot.
+const logger = new DeferredLogger();
 // The function's log stream: one write per invocation, START to REPORT.
 const functionLog = new FunctionLog(1);
-
 const shim = await createShim(config, { logger, functionLog });
-// The runtime starts before the shim listens: its start-up (a second Node process for the Node
-// runtimes) overlaps the shim's own, and the first call finds it warm sooner.
 const started = shim.start();
-started.catch(() => undefined);
+await started.catch(() => undefined);
+
+const { pino } = await import('pino');
+const operationalLog = pino.destination({ dest: 2, sync: false });
+logger.attach(
+  pino(
+    {
+      name: 'hearth-shim',
+      level: config.logLevel,
+      base: { function: config.functionName, pid: process.pid },
+    },
+    operationalLog,
+  ),
+);
+
 await new Promise<void>((resolve, reject) => {
   shim.server.once('error', reject);
   shim.server.listen(config.port, config.host, () => resolve());
@@ -59,6 +69,7 @@ process.on('SIGINT', () => void stop('SIGINT'));
 
 try {
   await started;
+  await shim.initialized;
   logger.info('runtimes initialized: ready');
 } catch (error) {
   logger.fatal({ err: error }, 'runtimes could not start');

@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from 'pino';
 import { FunctionErrorType, Limits } from '@hearth/api/lambda';
 import type { ShimConfig } from './config.js';
+import type { ShimLogger } from './deferred-logger.js';
 import {
   ephemeralStorageFull,
   initTimedOut,
@@ -119,7 +119,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     private readonly sandbox: Sandbox,
     private readonly api: { server: Server; address: string },
     private readonly sink: LogSink,
-    private readonly logger: Logger,
+    private readonly logger: ShimLogger,
     /** Called whenever the slot can take another invocation. */
     private readonly onFree: (slot: RuntimeSlot) => void,
   ) {
@@ -131,7 +131,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     config: ShimConfig,
     sandbox: Sandbox,
     sink: LogSink,
-    logger: Logger,
+    logger: ShimLogger,
     onFree: (slot: RuntimeSlot) => void,
   ): Promise<RuntimeSlot> {
     // The server needs its handler before the slot (which needs the server's address) exists.

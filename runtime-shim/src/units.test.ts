@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { pino } from 'pino';
 import { parseConfig, ConfigError } from './config.js';
+import { DeferredLogger } from './deferred-logger.js';
 import { pickSlot } from './dispatcher.js';
 import { exitDescription } from './errors.js';
 import { chooseIsolation, launchCommand } from './isolation.js';
@@ -192,4 +195,31 @@ test('dispatch prefers a warm slot over one still starting', () => {
   assert.equal(pickSlot(slots)?.name, 'warm');
   assert.equal(pickSlot(slots.slice(0, 2))?.name, 'starting');
   assert.equal(pickSlot(slots.slice(0, 1)), undefined);
+});
+
+test('start-up logs written before pino is attached come out in order, with their bindings', () => {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  const logger = new DeferredLogger();
+  const slot = logger.child({ slot: 0 });
+  logger.info({ memory: 'cgroup-v1' }, 'isolation chosen');
+  slot.debug('hidden below the level');
+  slot.warn({ pid: 42 }, 'runtime started');
+  assert.equal(lines.length, 0);
+
+  logger.attach(pino({ level: 'info', base: { name: 'shim' } }, sink));
+  slot.error('after attach');
+  logger.child({ slot: 1 }).info('a child made after attach');
+  const seen = lines.map(({ msg, slot, pid, memory, name }) => ({ msg, slot, pid, memory, name }));
+  assert.deepEqual(seen, [
+    { msg: 'isolation chosen', slot: undefined, pid: undefined, memory: 'cgroup-v1', name: 'shim' },
+    { msg: 'runtime started', slot: 0, pid: 42, memory: undefined, name: 'shim' },
+    { msg: 'after attach', slot: 0, pid: undefined, memory: undefined, name: 'shim' },
+    { msg: 'a child made after attach', slot: 1, pid: undefined, memory: undefined, name: 'shim' },
+  ]);
 });
