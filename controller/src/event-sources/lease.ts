@@ -31,6 +31,23 @@ export function holderIsGone(holder: string, host = hostname()): boolean {
   }
 }
 
+/**
+ * A Redis reply, or an error after `ms`: a client that queues commands while it reconnects would
+ * otherwise keep a holder waiting past its lease's expiry.
+ */
+async function answerWithin<T>(reply: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  reply.catch(() => undefined);
+  try {
+    return await Promise.race([reply, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface RedisLeaseOptions {
   redis: Redis;
   key?: string;
@@ -107,7 +124,8 @@ export class RedisLease {
     if (this.held) {
       let renewed = false;
       try {
-        renewed = (await this.options.redis.eval(RENEW, 1, this.key, this.holder, this.ttlMs)) === 1;
+        const answer = this.options.redis.eval(RENEW, 1, this.key, this.holder, this.ttlMs);
+        renewed = (await answerWithin(answer, this.renewMs)) === 1;
         if (renewed) this.renewedAt = Date.now();
         else
           this.options.logger.error(

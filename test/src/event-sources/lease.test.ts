@@ -32,6 +32,8 @@ async function deadPid(): Promise<number> {
 test('one holder at a time: the other takes over when it stops renewing, when it releases, or at once when its process is gone', async (t) => {
   const server = await startRedis();
   const redis = new Redis(server.url);
+  // The end of the test stops Redis under it; its failed commands are what is tested.
+  redis.on('error', () => undefined);
   t.after(async () => {
     redis.disconnect();
     await server.stop();
@@ -90,4 +92,12 @@ test('one holder at a time: the other takes over when it stops renewing, when it
   d.start();
   t.after(() => d.stop());
   await until(() => d.isHeld, 'd to take the dead holder’s lease', 2000);
+
+  // Redis gone: the holder cannot renew, and stops before the lease could expire and be taken.
+  const lostBefore = events.filter((e) => e === 'd lost').length;
+  const stoppedRedisAt = Date.now();
+  await server.stop();
+  await until(() => events.filter((e) => e === 'd lost').length > lostBefore, 'd to give up the lease', 5000);
+  assert.equal(d.isHeld, false);
+  assert.ok(Date.now() - stoppedRedisAt >= 300, 'not while the lease was surely still its own');
 });
