@@ -301,6 +301,59 @@ test('a new reservation or event invoke config is no update: an update may follo
   assert.equal(observedState(memory.spec, served).LastUpdateStatus, 'InProgress');
 });
 
+test('ImageConfig maps onto spec.imageConfig and back, for image functions only', () => {
+  const image = parseCreateFunction({
+    FunctionName: 'resize',
+    PackageType: 'Image',
+    Code: { ImageUri: 'registry.example/resize:7' },
+    ImageConfig: { EntryPoint: ['/app/run'], Command: ['--fast'], WorkingDirectory: '/app' },
+  }).build({ image: 'registry.example/resize:7' }, 0, now);
+  assert.deepEqual(image.spec.imageConfig, {
+    entryPoint: ['/app/run'],
+    command: ['--fast'],
+    workingDirectory: '/app',
+  });
+  assert.deepEqual(toFunctionConfiguration(image, undefined, context).ImageConfigResponse, {
+    ImageConfig: { EntryPoint: ['/app/run'], Command: ['--fast'], WorkingDirectory: '/app' },
+  });
+
+  // UpdateFunctionConfiguration replaces the whole ImageConfig; {} goes back to the defaults.
+  const commandOnly = applyUpdateConfiguration(image, { ImageConfig: { Command: ['app.handler'] } }, now);
+  assert.deepEqual(commandOnly.spec.imageConfig, { command: ['app.handler'] });
+  assert.deepEqual(toFunctionConfiguration(commandOnly, undefined, context).ImageConfigResponse, {
+    ImageConfig: { Command: ['app.handler'] },
+  });
+  const defaults = applyUpdateConfiguration(commandOnly, { ImageConfig: {} }, now);
+  assert.equal(defaults.spec.imageConfig, undefined);
+  assert.equal('ImageConfigResponse' in toFunctionConfiguration(defaults, undefined, context), false);
+  // Other configuration changes leave it alone.
+  assert.deepEqual(
+    applyUpdateConfiguration(image, { Timeout: 9 }, now).spec.imageConfig,
+    image.spec.imageConfig,
+  );
+
+  rejects(
+    () => created({ ImageConfig: { Command: ['x'] } }),
+    'InvalidParameterValueException',
+    /ImageConfig is only for functions whose PackageType is Image/,
+  );
+  rejects(
+    () => applyUpdateConfiguration(created(), { ImageConfig: { Command: ['x'] } }, now),
+    'InvalidParameterValueException',
+    /ImageConfig is only for functions whose PackageType is Image/,
+  );
+  rejects(
+    () => applyUpdateConfiguration(image, { ImageConfig: { EntryPoint: '/app/run' } }, now),
+    'InvalidParameterValueException',
+    /'ImageConfig.EntryPoint' failed to satisfy constraint: Member must be a list of strings/,
+  );
+  rejects(
+    () => applyUpdateConfiguration(image, { ImageConfig: { WorkingDirectory: 'app' } }, now),
+    'InvalidParameterValueException',
+    /'ImageConfig.WorkingDirectory'.*absolute path/,
+  );
+});
+
 test('FunctionConfiguration carries the zip hash in base64, the size and the ARN', () => {
   const configuration = toFunctionConfiguration(created({ MemorySize: 256 }), undefined, context);
   assert.equal(configuration.CodeSha256, Buffer.from(sha256, 'hex').toString('base64'));

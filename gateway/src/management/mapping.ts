@@ -180,6 +180,58 @@ function applyConfigurationFields(
   if (role !== undefined) annotations[Annotations.role] = role;
 }
 
+/** A list of strings Lambda's ImageConfig carries (EntryPoint, Command); empty means the default. */
+function stringList(value: unknown, field: string): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string'))
+    throw constraint(value, field, 'Member must be a list of strings');
+  if (value.length > 64) throw constraint(value, field, 'Member must have length less than or equal to 64');
+  const long = (value as string[]).find((item) => item.length > 1024);
+  if (long !== undefined) throw constraint(long, field, 'Member must have length less than or equal to 1024');
+  return value.length > 0 ? (value as string[]) : undefined;
+}
+
+/**
+ * Lambda's ImageConfig onto spec.imageConfig, for image functions only. The whole ImageConfig is
+ * replaced, as on Lambda; an empty field (or ImageConfig {}) goes back to the base-image default.
+ */
+function applyImageConfig(
+  body: Record<string, unknown>,
+  spec: Record<string, unknown>,
+  isImage: boolean,
+): void {
+  if (body.ImageConfig === undefined || body.ImageConfig === null) return;
+  if (!isImage)
+    throw invalid(
+      'ImageConfig is only for functions whose PackageType is Image; this one is a Zip function.',
+    );
+  const given = body.ImageConfig;
+  if (typeof given !== 'object' || Array.isArray(given))
+    throw constraint(given, 'ImageConfig', 'Member must be an object');
+  const { EntryPoint, Command, WorkingDirectory } = given as Record<string, unknown>;
+  const entryPoint = stringList(EntryPoint, 'ImageConfig.EntryPoint');
+  if (entryPoint?.includes(''))
+    throw constraint(EntryPoint, 'ImageConfig.EntryPoint', 'Member must not hold an empty string');
+  const command = stringList(Command, 'ImageConfig.Command');
+  if (WorkingDirectory !== undefined && WorkingDirectory !== null && typeof WorkingDirectory !== 'string')
+    throw constraint(WorkingDirectory, 'ImageConfig.WorkingDirectory', 'Member must be a string');
+  const workingDirectory = WorkingDirectory || undefined;
+  if (workingDirectory && (!workingDirectory.startsWith('/') || workingDirectory.length > 1000)) {
+    throw constraint(
+      workingDirectory,
+      'ImageConfig.WorkingDirectory',
+      'Member must be an absolute path of at most 1000 characters',
+    );
+  }
+  const imageConfig = {
+    ...(entryPoint ? { entryPoint } : {}),
+    ...(command ? { command } : {}),
+    ...(workingDirectory ? { workingDirectory } : {}),
+  };
+  if (Object.keys(imageConfig).length > 0) spec.imageConfig = imageConfig;
+  else delete spec.imageConfig;
+}
+
 /** Validates a spec the way the controller will, so that nothing written is later ignored. */
 function finishSpec(spec: Record<string, unknown>): FunctionSpec {
   const result = validateFunctionSpec(spec);
@@ -211,9 +263,10 @@ export function parseCreateFunction(raw: unknown): CreateFunctionInput {
   const spec: Record<string, unknown> = { runtime: packageType === 'Image' ? 'provided.al2023' : undefined };
   const annotations: Record<string, string> = { [Annotations.managedBy]: MANAGED_BY };
   applyConfigurationFields(body, spec, annotations);
+  applyImageConfig(body, spec, packageType === 'Image');
   if (body.Tags !== undefined) annotations[Annotations.tags] = JSON.stringify(parseTags(body.Tags));
-  // Checked now, with a placeholder for the code, so a bad request never stores a zip.
-  finishSpec({ ...spec, code: { inline: { files: {} } } });
+  // Checked now, with a placeholder for a zip, so a bad request never stores one.
+  finishSpec({ ...spec, code: 'imageUri' in code ? { image: code.imageUri } : { inline: { files: {} } } });
   return {
     name,
     code,
@@ -311,6 +364,7 @@ export function applyUpdateConfiguration(
   const spec = structuredClone(resource.spec) as Record<string, unknown>;
   const annotations = annotationsOf(resource);
   applyConfigurationFields(body, spec, annotations);
+  applyImageConfig(body, spec, resource.spec.code.image !== undefined);
   return withChanges(resource, spec, annotations, now);
 }
 
@@ -619,8 +673,19 @@ export function toFunctionConfiguration(
     PackageType: image ? 'Image' : 'Zip',
     Architectures: ['x86_64'],
     ...(Object.keys(variables).length > 0 ? { Environment: { Variables: variables } } : {}),
+    ...(spec.imageConfig
+      ? { ImageConfigResponse: { ImageConfig: lambdaImageConfig(spec.imageConfig) } }
+      : {}),
     TracingConfig: { Mode: 'PassThrough' },
     ...observedState(spec, route),
+  };
+}
+
+function lambdaImageConfig(config: NonNullable<FunctionSpec['imageConfig']>) {
+  return {
+    ...(config.entryPoint ? { EntryPoint: config.entryPoint } : {}),
+    ...(config.command ? { Command: config.command } : {}),
+    ...(config.workingDirectory ? { WorkingDirectory: config.workingDirectory } : {}),
   };
 }
 
