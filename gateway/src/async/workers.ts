@@ -116,14 +116,15 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     requeueBackoff,
   });
 
+  /** `record` is built only for a function that has the destination (most have none). */
   async function sendToDestination(
     route: FunctionRoute | undefined,
     kind: Delivery['kind'],
-    record: Delivery['record'],
+    record: () => Delivery['record'],
   ) {
     const destination = route?.spec.async[kind];
     if (!destination || !route) return;
-    await deliveries.add({ sourceFunction: route.name, kind, destination, record });
+    await deliveries.add({ sourceFunction: route.name, kind, destination, record: record() });
   }
 
   async function deadLetter(
@@ -141,7 +142,7 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
       '*',
       ...Object.entries(fields).flat(),
     );
-    await sendToDestination(route, 'onFailure', failureRecord(event, condition, at, arn));
+    await sendToDestination(route, 'onFailure', () => failureRecord(event, condition, at, arn));
     metrics?.deadLettered.inc({ function: event.functionName, condition });
     logger.warn(
       {
@@ -187,7 +188,7 @@ export async function startWorkers(options: AsyncWorkersOptions): Promise<AsyncW
     switch (step.action) {
       case 'succeed':
         metrics?.completed.inc({ function: event.functionName });
-        return sendToDestination(route, 'onSuccess', successRecord(event, result!, new Date(), arn));
+        return sendToDestination(route, 'onSuccess', () => successRecord(event, result!, new Date(), arn));
       case 'deadLetter':
         return deadLetter(event, route, step.condition);
       case 'retry': {
