@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import { RedisKeys } from '@hearth/api';
+import type { FunctionBackend } from './backend.js';
 
 export interface FunctionLogLine {
-  /** The stream entry id: pass the last one back as `after` to read only newer lines. */
+  /** Where the line is in the function's output: pass the last one back as `after` to read only newer lines. */
   id: string;
   /** Epoch ms the line was written. */
   time: number;
@@ -10,27 +11,47 @@ export interface FunctionLogLine {
   line: string;
 }
 
+export interface FunctionLogPage {
+  lines: FunctionLogLine[];
+  /** The last line's id (or the `after` given when there is nothing newer); absent when there is no line at all. */
+  nextToken?: string;
+}
+
+export interface LogReadOptions {
+  after?: string;
+  limit: number;
+}
+
 /**
- * The function's recent output, from the Redis stream the process controller appends its
- * instances' lines to. Without `after`: the last `limit` lines; with it: up to `limit` lines
- * written after that id, oldest first.
+ * Where `hearth logs` reads a function's output from. Without `after`: the last `limit` lines;
+ * with it: up to `limit` lines written after that id, oldest first. Undefined when there is no
+ * such function.
  */
-export async function readFunctionLogs(
-  redis: Redis,
-  name: string,
-  options: { after?: string; limit: number },
-): Promise<{ lines: FunctionLogLine[]; nextToken?: string }> {
-  const key = RedisKeys.logs(name);
-  const entries = options.after
-    ? await redis.xrange(key, `(${options.after}`, '+', 'COUNT', options.limit)
-    : (await redis.xrevrange(key, '+', '-', 'COUNT', options.limit)).reverse();
-  const lines = entries.map(([id, fields]) => {
-    const field = (wanted: string) => {
-      for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === wanted) return fields[i + 1]!;
-      return '';
-    };
-    return { id, time: Number(id.split('-')[0]), instance: field('instance'), line: field('line') };
-  });
-  const last = lines.at(-1)?.id ?? options.after;
-  return { lines, ...(last ? { nextToken: last } : {}) };
+export interface FunctionLogSource {
+  read(name: string, options: LogReadOptions): Promise<FunctionLogPage | undefined>;
+}
+
+/** Process mode: the Redis stream the process controller appends its instances' lines to. */
+export class RedisFunctionLogs implements FunctionLogSource {
+  constructor(
+    private readonly redis: Redis,
+    private readonly functions: FunctionBackend,
+  ) {}
+
+  async read(name: string, options: LogReadOptions): Promise<FunctionLogPage | undefined> {
+    if (!(await this.functions.get(name))) return undefined;
+    const key = RedisKeys.logs(name);
+    const entries = options.after
+      ? await this.redis.xrange(key, `(${options.after}`, '+', 'COUNT', options.limit)
+      : (await this.redis.xrevrange(key, '+', '-', 'COUNT', options.limit)).reverse();
+    const lines = entries.map(([id, fields]) => {
+      const field = (wanted: string) => {
+        for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === wanted) return fields[i + 1]!;
+        return '';
+      };
+      return { id, time: Number(id.split('-')[0]), instance: field('instance'), line: field('line') };
+    });
+    const last = lines.at(-1)?.id ?? options.after;
+    return { lines, ...(last ? { nextToken: last } : {}) };
+  }
 }

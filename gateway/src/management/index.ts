@@ -5,6 +5,7 @@ import type { GatewayConfig, ManagementConfig } from '../config.js';
 import type { Discovery } from '../core/discovery.js';
 import { DirectoryCodeStore, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend } from './backend.js';
+import { RedisFunctionLogs, type FunctionLogSource } from './function-logs.js';
 import type { MappingBackend } from './event-source-mappings.js';
 import { ManifestDirectoryBackend, ManifestMappingBackend } from './manifest-backend.js';
 import { managementRoutes } from './routes.js';
@@ -33,6 +34,10 @@ export function createManagement(
       : lazyBackend(
           async () => new (await import('./kube-backend.js')).KubernetesMappingBackend(choice.namespace),
         );
+  const logs: FunctionLogSource =
+    choice.kind === 'manifests'
+      ? new RedisFunctionLogs(parts.redis, backend)
+      : lazyLogs(async () => new (await import('./pod-logs.js')).KubernetesFunctionLogs(choice.namespace));
   const store = settings.codeStore;
   const codeStore: CodeStore =
     store.kind === 'directory'
@@ -49,7 +54,7 @@ export function createManagement(
     codeStore,
     codeBaseUrl: settings.codeBaseUrl,
     authenticator: parts.authenticator,
-    redis: parts.redis,
+    logs,
     accountConcurrency: config.accountConcurrency,
     context: { region: config.region, accountId: config.accountId },
   });
@@ -75,6 +80,11 @@ function lazyBackend<R, W>(load: () => Promise<CrudBackend<R, W>>): CrudBackend<
     replace: async (resource) => (await backend()).replace(resource),
     delete: async (name) => (await backend()).delete(name),
   };
+}
+
+function lazyLogs(load: () => Promise<FunctionLogSource>): FunctionLogSource {
+  let loaded: Promise<FunctionLogSource> | undefined;
+  return { read: async (name, options) => (await (loaded ??= load())).read(name, options) };
 }
 
 function lazyCodeStore(quotaBytes: number, load: () => Promise<CodeStore>): CodeStore {

@@ -1,6 +1,5 @@
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
-import type { Redis } from 'ioredis';
 import { CodeArchiveLimits, functionArn, type FunctionResource, type FunctionSpec } from '@hearth/api';
 import type { Authenticator } from '../auth/authenticate.js';
 import { GatewayError } from '../core/errors.js';
@@ -9,7 +8,7 @@ import { parseFunctionReference } from '../http/invoke-request.js';
 import { checkZip, zipTooLarge } from '../code-store/zip-check.js';
 import { STORED_ZIP, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
-import { readFunctionLogs } from './function-logs.js';
+import type { FunctionLogSource } from './function-logs.js';
 import { eventSourceMappingRoutes } from './event-source-mapping-routes.js';
 import type { MappingBackend } from './event-source-mappings.js';
 import {
@@ -39,7 +38,8 @@ export interface ManagementOptions {
   /** Base URL the controller fetches stored code from (this gateway, as the controller reaches it). */
   codeBaseUrl: string;
   authenticator: Authenticator;
-  redis: Redis;
+  /** Where `hearth logs` reads from: the Redis stream (process mode) or the function's pods. */
+  logs: FunctionLogSource;
   accountConcurrency: number;
   context: AccountContext;
 }
@@ -316,12 +316,13 @@ export function managementRoutes(options: ManagementOptions): Router {
 
   route('get', '/hearth/v1/functions/:name/logs', async (req, res) => {
     const name = nameOf(req);
-    await existing(name);
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
       throw new GatewayError('InvalidParameterValueException', 'limit must be an integer from 1 to 1000');
     const after = typeof req.query.after === 'string' && req.query.after !== '' ? req.query.after : undefined;
-    res.json(await readFunctionLogs(options.redis, name, { limit, ...(after ? { after } : {}) }));
+    const page = await options.logs.read(name, { limit, ...(after ? { after } : {}) });
+    if (!page) throw notFound(name);
+    res.json(page);
   });
 
   if (options.mappings) {
