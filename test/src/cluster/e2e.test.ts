@@ -520,6 +520,47 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
     assert.equal((again.body as { warm: number }).warm, (node20.body as { warm: number }).warm + 1);
   });
 
+  step("hearth logs reads the function's pods through the gateway, and follows them", async () => {
+    interface LogPage {
+      lines: { id: string; time: number; instance: string; line: string }[];
+      nextToken?: string;
+    }
+    const logs = async (name: string, query: string) => {
+      const res = await fetch(`${gateway}/hearth/v1/functions/${name}/logs?${query}`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(30_000),
+      });
+      return { status: res.status, page: (await res.json()) as LogPage };
+    };
+    const called = await invoke('hello-node20', { name: 'logged' });
+    const requestId = (called.body as { requestId: string }).requestId;
+    const report = (page: LogPage) =>
+      page.lines.find((l) => l.line.startsWith(`REPORT RequestId: ${requestId}`));
+    // The kubelet writes the pod's output to its log file a moment after the shim writes it.
+    const first = await until(`the REPORT line of ${requestId}`, async () => {
+      const { status, page } = await logs('hello-node20', 'limit=1000');
+      assert.equal(status, 200, JSON.stringify(page));
+      return report(page) ? page : undefined;
+    });
+    assert.match(report(first)!.instance, /^hello-node20-/, 'the pod is the instance');
+    assert.ok(first.lines.some((l) => l.line === `START RequestId: ${requestId} Version: $LATEST`));
+
+    // --follow: after the token come the next call's lines, and nothing already seen.
+    const next = await invoke('hello-node20', { name: 'followed' });
+    const nextId = (next.body as { requestId: string }).requestId;
+    const followed = await until(`the REPORT line of ${nextId} after the token`, async () => {
+      const { page } = await logs('hello-node20', `after=${encodeURIComponent(first.nextToken!)}&limit=1000`);
+      return page.lines.some((l) => l.line.startsWith(`REPORT RequestId: ${nextId}`)) ? page : undefined;
+    });
+    const seen = new Set(first.lines.map((l) => l.id));
+    assert.deepEqual(
+      followed.lines.filter((l) => seen.has(l.id) || l.line.includes(requestId)),
+      [],
+      'a line shown before is not shown again',
+    );
+    assert.equal((await logs('no-such-function', 'limit=10')).status, 404);
+  });
+
   step(
     'a function whose code is its own image runs that image behind the shim, which restarts its runtime after a timeout',
     async () => {
