@@ -61,6 +61,9 @@ for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
 return #ARGV - 1
 `;
 
+/** The longest a released lease waits to ride along with an admission before its ZREM goes alone. */
+const RELEASE_DELAY_MS = 2;
+
 export interface ConcurrencyLease {
   readonly scope: AdmissionScope;
   readonly member: string;
@@ -82,6 +85,9 @@ export class ConcurrencyLeases {
   private readonly held = new Map<string, Set<string>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private sequence = 0;
+  /** scope key -> leases given back whose ZREM has not been sent yet. */
+  private readonly releasing = new Map<string, string[]>();
+  private releaseTimer: NodeJS.Timeout | undefined;
 
   constructor(
     redis: Redis,
@@ -104,6 +110,9 @@ export class ConcurrencyLeases {
   async acquire(scope: AdmissionScope): Promise<ConcurrencyLease | undefined> {
     if (scope.limit <= 0) return undefined;
     const member = `${this.gatewayId}/${(this.sequence++).toString(36)}`;
+    // Releases go out first, in the same write: this gateway's own finished calls never count
+    // against the calls that follow them.
+    this.sendReleases();
     // Held before the answer arrives, so a renewal that races the acquire still covers it.
     this.hold(scope.key, member);
     let granted: number;
@@ -120,10 +129,25 @@ export class ConcurrencyLeases {
     return { scope, member };
   }
 
-  /** Gives the slot back. The command is queued on the connection at once, ahead of any later acquire. */
+  /**
+   * Gives the slot back. The ZREM rides along with this gateway's next admission (one write for
+   * both instead of one each), and leaves after RELEASE_DELAY_MS at the latest: other gateways
+   * may see the slot taken a moment longer, never free too soon.
+   */
   release(lease: ConcurrencyLease): void {
     this.unhold(lease.scope.key, lease.member);
-    this.redis.zrem(lease.scope.key, lease.member).catch(this.onError);
+    const members = this.releasing.get(lease.scope.key);
+    if (members) members.push(lease.member);
+    else this.releasing.set(lease.scope.key, [lease.member]);
+    this.releaseTimer ??= setTimeout(() => this.sendReleases(), RELEASE_DELAY_MS);
+  }
+
+  private sendReleases(): void {
+    if (this.releasing.size === 0) return;
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    for (const [key, members] of this.releasing) this.redis.zrem(key, ...members).catch(this.onError);
+    this.releasing.clear();
   }
 
   /** Leases this gateway holds right now. */
@@ -135,6 +159,7 @@ export class ConcurrencyLeases {
 
   async stop(): Promise<void> {
     clearInterval(this.renewTimer);
+    this.sendReleases();
     const pipeline = this.redis.pipeline();
     for (const [key, members] of this.held) pipeline.zrem(key, ...members);
     this.held.clear();
