@@ -76,6 +76,8 @@ interface Instance {
   exited: Promise<void>;
   /** The last output, for the reason of a failed start. */
   tail: string;
+  /** Ends the readiness check's wait between two probes early. */
+  wakeReadyCheck?: () => void;
 }
 
 interface FunctionState {
@@ -340,6 +342,9 @@ export async function startProcessController(options: ProcessControllerOptions):
       instance.tail = (instance.tail + text).slice(-2000);
       output(name, id, text);
       logs.append(name, id, text);
+      // A starting shim logs as it gets ready ("runtimes initialized: ready"): probe now rather
+      // than at the next tick, which would add up to a tick to every cold start.
+      instance.wakeReadyCheck?.();
     };
     child.stdout!.on('data', onOutput);
     child.stderr!.on('data', onOutput);
@@ -413,7 +418,14 @@ export async function startProcessController(options: ProcessControllerOptions):
       } catch {
         // not listening yet
       }
-      await new Promise((resolve) => setTimeout(resolve, 25));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 25);
+        instance.wakeReadyCheck = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      instance.wakeReadyCheck = undefined;
     }
     if (!exited && !instance.draining) {
       log.warn(
