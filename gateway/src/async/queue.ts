@@ -60,6 +60,8 @@ export interface EnqueueRequest {
   /** Becomes the job id: no `:`, not all digits. */
   requestId: string;
   payload: Buffer | string;
+  /** The caller has already parsed the payload as JSON (the Invoke route has): not parsed again. */
+  payloadIsJson?: boolean;
   /**
    * The caller chose the request id: the same id again within DEDUPLICATION_TTL_MS is the same
    * event, even after it ran (a job id alone is free again once its job is removed).
@@ -177,20 +179,22 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       );
     }
     const payload = typeof request.payload === 'string' ? request.payload : request.payload.toString('utf8');
-    const size = Buffer.byteLength(payload);
+    const size = typeof request.payload === 'string' ? Buffer.byteLength(payload) : request.payload.length;
     if (size > maxPayloadBytes) {
       throw new GatewayError(
         'RequestTooLargeException',
         `Request must be smaller than ${maxPayloadBytes} bytes for the InvokeFunction operation`,
       );
     }
-    try {
-      JSON.parse(payload === '' ? 'null' : payload);
-    } catch (error) {
-      throw new GatewayError(
-        'InvalidRequestContentException',
-        `Could not parse request body into json: ${(error as Error).message}`,
-      );
+    if (!request.payloadIsJson) {
+      try {
+        JSON.parse(payload === '' ? 'null' : payload);
+      } catch (error) {
+        throw new GatewayError(
+          'InvalidRequestContentException',
+          `Could not parse request body into json: ${(error as Error).message}`,
+        );
+      }
     }
 
     const queue = queueOf(functionName);

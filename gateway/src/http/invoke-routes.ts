@@ -30,6 +30,8 @@ export interface EventQueue {
     qualifier?: string;
     requestId: string;
     payload: Buffer;
+    /** Already parsed as JSON here: the queue does not parse it again. */
+    payloadIsJson: true;
     /** The caller chose the request id: the same id again within a while is the same event. */
     deduplicate?: boolean;
   }): Promise<void>;
@@ -154,6 +156,7 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
         functionName: request.functionName,
         requestId: callerRequestId ?? requestId,
         payload: request.payload,
+        payloadIsJson: true,
       };
       if (callerRequestId !== undefined) event.deduplicate = true;
       if (request.qualifier !== undefined) event.qualifier = request.qualifier;
