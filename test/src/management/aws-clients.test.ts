@@ -304,6 +304,12 @@ describe('the AWS SDK v3 against hearth dev', () => {
     const eventConfig = await lambda.send(new GetFunctionEventInvokeConfigCommand({ FunctionName: name }));
     assert.equal(eventConfig.MaximumRetryAttempts, 1);
     assert.equal(eventConfig.MaximumEventAgeInSeconds, 120);
+    // Neither is an update, as on Lambda: the last update stays Successful and another may follow at
+    // once, without waiting for function-updated-v2.
+    const settled = await lambda.send(new GetFunctionCommand({ FunctionName: name }));
+    assert.equal(settled.Configuration?.LastUpdateStatus, 'Successful');
+    await lambda.send(new UpdateFunctionCodeCommand({ FunctionName: name, ZipFile: v1 }));
+    await waitUntilFunctionUpdatedV2(waiter(lambda), { FunctionName: name });
 
     await lambda.send(
       new CreateFunctionCommand({
