@@ -15,10 +15,11 @@
  *
  * Usage: node bench/dist/index.js async [--events 20000] [--callers 1,64] [--duration 5]
  *   [--warmup 2] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1]
- *   [--rows latency,end-to-end,sync,floor] [--cpu-prof dir] [--out results.md]
+ *   [--rows latency,end-to-end,sync,floor] [--cpu-prof dir] [--gateway-main path] [--out results.md]
  *
  * `--rows` runs only some rows (profiling one load); `--cpu-prof dir` runs the gateway under
- * `node --cpu-prof` and leaves the profile in `dir` when it stops.
+ * `node --cpu-prof` and leaves the profile in `dir` when it stops; `--gateway-main` measures
+ * another build of the gateway (an older commit's `gateway/dist/main.js`), for before/after runs.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -57,6 +58,7 @@ interface Options {
   instances: number;
   rows: Set<Row>;
   cpuProfDir: string | undefined;
+  gatewayMain: string | undefined;
   out: string | undefined;
 }
 
@@ -99,6 +101,7 @@ function parseOptions(argv: string[]): Options {
       instances: { type: 'string', default: '1' },
       rows: { type: 'string', default: ROWS.join(',') },
       'cpu-prof': { type: 'string' },
+      'gateway-main': { type: 'string' },
       out: { type: 'string' },
     },
   });
@@ -115,6 +118,7 @@ function parseOptions(argv: string[]): Options {
     instances: positiveInteger('instances', values.instances),
     rows: new Set(rows as Row[]),
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
+    gatewayMain: values['gateway-main'] === undefined ? undefined : resolve(values['gateway-main']),
     out: values.out,
   };
 }
@@ -501,6 +505,7 @@ export async function main(argv: string[]): Promise<void> {
     const gateway = await fixture.startGateway(
       { HEARTH_AUTH: 'false', HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency) },
       options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [],
+      ...(options.gatewayMain ? [options.gatewayMain] : []),
     );
     const url = `${gateway.url}/2015-03-31/functions/${FUNCTION}/invocations`;
     const probe = await fetch(url, { method: 'POST', body: '{}' });

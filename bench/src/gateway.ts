@@ -10,9 +10,10 @@
  * work, CPU per call much less.
  *
  * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
- *   [--shim-concurrency 4] [--auth] [--targets gateway,direct,floor] [--cpu-prof dir]
+ *   [--shim-concurrency 4] [--auth] [--targets gateway,direct,floor] [--cpu-prof dir] [--gateway-main path]
  *   [--out results.md]
- * `--cpu-prof dir` runs the gateway under `node --cpu-prof` and leaves the profile in `dir`.
+ * `--cpu-prof dir` runs the gateway under `node --cpu-prof` and leaves the profile in `dir`;
+ * `--gateway-main` measures another build of the gateway (an older commit's `gateway/dist/main.js`).
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -176,6 +177,7 @@ export async function main(argv: string[]): Promise<void> {
       auth: { type: 'boolean', default: false },
       targets: { type: 'string', default: 'gateway,direct,floor' },
       'cpu-prof': { type: 'string' },
+      'gateway-main': { type: 'string' },
       out: { type: 'string' },
     },
   });
@@ -185,6 +187,7 @@ export async function main(argv: string[]): Promise<void> {
   const shimConcurrency = Number(values['shim-concurrency']);
   const wanted = new Set(values.targets.split(','));
   const cpuProfDir = values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']);
+  const gatewayProgram = values['gateway-main'] === undefined ? gatewayMain : resolve(values['gateway-main']);
   const stateDir = await mkdtemp(join(tmpdir(), 'hearth-bench-gateway-'));
   const processes: ServerProcess[] = [];
   const redis = await startRedis();
@@ -233,7 +236,7 @@ export async function main(argv: string[]): Promise<void> {
       command: process.execPath,
       args: [
         ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
-        gatewayMain,
+        gatewayProgram,
         `--port=${gatewayPort}`,
         '--host=127.0.0.1',
         `--redis-url=${redis.url}`,
@@ -259,7 +262,7 @@ export async function main(argv: string[]): Promise<void> {
 
     const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
     const gatewayPid = findPid(
-      (cmdline) => cmdline.includes(gatewayMain) && cmdline.includes(`--port=${gatewayPort}`),
+      (cmdline) => cmdline.includes(gatewayProgram) && cmdline.includes(`--port=${gatewayPort}`),
     );
     const shimPid = findPid(
       (cmdline, environ) => cmdline.includes(shimMain) && environ.includes(`${ShimEnv.port}=${shimPort}\0`),

@@ -160,13 +160,20 @@ export class GatewayFixture {
       .exec();
   }
 
-  /** A gateway process (`gateway/dist/main.js`) with auth on, on a free port; `nodeArgs` go to node (e.g. `--cpu-prof`). */
-  async startGateway(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RunningGateway> {
+  /**
+   * A gateway process (`gateway/dist/main.js`, or `main`: another build, for comparisons) with
+   * auth on, on a free port; `nodeArgs` go to node (e.g. `--cpu-prof`).
+   */
+  async startGateway(
+    env: Record<string, string> = {},
+    nodeArgs: string[] = [],
+    main = GATEWAY_MAIN,
+  ): Promise<RunningGateway> {
     const port = await freePort();
     const process = await startProcess({
       name: `gateway:${port}`,
       command: globalThis.process.execPath,
-      args: [...nodeArgs, GATEWAY_MAIN, `--port=${port}`, '--host=127.0.0.1'],
+      args: [...nodeArgs, main, `--port=${port}`, '--host=127.0.0.1'],
       env: {
         ...globalThis.process.env,
         HEARTH_REDIS_URL: this.redisUrl,
