@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -7,14 +7,12 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
 import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
-import { chooseIsolation, detectHostFacts, Sandbox, type IsolationPlan } from './isolation.js';
+import { prepareIsolation, type IsolationPlan, type PreparedIsolation } from './isolation.js';
 import { RuntimeSlot, type InvokeRequest, type InvokeResult, type LogSink } from './runtime-slot.js';
 
 /** Invocations that may wait for a busy instance, per runtime process. */
@@ -25,6 +23,11 @@ export interface ShimOptions {
   logger: ShimLogger;
   /** The function's log stream (Lambda's text format). */
   functionLog: LogSink;
+  /**
+   * The sandboxes, when made beforehand (the shim's main starts on them first: making a /tmp
+   * image waits on mkfs and the disk, which can overlap loading the rest of the shim).
+   */
+  isolation?: PreparedIsolation;
 }
 
 export interface Shim {
@@ -121,23 +124,11 @@ function readEvent(request: IncomingMessage): Promise<Buffer | undefined> {
 /** Builds the shim (sandboxes, runtime slots, HTTP server) without listening or starting runtimes. */
 export async function createShim(config: ShimConfig, options: ShimOptions): Promise<Shim> {
   const { logger } = options;
-  const facts = await detectHostFacts();
-  const isolation = chooseIsolation(config.isolation, facts);
-  const stateDir = config.stateDir ?? (await mkdtemp(join(tmpdir(), 'hearth-shim-')));
+  const prepared = options.isolation ?? (await prepareIsolation(config));
+  const { plan: isolation, stateDir } = prepared;
   const slots: RuntimeSlot[] = [];
   const dispatcher = new Dispatcher(slots, QUEUE_PER_SLOT * config.concurrency);
-  for (let index = 0; index < config.concurrency; index++) {
-    const sandbox = await Sandbox.create(
-      isolation,
-      facts,
-      stateDir,
-      index,
-      {
-        memoryMb: config.memoryMb,
-        storageMb: config.ephemeralStorageMb,
-      },
-      config.tmpDir,
-    );
+  for (const [index, sandbox] of prepared.sandboxes.entries()) {
     slots.push(
       await RuntimeSlot.create(index, config, sandbox, options.functionLog, logger, () => dispatcher.pump()),
     );

@@ -9,11 +9,23 @@ import {
   statfsSync,
   writeSync,
 } from 'node:fs';
-import { access, mkdir, open, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import {
+  access,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import type { IsolationWish } from './config.js';
+import type { IsolationWish, ShimConfig } from './config.js';
 
 const run = promisify(execFile);
 
@@ -377,6 +389,28 @@ export class Sandbox {
     }
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The isolation chosen for this host and one sandbox per runtime slot, ready for its runtime. */
+export interface PreparedIsolation {
+  plan: IsolationPlan;
+  /** The shim's state directory (`HEARTH_STATE_DIR`, or a fresh temp dir). */
+  stateDir: string;
+  sandboxes: Sandbox[];
+}
+
+/** Detects what the host offers and makes the sandboxes of all `config.concurrency` slots. */
+export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsolation> {
+  const facts = await detectHostFacts();
+  const plan = chooseIsolation(config.isolation, facts);
+  const stateDir = config.stateDir ?? (await mkdtemp(join(tmpdir(), 'hearth-shim-')));
+  const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
+  const sandboxes = await Promise.all(
+    Array.from({ length: config.concurrency }, (_, slot) =>
+      Sandbox.create(plan, facts, stateDir, slot, limits, config.tmpDir),
+    ),
+  );
+  return { plan, stateDir, sandboxes };
 }
 
 /** Bytes a directory tree takes on disk. */

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The shim's process: settings from the environment, start the runtimes, listen, drain on SIGTERM.
-import { createShim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
+import { prepareIsolation } from './isolation.js';
 
 let config;
 try {
@@ -16,11 +16,15 @@ try {
 
 // The cold start is the shim's start-up followed by the runtime's (a second process), so the
 // runtimes are spawned as early as possible and the rest of the shim's start-up (pino, the
-// gateway side's socket) happens while they boot.
+// gateway side's socket) happens while they boot. Before that, the sandboxes (a memory group,
+// an ext4 image for /tmp, made by mkfs) are made while the rest of the shim's modules load.
+const isolation = prepareIsolation(config);
+isolation.catch(() => undefined);
+const { createShim } = await import('./app.js');
 const logger = new DeferredLogger();
 // The function's log stream: one write per invocation, START to REPORT.
 const functionLog = new FunctionLog(1);
-const shim = await createShim(config, { logger, functionLog });
+const shim = await createShim(config, { logger, functionLog, isolation: await isolation });
 const started = shim.start();
 await started.catch(() => undefined);
 
