@@ -10,7 +10,9 @@
  * isolation hearth dev uses). The peer figure is Fission's published one, 110 ms p50 cold start
  * from its warm pool on an 8-core machine: a published number, not measured here.
  *
- * Usage: node bench/dist/index.js scale-from-zero [--runs 7] [--out results.md]
+ * Usage: node bench/dist/index.js scale-from-zero [--runs 7] [--shim-main runtime-shim/dist/main.js]
+ *   [--out results.md]
+ * (--shim-main: another build of the shim to measure, for both paths, to compare builds.)
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,17 +35,22 @@ const FISSION_P50_MS = 110;
 interface Options {
   runs: number;
   out: string | undefined;
+  shimMain: string;
 }
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: { runs: { type: 'string', default: '7' }, out: { type: 'string' } },
+    options: {
+      runs: { type: 'string', default: '7' },
+      out: { type: 'string' },
+      'shim-main': { type: 'string', default: shimMain },
+    },
   });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1)
     throw new Error(`--runs must be a positive integer, got "${values.runs}"`);
-  return { runs, out: values.out };
+  return { runs, out: values.out, shimMain: values['shim-main'] };
 }
 
 const manifest = {
@@ -83,14 +90,14 @@ async function timedInvoke(url: string): Promise<number> {
 }
 
 /** The shim alone: spawn to its first successful answer, with hearth dev's default isolation. */
-async function shimColdStart(stateDir: string, run: number): Promise<number> {
+async function shimColdStart(main: string, stateDir: string, run: number): Promise<number> {
   const port = await freePort();
   const start = performance.now();
   const shim = spawnServer({
     logDir: stateDir,
     name: 'shim',
     command: process.execPath,
-    args: [shimMain],
+    args: [main],
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -149,7 +156,7 @@ export async function main(argv: string[]): Promise<void> {
       name: 'hearth-dev',
       command: process.execPath,
       args: [hearthMain, 'dev', '--dir', functionsDir, '--port', String(port), '--redis-url', redis.url],
-      env: { ...process.env, HEARTH_URL: '', HEARTH_TOKEN: '' },
+      env: { ...process.env, HEARTH_URL: '', HEARTH_TOKEN: '', HEARTH_SHIM_ENTRY: options.shimMain },
       ready: { url: `${url}/healthz` },
       readyTimeoutMs: 60_000,
     });
@@ -186,7 +193,8 @@ export async function main(argv: string[]): Promise<void> {
     dev = undefined;
 
     const shimAlone: number[] = [];
-    for (let run = 0; run < options.runs; run++) shimAlone.push(await shimColdStart(stateDir, run));
+    for (let run = 0; run < options.runs; run++)
+      shimAlone.push(await shimColdStart(options.shimMain, stateDir, run));
 
     const hearth = stats(fromZero);
     const shim = stats(shimAlone);

@@ -5,7 +5,7 @@
  * Node HTTP server (the floor); then cold starts, spawn to first answer.
  *
  * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
- *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--only hearth,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
+ *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--shim-main runtime-shim/dist/main.js] [--only hearth,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -49,6 +49,8 @@ interface Options {
   /** Skip the warm cells: only the cold starts. */
   coldOnly: boolean;
   hearthConcurrency: number;
+  /** The shim to measure (another build of it, to compare). */
+  shimMain: string;
   only: string[] | undefined;
   out: string | undefined;
 }
@@ -93,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       'cold-runs': { type: 'string', default: '7' },
       'cold-only': { type: 'boolean', default: false },
       'hearth-concurrency': { type: 'string', default: '1' },
+      'shim-main': { type: 'string', default: shimMain },
       only: { type: 'string' },
       out: { type: 'string' },
     },
@@ -104,6 +107,7 @@ function parseOptions(argv: string[]): Options {
     coldRuns: positiveInteger('cold-runs', values['cold-runs']),
     coldOnly: values['cold-only'],
     hearthConcurrency: positiveInteger('hearth-concurrency', values['hearth-concurrency']),
+    shimMain: values['shim-main'],
     only: values.only?.split(','),
     out: values.out,
   };
@@ -120,7 +124,9 @@ function hearthTarget(isolation: 'auto' | 'portable', options: Options, stateDir
   return {
     key: isolation === 'auto' ? 'hearth' : 'hearth-portable',
     label: `Hearth shim + Node runtime (${isolation} isolation)`,
-    ...(existsSync(shimMain) ? {} : { missing: `${shimMain} is not built (npx tsc -b runtime-shim)` }),
+    ...(existsSync(options.shimMain)
+      ? {}
+      : { missing: `${options.shimMain} is not built (npx tsc -b runtime-shim)` }),
     async spawn() {
       const port = await freePort();
       const processes = [
@@ -128,7 +134,7 @@ function hearthTarget(isolation: 'auto' | 'portable', options: Options, stateDir
           logDir: stateDir,
           name: 'hearth-shim',
           command: process.execPath,
-          args: [shimMain],
+          args: [options.shimMain],
           env: {
             PATH: process.env.PATH,
             HOME: process.env.HOME,
