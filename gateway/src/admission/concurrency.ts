@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { FunctionRoute } from '@hearth/api';
+import { DeferredRemovals } from '../core/deferred-removals.js';
 
 export type ThrottleReason =
   'ConcurrentInvocationLimitExceeded' | 'ReservedFunctionConcurrentInvocationLimitExceeded';
@@ -85,9 +86,7 @@ export class ConcurrencyLeases {
   private readonly held = new Map<string, Set<string>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private sequence = 0;
-  /** scope key -> leases given back whose ZREM has not been sent yet. */
-  private readonly releasing = new Map<string, string[]>();
-  private releaseTimer: NodeJS.Timeout | undefined;
+  private readonly releases: DeferredRemovals;
 
   constructor(
     redis: Redis,
@@ -98,6 +97,7 @@ export class ConcurrencyLeases {
     redis.defineCommand('hearthAcquireLease', { numberOfKeys: 1, lua: ACQUIRE });
     redis.defineCommand('hearthRenewLeases', { numberOfKeys: 1, lua: RENEW });
     this.redis = redis as LeaseRedis;
+    this.releases = new DeferredRemovals(redis, RELEASE_DELAY_MS, onError);
   }
 
   start(): void {
@@ -112,7 +112,7 @@ export class ConcurrencyLeases {
     const member = `${this.gatewayId}/${(this.sequence++).toString(36)}`;
     // Releases go out first, in the same write: this gateway's own finished calls never count
     // against the calls that follow them.
-    this.sendReleases();
+    this.releases.flush();
     // Held before the answer arrives, so a renewal that races the acquire still covers it.
     this.hold(scope.key, member);
     let granted: number;
@@ -136,18 +136,7 @@ export class ConcurrencyLeases {
    */
   release(lease: ConcurrencyLease): void {
     this.unhold(lease.scope.key, lease.member);
-    const members = this.releasing.get(lease.scope.key);
-    if (members) members.push(lease.member);
-    else this.releasing.set(lease.scope.key, [lease.member]);
-    this.releaseTimer ??= setTimeout(() => this.sendReleases(), RELEASE_DELAY_MS);
-  }
-
-  private sendReleases(): void {
-    if (this.releasing.size === 0) return;
-    clearTimeout(this.releaseTimer);
-    this.releaseTimer = undefined;
-    for (const [key, members] of this.releasing) this.redis.zrem(key, ...members).catch(this.onError);
-    this.releasing.clear();
+    this.releases.add(lease.scope.key, lease.member);
   }
 
   /** Leases this gateway holds right now. */
@@ -159,7 +148,7 @@ export class ConcurrencyLeases {
 
   async stop(): Promise<void> {
     clearInterval(this.renewTimer);
-    this.sendReleases();
+    this.releases.flush();
     const pipeline = this.redis.pipeline();
     for (const [key, members] of this.held) pipeline.zrem(key, ...members);
     this.held.clear();

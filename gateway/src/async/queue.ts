@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { Limits, RedisKeys, functionArn } from '@hearth/api';
+import { DeferredRemovals } from '../core/deferred-removals.js';
 import { GatewayError } from '../core/errors.js';
 import type { Discovery } from '../core/discovery.js';
 import { isUsableRequestId } from './policy.js';
@@ -37,6 +38,9 @@ export interface BacklogLimits {
  * last try the worker dead-letters it rather than leave it in the failed set.
  */
 export const INFRASTRUCTURE_RETRIES = { attempts: 20, backoffMs: 1000 } as const;
+
+/** The longest a given-back backlog place waits to ride along with a reservation. */
+const PLACE_RETURN_DELAY_MS = 2;
 
 export const DEFAULT_BACKLOG_LIMITS: BacklogLimits = { maxDepth: 100_000, maxOldestAgeSeconds: 3600 };
 
@@ -93,6 +97,8 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
   const logger = options.logger ?? pino({ name: 'hearth-async' });
   const connection = producerConnection(options.redisUrl);
   defineBacklogCommands(connection);
+  // Backlog places given back once their job is stored: sent with the next reservation.
+  const givenBack = new DeferredRemovals(connection, PLACE_RETURN_DELAY_MS, () => undefined);
   // Redis being away is reported per call as a 500; the log only needs it once per outage.
   let connectionDown = false;
   connection.on('error', (error: Error) => {
@@ -201,6 +207,7 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     let reserved = false;
     try {
       await connected();
+      givenBack.flush();
       const { granted, backlog: current } = await reserveBacklogPlace(
         connection,
         queue,
@@ -250,9 +257,9 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       logger.error({ err: error, function: functionName, requestId }, 'could not store an async event');
       throw new GatewayError('ServiceException', 'The event could not be stored; retry the call');
     } finally {
-      // The stored job counts from now on (or the store failed). Not waited for: until Redis has
-      // run it the event counts twice, which can only refuse a call, never let one too many in.
-      if (reserved) connection.zrem(reservationsKey(functionName), requestId).catch(() => undefined);
+      // The stored job counts from now on (or the store failed). Until the removal has run the
+      // event counts twice, which can only refuse a call, never let one too many in.
+      if (reserved) givenBack.add(reservationsKey(functionName), requestId);
     }
     metrics?.enqueued.inc({ function: functionName });
   }
@@ -265,6 +272,7 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
       return deadLetters;
     },
     async close() {
+      givenBack.flush();
       await Promise.all([...queues.values()].map((q) => q.close()));
       await connection.quit().catch(() => connection.disconnect());
     },
