@@ -30,6 +30,13 @@ test('the revision does not depend on key order or on defaults being written out
   );
 });
 
+test("an image's start command is part of its revision", () => {
+  const image = { runtime: 'provided.al2023', code: { image: 'fn:1' } };
+  const plain = revisionHash(spec(image));
+  assert.notEqual(revisionHash(spec({ ...image, imageConfig: { command: ['app.other'] } })), plain);
+  assert.notEqual(revisionHash(spec({ ...image, imageConfig: { workingDirectory: '/app' } })), plain);
+});
+
 test('everything that shapes an instance changes the revision', () => {
   const original = revisionHash(spec(base));
   const changes: Record<string, unknown>[] = [

@@ -10,6 +10,7 @@ export function instanceShape(spec: FunctionSpec) {
     runtime: spec.runtime,
     handler: spec.handler,
     code: spec.code,
+    imageConfig: spec.imageConfig,
     memory: spec.memory,
     timeoutSeconds: spec.timeoutSeconds,
     ephemeralStorage: spec.ephemeralStorage,
