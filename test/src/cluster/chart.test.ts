@@ -231,6 +231,24 @@ describe('the Helm chart', { skip: helm ? false : HELM_MISSING }, () => {
       'watch',
     ]);
     assert.deepEqual(verbs(role, 'functions/status'), [], "status stays the controller's");
+    // `hearth logs`: the gateway reads pods and their logs in each functions namespace, nowhere else.
+    const logRoles = ms.filter((m) => m.kind === 'Role' && m.metadata.name.endsWith('-function-logs'));
+    assert.deepEqual(logRoles.map((m) => m.metadata.namespace).sort(), ['team-a', 'team-b']);
+    assert.deepEqual(
+      rulesOf(logRoles[0]!).map((r) => [r.resources, r.verbs]),
+      [
+        [['pods'], ['get', 'list']],
+        [['pods/log'], ['get']],
+      ],
+    );
+    const logBindings = ms.filter(
+      (m) => m.kind === 'RoleBinding' && m.metadata.name.endsWith('-function-logs'),
+    );
+    assert.equal(logBindings.length, 2);
+    assert.ok(
+      !plain.some((m) => m.metadata.name.endsWith('-function-logs')),
+      'no log access without the management API',
+    );
     // The controller hands its own image to function pods to fetch archive code, and reads their
     // pods to learn why a fetch failed; it needs no code store of its own.
     const controller = named(ms, 'Deployment', '-controller');
