@@ -81,6 +81,12 @@ export const ShimEnv = {
    * `<code dir>/bootstrap` (an image function's entry point and command).
    */
   runtimeCommand: 'HEARTH_RUNTIME_COMMAND',
+  /**
+   * `1`: stop (as on SIGTERM) when stdin closes. The process backend keeps the other end of that
+   * pipe, so its shims end with it however it ends, SIGKILL included (a pod's containers end
+   * with the pod; local processes have no such bond otherwise).
+   */
+  stopWithStdin: 'HEARTH_STOP_WITH_STDIN',
   /** Init phase limit in ms (Lambda's 10 s by default); lower only in tests. */
   initTimeoutMs: 'HEARTH_INIT_TIMEOUT_MS',
 } as const;

@@ -305,6 +305,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       [ShimEnv.host]: '127.0.0.1',
       [ShimEnv.concurrency]: String(spec.concurrency.perInstance),
       [ShimEnv.stateDir]: join(stateDir, 'instances', id),
+      [ShimEnv.stopWithStdin]: '1',
     });
     if (options.isolation) env[ShimEnv.isolation] = options.isolation;
     return env;
@@ -322,7 +323,9 @@ export async function startProcessController(options: ProcessControllerOptions):
     await mkdir(join(stateDir, 'instances', id), { recursive: true });
     const child = spawn(process.execPath, [shimEntry], {
       env: shimEnvironment(name, revision, spec, codeDir, port, id),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // The shim stops when its stdin closes: this process holds the pipe's other end, so its
+      // shims end with it even when it is killed with SIGKILL.
+      stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group: stopping an instance also ends the runtime processes it started.
       detached: true,
     });

@@ -29,6 +29,8 @@ export interface ShimConfig {
    */
   tmpDir: string | undefined;
   initTimeoutMs: number;
+  /** Stop when stdin closes (HEARTH_STOP_WITH_STDIN=1): the starting process holds the other end. */
+  stopWithStdin: boolean;
   /** A provided runtime's own command (HEARTH_RUNTIME_COMMAND); undefined: `<codeDir>/bootstrap`. */
   runtimeArgv: string[] | undefined;
   /** The function's own environment: everything not starting with `HEARTH_`. */
@@ -154,6 +156,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
     isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),
     tmpDir: tmpDir ? resolve(tmpDir) : undefined,
     runtimeArgv,
+    stopWithStdin: oneOf(env, ShimEnv.stopWithStdin, ['0', '1'], '0') === '1',
     initTimeoutMs: integer(env, ShimEnv.initTimeoutMs, {
       min: 100,
       max: Limits.initTimeoutMs,

@@ -70,6 +70,10 @@ async function stop(signal: string) {
 }
 process.on('SIGTERM', () => void stop('SIGTERM'));
 process.on('SIGINT', () => void stop('SIGINT'));
+if (config.stopWithStdin) {
+  process.stdin.once('close', () => void stop('stdin closed'));
+  process.stdin.resume();
+}
 
 try {
   await started;

@@ -5,6 +5,7 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,7 +121,14 @@ test('a controller killed mid-batch: the next one resumes from the first unackno
     60_000,
     'the slow batch',
   );
+  const shims = first.children();
+  assert.ok(shims.length > 0, 'the controller runs the function in shims of its own');
   await first.process.stop('SIGKILL');
+  // Its shims end with it, as a pod's containers end with the pod.
+  await until(
+    async () => shims.every((pid) => !existsSync(`/proc/${pid}`)),
+    "the killed controller's shims to end",
+  );
   const pendingAtKill = await pendingCount(fixture);
   // At least the batch in flight; records read ahead but not sent are pending too.
   assert.ok(pendingAtKill >= 10, `pending after the kill: ${pendingAtKill}`);

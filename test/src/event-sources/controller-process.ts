@@ -2,26 +2,28 @@
  * The controller program (`@hearth/controller/main`, process backend, as `hearth dev` runs it) in
  * a process of its own, so that tests can run two of them side by side and SIGKILL one.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { EVENT_SOURCE_LEASE_KEY } from '@hearth/controller/event-sources/lease';
 import { freePort, startProcess, type RunningProcess } from '../harness/index.js';
 
 const CONTROLLER_MAIN = fileURLToPath(import.meta.resolve('@hearth/controller/main'));
-const BOUND_SHIM = fileURLToPath(new URL('./shim-bound-to-controller.js', import.meta.url));
 
 export interface ControllerProcess {
   process: RunningProcess;
   metricsUrl: string;
   /** False once the process exited, for whatever reason. */
   alive(): boolean;
+  /** The pids of the processes it started (its shims), while it runs. */
+  children(): number[];
   /** The value of a metric of this controller's /metrics, summed over the series matching `labels`. */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
 }
 
 /**
  * Starts a controller with `env` (HEARTH_REDIS_URL, HEARTH_FUNCTIONS_DIR, HEARTH_GATEWAY_URL, ...)
- * and waits for its /healthz. Its shims end with it (shim-bound-to-controller.ts).
+ * and waits for its /healthz. Its shims end with it, however it ends (HEARTH_STOP_WITH_STDIN).
  */
 export async function startController(name: string, env: Record<string, string>): Promise<ControllerProcess> {
   const metricsPort = await freePort();
@@ -35,7 +37,6 @@ export async function startController(name: string, env: Record<string, string>)
       HEARTH_METRICS_PORT: String(metricsPort),
       HEARTH_METRICS_HOST: '127.0.0.1',
       HEARTH_LOG_LEVEL: 'info',
-      HEARTH_SHIM_ENTRY: BOUND_SHIM,
       ...env,
     },
     ready: { url: `http://127.0.0.1:${metricsPort}/healthz` },
@@ -48,6 +49,11 @@ export async function startController(name: string, env: Record<string, string>)
     process,
     metricsUrl,
     alive: () => !exited,
+    children: () =>
+      readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8')
+        .split(' ')
+        .filter(Boolean)
+        .map(Number),
     async metric(metricName, labels = {}) {
       const text = await (await fetch(metricsUrl)).text();
       let sum = 0;
