@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import type { FunctionRoute } from '@hearth/api';
-import { DeferredRemovals } from '../core/deferred-removals.js';
 
 export type ThrottleReason =
   'ConcurrentInvocationLimitExceeded' | 'ReservedFunctionConcurrentInvocationLimitExceeded';
@@ -62,9 +61,6 @@ for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
 return #ARGV - 1
 `;
 
-/** The longest a released lease waits to ride along with an admission before its ZREM goes alone. */
-const RELEASE_DELAY_MS = 2;
-
 export interface ConcurrencyLease {
   readonly scope: AdmissionScope;
   readonly member: string;
@@ -86,7 +82,6 @@ export class ConcurrencyLeases {
   private readonly held = new Map<string, Set<string>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private sequence = 0;
-  private readonly releases: DeferredRemovals;
 
   constructor(
     redis: Redis,
@@ -97,7 +92,6 @@ export class ConcurrencyLeases {
     redis.defineCommand('hearthAcquireLease', { numberOfKeys: 1, lua: ACQUIRE });
     redis.defineCommand('hearthRenewLeases', { numberOfKeys: 1, lua: RENEW });
     this.redis = redis as LeaseRedis;
-    this.releases = new DeferredRemovals(redis, RELEASE_DELAY_MS, onError);
   }
 
   start(): void {
@@ -110,9 +104,6 @@ export class ConcurrencyLeases {
   async acquire(scope: AdmissionScope): Promise<ConcurrencyLease | undefined> {
     if (scope.limit <= 0) return undefined;
     const member = `${this.gatewayId}/${(this.sequence++).toString(36)}`;
-    // Releases go out first, in the same write: this gateway's own finished calls never count
-    // against the calls that follow them.
-    this.releases.flush();
     // Held before the answer arrives, so a renewal that races the acquire still covers it.
     this.hold(scope.key, member);
     let granted: number;
@@ -130,13 +121,15 @@ export class ConcurrencyLeases {
   }
 
   /**
-   * Gives the slot back. The ZREM rides along with this gateway's next admission (one write for
-   * both instead of one each), and leaves after RELEASE_DELAY_MS at the latest: other gateways
-   * may see the slot taken a moment longer, never free too soon.
+   * Gives the slot back. The ZREM is not waited for, but it leaves within this event-loop turn
+   * (with the turn's other commands, see coalesceWrites), right behind the caller's answer and
+   * long before the caller can call again through another gateway. Holding it back to ride along
+   * with a later admission saved a write per call but let such a caller be throttled by its own
+   * finished call.
    */
   release(lease: ConcurrencyLease): void {
     this.unhold(lease.scope.key, lease.member);
-    this.releases.add(lease.scope.key, lease.member);
+    this.redis.zrem(lease.scope.key, lease.member).catch(this.onError);
   }
 
   /** Leases this gateway holds right now. */
@@ -148,7 +141,6 @@ export class ConcurrencyLeases {
 
   async stop(): Promise<void> {
     clearInterval(this.renewTimer);
-    this.releases.flush();
     const pipeline = this.redis.pipeline();
     for (const [key, members] of this.held) pipeline.zrem(key, ...members);
     this.held.clear();
