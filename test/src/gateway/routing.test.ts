@@ -72,6 +72,8 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
 
   test('no instance within the cold-start budget: 502 ResourceNotReadyException', async () => {
     await fixture.addFunction({ name: 'never', source: WHO });
+    // The gateway learns of the new function from a published message: until it has, the call is a 404.
+    await known(impatient, 'never');
     const started = Date.now();
     const answer = await invoke(impatient, 'never');
     assert.equal(answer.status, 502);
@@ -164,6 +166,21 @@ describe('routing to instances: cold-start hold, demand, draining, instances tha
     });
   });
 });
+
+/** Waits until `gateway` knows the function (a DryRun stops answering 404). */
+async function known(gateway: RunningGateway, name: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const response = await fetch(`${gateway.url}/2015-03-31/functions/${name}/invocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'x-amz-invocation-type': 'DryRun' },
+    });
+    await response.arrayBuffer();
+    if (response.status !== 404) return;
+    assert.ok(Date.now() < deadline, `the gateway never learnt of ${name}`);
+    await sleep(20);
+  }
+}
 
 async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
