@@ -68,6 +68,12 @@ export const RedisKeys = {
   mappingStatus: 'hearth:esm:status',
   /** Stream: the last lines of output of the function's instances (process mode), field `line`. */
   logs: (name: string) => `hearth:logs:${name}`,
+  /** Sorted set: registry names of deleted functions, scored by when their keys may go (epoch ms). */
+  deleted: 'hearth:deleted',
+  /** Set: functions that ever had an async event (the gateway's ASYNC_FUNCTIONS_KEY). */
+  asyncFunctions: 'hearth:async:functions',
+  /** Key prefix of the function's BullMQ queue (the gateway's BULL_PREFIX and eventQueueName). */
+  asyncQueuePrefix: (name: string) => `hearth:bull:async-${name}:`,
 } as const;
 
 /** Demand reports older than this are stale (their gateway is gone). */

@@ -28,6 +28,12 @@ import {
   type FunctionResource,
   type FunctionStatus,
 } from '@hearth/api';
+import {
+  CLEANUP_FINALIZER,
+  DEFAULT_DELETED_RETENTION_SECONDS,
+  hasCleanupFinalizer,
+  sweepDeletedFunctions,
+} from './cleanup.js';
 import { failedStatus, poolStatus } from './conditions.js';
 import { EVENT_SOURCE_MAPPING_PLURAL, FUNCTION_PLURAL } from './crd.js';
 import { createMappingSupervisor, type EventSourceSettings } from './event-sources/start.js';
@@ -96,6 +102,13 @@ export interface KubeControllerOptions {
   eventSources?: EventSourceSettings;
   /** How often every mapping is reconciled, whatever the watches said. */
   mappingResyncMs?: number;
+  /**
+   * How long a deleted Function's Redis keys (dead letters, logs, async queue) outlive it; 7 days
+   * by default. Needs Redis: only then do Functions get the cleanup finalizer.
+   */
+  deletedRetentionSeconds?: number;
+  /** How often the leader removes the keys whose retention has passed; once a minute by default. */
+  cleanupSweepMs?: number;
 }
 
 /** Status keys of a mapping, so that a merge patch clears the ones a new status leaves out. */
@@ -167,6 +180,7 @@ const CODE_FETCH_POLL_MS = 2000;
 
 const apply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 const statusOf = (error: unknown) => (error instanceof ApiException ? error.code : undefined);
 
 async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
@@ -181,7 +195,8 @@ async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
 /**
  * The Kubernetes backend: Functions (the CRD) into a Deployment + Service (+ code ConfigMap) per
  * revision, owned by the Function so that Kubernetes collects them; status written back. Only
- * the Lease holder reconciles. No finalizer: nothing it makes lives outside Kubernetes.
+ * the Lease holder reconciles. With Redis, a finalizer lets a deleted Function's route go from
+ * the registry and its other keys be swept after a retention period (cleanup.ts).
  */
 export async function startKubeController(options: KubeControllerOptions = {}): Promise<KubeController> {
   const log = options.logger ?? pino({ name: 'hearth-controller' });
@@ -196,6 +211,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   const identity = options.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
   const resyncMs = options.resyncMs ?? 300_000;
   const pollMs = options.pollMs ?? 1000;
+  const deletedRetentionMs = (options.deletedRetentionSeconds ?? DEFAULT_DELETED_RETENTION_SECONDS) * 1000;
   const redis = options.redisUrl ? new Redis(options.redisUrl) : undefined;
   let lastRedisError = 0;
   redis?.on('error', (error: Error) => {
@@ -270,6 +286,51 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     fn.status = status;
   }
 
+  /**
+   * Server-side apply of only this finalizer: the controller owns that one entry of
+   * metadata.finalizers and leaves everyone else's alone.
+   */
+  async function ensureFinalizer(fn: FunctionResource) {
+    if (hasCleanupFinalizer(fn.metadata as KubernetesObject['metadata'])) return;
+    const { name, namespace } = fn.metadata;
+    await custom.patchNamespacedCustomObject(
+      {
+        ...fnRef,
+        namespace: namespace!,
+        name,
+        body: {
+          apiVersion: fn.apiVersion,
+          kind: 'Function',
+          metadata: { name, namespace, finalizers: [CLEANUP_FINALIZER] },
+        },
+        fieldManager: MANAGER,
+        force: true,
+      },
+      apply,
+    );
+  }
+
+  /** Lets Kubernetes collect the Function; the test fails the patch if the list moved meanwhile. */
+  async function releaseFinalizer(fn: KubernetesObject) {
+    const index = fn.metadata?.finalizers?.indexOf(CLEANUP_FINALIZER) ?? -1;
+    if (index < 0) return;
+    const path = `/metadata/finalizers/${index}`;
+    await ignoreNotFound(
+      custom.patchNamespacedCustomObject(
+        {
+          ...fnRef,
+          namespace: fn.metadata!.namespace!,
+          name: fn.metadata!.name!,
+          body: [
+            { op: 'test', path, value: CLEANUP_FINALIZER },
+            { op: 'remove', path },
+          ],
+        },
+        jsonPatch,
+      ),
+    );
+  }
+
   async function deleteRevision(namespace: string, name: string) {
     // Background propagation: the pods get SIGTERM and finish their calls in flight.
     await ignoreNotFound(
@@ -316,15 +377,18 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     // From the informer's cache, which the workers wait for: a copy, since the reconcile edits it.
     const cached = caches.functions.get(name, namespace);
     const fn = cached && (structuredClone(cached) as unknown as FunctionResource);
-    if (!fn || (fn.metadata as KubernetesObject['metadata'])?.deletionTimestamp) {
+    if (!fn || cached.metadata?.deletionTimestamp) {
       // Its Deployments, Services and ConfigMaps are owned by it: the garbage collector takes them.
       pools.delete(key);
       lastEvent.delete(key);
       caches.reapply.delete(key);
       for (const [service, owner] of serviceOwners) if (owner === key) serviceOwners.delete(service);
-      if (registry) await registry.removeFunction(routeName);
+      // Invocations get 404 from now on; the keys it leaves are swept after the retention.
+      if (registry) await registry.retireFunction(routeName, Date.now() + deletedRetentionMs);
+      if (cached) await releaseFinalizer(cached);
       return;
     }
+    if (registry) await ensureFinalizer(fn);
     const generation = fn.metadata.generation;
     const now = () => new Date().toISOString();
 
@@ -651,6 +715,45 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     };
   }
 
+  /**
+   * The leader's sweep of deleted functions' keys, once the Function cache is complete (a function
+   * not yet seen would be taken for gone) and then every `cleanupSweepMs`.
+   */
+  function sweepDeleted(
+    redis: Redis,
+    functions: ObjectCache<KubernetesObject>,
+    cacheSynced: Promise<unknown>,
+  ): { stop(): void } {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const sweep = async () => {
+      const present = new Set(
+        functions
+          .list()
+          .map((o) =>
+            registryName(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', defaultNamespace),
+          ),
+      );
+      try {
+        const { purge } = await sweepDeletedFunctions(redis, Date.now(), (name) => present.has(name));
+        if (purge.length > 0) log.info({ functions: purge }, 'removed the Redis keys of deleted functions');
+      } catch (error) {
+        log.warn({ err: error }, 'could not sweep the Redis keys of deleted functions; will retry');
+      }
+    };
+    void cacheSynced.then(async () => {
+      if (stopped) return;
+      await sweep();
+      if (!stopped) timer = setInterval(() => void sweep(), options.cleanupSweepMs ?? 60_000);
+    });
+    return {
+      stop() {
+        stopped = true;
+        clearInterval(timer);
+      },
+    };
+  }
+
   let term: { stop(): Promise<void> } | undefined;
 
   function lead() {
@@ -754,7 +857,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
             ),
           );
           for (const name of await registry.names())
-            if (!present.has(name)) await registry.removeFunction(name);
+            if (!present.has(name)) await registry.retireFunction(name, Date.now() + deletedRetentionMs);
         }
       } catch (error) {
         log.warn({ err: error }, 'could not list Functions for a resync');
@@ -763,6 +866,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     const resyncTimer = setInterval(() => void resync(), resyncMs);
     const demand = registry && redis ? followDemand(redis, registry, fnInformer, queue) : undefined;
     if (registry) void resync();
+    const functionsSynced = informers.find((i) => i.informer === fnInformer)!.synced;
+    const cleanup = redis ? sweepDeleted(redis, fnInformer, functionsSynced) : undefined;
     // Reconciles read the caches: until every informer has listed once, a Function missing from
     // its cache might only not have been seen yet (and would be taken for deleted).
     const workers = Promise.race([Promise.all(informers.map((i) => i.synced)), stopping]).then(() =>
@@ -776,6 +881,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         stopped = true;
         markStopped();
         clearInterval(resyncTimer);
+        cleanup?.stop();
         await demand?.stop();
         queue.shutDown();
         for (const { informer } of informers) await informer.stop();

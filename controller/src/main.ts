@@ -17,6 +17,8 @@
 //   HEARTH_IMAGE_PULL_POLICY  Always | IfNotPresent | Never for function pods (kubernetes backend)
 //   HEARTH_CODE_FETCHER_IMAGE the image of function pods' init container that fetches archive code:
 //                         this controller's image (kubernetes backend)
+//   HEARTH_DELETED_RETENTION_SECONDS  how long a deleted Function's Redis keys (dead letters, logs,
+//                         async queue) are kept (kubernetes backend, with Redis); default 604800 (7 days)
 //   HEARTH_LOG_LEVEL      pino level; default info
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -92,6 +94,8 @@ async function start(): Promise<{ stop(): Promise<void> }> {
       leaseNamespace: process.env.HEARTH_NAMESPACE,
       defaultNamespace: process.env.HEARTH_DEFAULT_NAMESPACE || undefined,
       eventSources: eventSourceSettings(),
+      // Ten years at most: a larger number is a typo, not a policy.
+      deletedRetentionSeconds: integerEnv('HEARTH_DELETED_RETENTION_SECONDS', undefined, 0, 315_360_000),
     });
   }
   throw new Error(`HEARTH_BACKEND: must be process or kubernetes, got "${backend}"`);

@@ -36,6 +36,20 @@ export class RegistryWriter {
       .exec();
   }
 
+  /**
+   * Forgets a deleted function as removeFunction does, and records when the keys it leaves
+   * (dead letters, logs, its async queue) may be swept (cleanup.ts).
+   */
+  async retireFunction(name: string, purgeAt: number): Promise<void> {
+    await this.redis
+      .multi()
+      .srem(RedisKeys.functions, name)
+      .del(RedisKeys.function(name), RedisKeys.instances(name))
+      .zadd(RedisKeys.deleted, purgeAt, name)
+      .publish(RedisKeys.registryChannel, name)
+      .exec();
+  }
+
   async instances(name: string): Promise<InstanceEndpoint[]> {
     const hash = await this.redis.hgetall(RedisKeys.instances(name));
     return Object.values(hash).map((json) => JSON.parse(json) as InstanceEndpoint);

@@ -141,7 +141,8 @@ describe('the Helm chart', { skip: helm ? false : HELM_MISSING }, () => {
       rules
         .filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource))
         .flatMap((r) => r.verbs);
-    assert.deepEqual(verbs('hearth.dev', 'functions'), ['get', 'list', 'watch']);
+    // patch for the cleanup finalizer only (metadata.finalizers); no create, update or delete.
+    assert.deepEqual(verbs('hearth.dev', 'functions'), ['get', 'list', 'watch', 'patch']);
     assert.deepEqual(verbs('hearth.dev', 'functions/status'), ['get', 'update', 'patch']);
     assert.deepEqual(verbs('hearth.dev', 'functions/finalizers'), ['update']);
     assert.deepEqual(verbs('hearth.dev', 'eventsourcemappings'), ['get', 'list', 'watch']);

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { RedisKeys, type FunctionResource, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
 import { startKubeController, type KubeController } from '@hearth/controller/kube-backend';
+import { CLEANUP_FINALIZER } from '@hearth/controller/cleanup';
 import { LeaderElector } from '@hearth/controller/leader';
 import { KUBE_MISSING, kubeBinaries, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
@@ -45,6 +46,9 @@ describe(
         leaseSeconds: 5,
         identity: 'test-controller',
         redisUrl: redis.url,
+        // Short enough to watch a deleted Function's keys go, long enough to see them kept first.
+        deletedRetentionSeconds: 4,
+        cleanupSweepMs: 250,
       });
     });
     after(async () => {
@@ -310,6 +314,8 @@ describe(
         }),
       );
       await until('a Deployment', async () => (await deployments(ns)).length === 1);
+      assert.deepEqual((await fnOf(ns, 'gone')).metadata.finalizers, [CLEANUP_FINALIZER]);
+      // Returns once the Function is gone: the controller released its finalizer.
       await cp.kubectl(['-n', ns, 'delete', 'fn', 'gone', '--wait=true']);
       await until('nothing left', async () => {
         const rest = await getJson<{ items: Named[] }>(
@@ -320,6 +326,59 @@ describe(
         );
         return rest.items.length === 0;
       });
+    });
+
+    test("a deleted Function's Redis keys outlive it by the retention, unless a Function of its name is back", async () => {
+      const ns = await namespace();
+      const spec = { runtime: 'nodejs20.x', code: code('e') };
+      const keysOf = (name: string) => [
+        RedisKeys.dlq(name),
+        RedisKeys.logs(name),
+        `${RedisKeys.asyncQueuePrefix(name)}meta`,
+      ];
+      const seedKeys = async (name: string) => {
+        await redisClient.xadd(RedisKeys.dlq(name), '*', 'event', '{}');
+        await redisClient.xadd(RedisKeys.logs(name), '*', 'line', 'hello');
+        await redisClient.hset(`${RedisKeys.asyncQueuePrefix(name)}meta`, 'opts', '{}');
+        await redisClient.sadd(RedisKeys.asyncFunctions, name);
+      };
+      const createAndDelete = async (resourceName: string) => {
+        const name = `${resourceName}.${ns}`;
+        await cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest(resourceName, spec));
+        await until('the finalizer', async () =>
+          ((await fnOf(ns, resourceName)).metadata.finalizers as string[] | undefined)?.includes(
+            CLEANUP_FINALIZER,
+          ),
+        );
+        await until('the route', async () => redisClient.exists(RedisKeys.function(name)));
+        await seedKeys(name);
+        await cp.kubectl(['-n', ns, 'delete', 'fn', resourceName, '--wait=true']);
+        assert.equal(await redisClient.exists(RedisKeys.function(name)), 0, 'the route is gone');
+        const purgeAt = Number(await redisClient.zscore(RedisKeys.deleted, name));
+        assert.ok(purgeAt > Date.now() && purgeAt <= Date.now() + 4000, `a tombstone for ${purgeAt}`);
+        assert.equal(await redisClient.exists(...keysOf(name)), 3, 'the keys are kept meanwhile');
+        return name;
+      };
+
+      const swept = await createAndDelete('swept');
+      await until(
+        'the keys swept after the retention',
+        async () =>
+          (await redisClient.exists(...keysOf(swept))) === 0 &&
+          (await redisClient.zscore(RedisKeys.deleted, swept)) === null &&
+          !(await redisClient.sismember(RedisKeys.asyncFunctions, swept)),
+        15_000,
+      );
+
+      const back = await createAndDelete('back');
+      await cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest('back', spec));
+      await until('the route again', async () => redisClient.exists(RedisKeys.function(back)));
+      await until(
+        'the tombstone dropped',
+        async () => (await redisClient.zscore(RedisKeys.deleted, back)) === null,
+        15_000,
+      );
+      assert.equal(await redisClient.exists(...keysOf(back)), 3, "the keys are the new Function's");
     });
 
     test('the registry in Redis gets the route and the ready endpoints; a deleted Function leaves it', async () => {
