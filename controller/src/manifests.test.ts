@@ -43,7 +43,7 @@ kind: Function
 metadata: { name: two-sources }
 spec:
   runtime: nodejs20.x
-  code: { inline: { files: { a.mjs: "" } }, image: "x" }
+  code: { inline: { files: { a.mjs: "" } }, configMap: { name: c } }
 ---
 apiVersion: hearth.dev/v1alpha1
 kind: Function
