@@ -15,8 +15,8 @@ try {
 }
 
 // The cold start is the shim's start-up followed by the runtime's (a second process), so the
-// runtimes are spawned as early as possible and the rest of the shim's start-up (pino, the
-// gateway side's socket) happens while they boot. Before that, the sandboxes (a memory group,
+// runtimes are spawned as early as possible and the rest of the shim's start-up (pino) happens
+// while they boot. Before that, the sandboxes (a memory group,
 // an ext4 image for /tmp, made by mkfs) are made while the rest of the shim's modules load.
 const isolation = prepareIsolation(config);
 isolation.catch(() => undefined);
@@ -25,6 +25,12 @@ const logger = new DeferredLogger();
 // The function's log stream: one write per invocation, START to REPORT.
 const functionLog = new FunctionLog(1);
 const shim = await createShim(config, { logger, functionLog, isolation: await isolation });
+// The instance's port is bound before the runtimes start: their Runtime API listens on an
+// ephemeral port, which could otherwise be the very port this shim was given and is about to take.
+await new Promise<void>((resolve, reject) => {
+  shim.server.once('error', reject);
+  shim.server.listen(config.port, config.host, () => resolve());
+});
 const started = shim.start();
 await started.catch(() => undefined);
 
@@ -41,10 +47,6 @@ logger.attach(
   ),
 );
 
-await new Promise<void>((resolve, reject) => {
-  shim.server.once('error', reject);
-  shim.server.listen(config.port, config.host, () => resolve());
-});
 const address = shim.server.address();
 const port = typeof address === 'object' && address ? address.port : config.port;
 logger.info(
