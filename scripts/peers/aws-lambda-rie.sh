@@ -13,12 +13,8 @@ binary="$dir/aws-lambda-rie"
 only_if_installed "$binary" "$binary"
 
 if [ ! -x "$binary" ]; then
-  go="$(find_go)"
-  log "building aws-lambda-rie $version (cold: about a minute)"
-  started=$SECONDS
-  mkdir -p "$dir"
-  GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 \
-    "$go" install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$version"
-  log "built aws-lambda-rie in $((SECONDS - started)) s"
+  log "aws-lambda-rie: a cold build takes about a minute"
+  go_install aws-lambda-rie "$version" "$dir" \
+    "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$version"
 fi
 echo "$binary"

@@ -12,12 +12,6 @@ binary="$dir/gofakes3"
 only_if_installed "$binary" "$binary"
 
 if [ ! -x "$binary" ]; then
-  go="$(find_go)"
-  log "building gofakes3 $version"
-  started=$SECONDS
-  mkdir -p "$dir"
-  GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 \
-    "$go" install "github.com/johannesboyne/gofakes3/cmd/gofakes3@$version"
-  log "built gofakes3 in $((SECONDS - started)) s"
+  go_install gofakes3 "$version" "$dir" "github.com/johannesboyne/gofakes3/cmd/gofakes3@$version"
 fi
 echo "$binary"

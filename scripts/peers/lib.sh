@@ -29,3 +29,20 @@ only_if_installed() {
     exit 0
   fi
 }
+
+# `go_install <name> <version> <dir> <module path>@<version>`: builds a Go module's command into
+# <dir> with the machine's Go, timing it. Static binaries (no cgo), so the cache does not depend on
+# the machine's C libraries. Fails as `go install` does, leaving no empty version folder behind.
+go_install() {
+  local name="$1" version="$2" dir="$3" package="$4" go started
+  # Explicit returns: a caller testing the result (`if ! go_install ...`) turns errexit off here.
+  go="$(find_go)" || return 1
+  log "building $name $version"
+  started=$SECONDS
+  mkdir -p "$dir" || return 1
+  if ! GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 "$go" install "$package"; then
+    rmdir "$dir" 2>/dev/null || true
+    return 1
+  fi
+  log "built $name in $((SECONDS - started)) s"
+}

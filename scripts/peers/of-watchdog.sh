@@ -14,16 +14,9 @@ binary="$dir/of-watchdog"
 only_if_installed "$binary" "$binary"
 
 if [ ! -x "$binary" ]; then
-  go="$(find_go)"
-  log "building of-watchdog $version"
-  started=$SECONDS
-  mkdir -p "$dir"
-  if ! GOFLAGS=-mod=mod GOBIN="$dir" CGO_ENABLED=0 \
-    "$go" install "github.com/openfaas/of-watchdog@$version"; then
-    rmdir "$dir" 2>/dev/null || true
+  if ! go_install of-watchdog "$version" "$dir" "github.com/openfaas/of-watchdog@$version"; then
     log "could not build of-watchdog $version: its Go module is not available from this machine's module proxy"
     exit 1
   fi
-  log "built of-watchdog in $((SECONDS - started)) s"
 fi
 echo "$binary"
