@@ -222,6 +222,9 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
   });
   const registry = redis ? new RegistryWriter(redis) : undefined;
   const defaultNamespace = options.defaultNamespace ?? DEFAULT_FUNCTION_NAMESPACE;
+  /** A listed Function's registry name: the one rule for the caches, the resync and the sweep. */
+  const routeNameOf = (o: KubernetesObject) =>
+    registryName(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', defaultNamespace);
   const pools = new Map<string, PoolState>();
   const lastEvent = new Map<string, string>();
   /** `namespace/service` -> `namespace/function`, for EndpointSlices that carry no labels of ours. */
@@ -553,8 +556,9 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
       );
       await registry.syncInstances(routeName, registryInstances(instances, serving, revision));
     }
-    // No watch announces a code fetcher's exit: while a revision waits for its archive, look again soon.
-    if (fn.spec.code.archive && ready < pool.size) return { requeueAfterMs: CODE_FETCH_POLL_MS };
+    // No watch announces a code fetcher's exit or an image pull's failure: while a revision waits
+    // for its code, look at its pods again soon.
+    if (findCodeFailure && ready < pool.size) return { requeueAfterMs: CODE_FETCH_POLL_MS };
     // Demand changes come from followDemand, which queues the function when its size should change.
     return { requeueAfterMs: resyncMs };
   }
@@ -686,7 +690,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
           if (known.spec)
             functionsNow.push({
               key,
-              routeName: registryName(o.metadata?.namespace ?? 'default', name, defaultNamespace),
+              routeName: routeNameOf(o),
               spec: known.spec,
             });
         }
@@ -727,13 +731,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const sweep = async () => {
-      const present = new Set(
-        functions
-          .list()
-          .map((o) =>
-            registryName(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', defaultNamespace),
-          ),
-      );
+      const present = new Set(functions.list().map(routeNameOf));
       try {
         const { purge } = await sweepDeletedFunctions(redis, Date.now(), (name) => present.has(name));
         if (purge.length > 0) log.info({ functions: purge }, 'removed the Redis keys of deleted functions');
@@ -851,11 +849,7 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
         }
         // Functions deleted while no controller led are still in the registry: forget them.
         if (registry) {
-          const present = new Set(
-            list.items.map((o) =>
-              registryName(o.metadata?.namespace ?? 'default', o.metadata?.name ?? '', defaultNamespace),
-            ),
-          );
+          const present = new Set(list.items.map(routeNameOf));
           for (const name of await registry.names())
             if (!present.has(name)) await registry.retireFunction(name, Date.now() + deletedRetentionMs);
         }

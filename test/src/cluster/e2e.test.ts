@@ -619,6 +619,24 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
       assert.equal((slept.body as { errorType: string }).errorType, 'Sandbox.Timedout');
       const after = await invoke('from-image', { n: 2 });
       assert.deepEqual(after.body, { runtime: 'image', event: { n: 2 } }, JSON.stringify(after));
+      // An image the node cannot get is named in status, not left as a pod that never starts.
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify(
+          fn('missing-image', {
+            runtime: 'provided.al2023',
+            code: { image: 'localhost/hearth-e2e-missing:1' },
+          }),
+        ),
+      );
+      const condition = await until('CodeReady=False for an image that cannot be pulled', async () => {
+        const status = JSON.parse(
+          await kubectl(['-n', FN_NAMESPACE, 'get', 'fn', 'missing-image', '-o', 'jsonpath={.status}']),
+        ) as { conditions?: { type: string; status: string; reason: string; message?: string }[] };
+        return status.conditions?.find((c) => c.type === 'CodeReady' && c.status === 'False');
+      });
+      assert.equal(condition.reason, 'ImagePullFailed', JSON.stringify(condition));
+      assert.match(condition.message ?? '', /ErrImage|ImagePull/);
     },
   );
 
