@@ -1,10 +1,9 @@
 import { Router, type Request } from 'express';
 import { GatewayError } from '../core/errors.js';
+import { FUNCTION_NAME } from '../http/invoke-request.js';
 import type { DeadLetterQueue } from './dlq.js';
 
 const DEFAULT_PAGE = 50;
-/** Lambda's function names (`name.namespace` for another Kubernetes namespace); nothing else has a dead-letter queue. */
-const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$/;
 const MAX_PAGE = 1000;
 
 /**

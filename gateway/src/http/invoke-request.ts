@@ -8,8 +8,11 @@ export interface FunctionReference {
   qualifier?: string;
 }
 
-/** A Lambda name; on Kubernetes also `name.namespace` for a Function outside the default namespace. */
-const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$/;
+/**
+ * A Lambda name; on Kubernetes also `name.namespace` for a Function outside the default namespace.
+ * Shared with the dead-letter API, so a name Invoke accepts always has its dead letters readable.
+ */
+export const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$/;
 const QUALIFIER = /^(\$LATEST|[a-zA-Z0-9_-]{1,128})$/;
 // arn:aws:lambda:region:account:function:name[:qualifier], or its partial forms
 // account:function:name[:qualifier] and function:name[:qualifier].
