@@ -11,7 +11,8 @@ import type { Redis } from 'ioredis';
 export function coalesceWrites(redis: Redis): void {
   const send = redis.sendCommand.bind(redis);
   let corked = false;
-  redis.sendCommand = (...args: Parameters<Redis['sendCommand']>) => {
+  // Named parameters rather than a rest array: this runs for every command the connection sends.
+  redis.sendCommand = (command, stream) => {
     const socket = redis.stream as (typeof redis.stream & { writable?: boolean }) | undefined;
     if (!corked && socket?.writable) {
       corked = true;
@@ -22,6 +23,6 @@ export function coalesceWrites(redis: Redis): void {
         socket.uncork();
       });
     }
-    return send(...args);
+    return send(command, stream);
   };
 }
