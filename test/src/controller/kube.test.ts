@@ -107,6 +107,19 @@ describe(
         [{ runtime: 'nodejs20.x', code: code('e'), memroy: '256Mi' }, /memroy/],
         [{ runtime: 'nodejs20.x', code: { image: 'repo/fn:1' } }, /spec\.runtime must be provided\.al2023/],
         [{ runtime: 'nodejs20.x', code: code('e'), imageConfig: { command: ['x'] } }, /spec\.imageConfig/],
+        [
+          { runtime: 'nodejs20.x', code: code('e'), async: { maxRetryAttempts: 3 } },
+          /spec\.async\.maxRetryAttempts/,
+        ],
+        [
+          { runtime: 'nodejs20.x', code: code('e'), async: { maxEventAgeSeconds: 59 } },
+          /spec\.async\.maxEventAgeSeconds/,
+        ],
+        [
+          { runtime: 'nodejs20.x', code: code('e'), env: [{ name: '1BAD', value: 'x' }] },
+          /spec\.env\[0\]\.name/,
+        ],
+        [{ runtime: 'nodejs20.x', code: code('e'), handler: 'index handler' }, /spec\.handler/],
       ];
       for (const [spec, field] of cases) {
         await assert.rejects(
