@@ -354,6 +354,49 @@ test('ImageConfig maps onto spec.imageConfig and back, for image functions only'
   );
 });
 
+test('ImageConfig: the limits Lambda names are refused, each in its words', () => {
+  const image = parseCreateFunction({
+    FunctionName: 'resize',
+    PackageType: 'Image',
+    Code: { ImageUri: 'registry.example/resize:7' },
+  }).build({ image: 'registry.example/resize:7' }, 0, now);
+  const update = (imageConfig: unknown) => () =>
+    applyUpdateConfiguration(image, { ImageConfig: imageConfig }, now);
+  rejects(update('x'), 'InvalidParameterValueException', /'ImageConfig' failed .*Member must be an object/);
+  rejects(
+    update({ Command: Array.from({ length: 65 }, () => 'x') }),
+    'InvalidParameterValueException',
+    /'ImageConfig.Command' failed .*length less than or equal to 64/,
+  );
+  rejects(
+    update({ Command: ['x'.repeat(1025)] }),
+    'InvalidParameterValueException',
+    /'ImageConfig.Command' failed .*length less than or equal to 1024/,
+  );
+  rejects(
+    update({ EntryPoint: ['/app/run', ''] }),
+    'InvalidParameterValueException',
+    /'ImageConfig.EntryPoint' failed .*must not hold an empty string/,
+  );
+  rejects(
+    update({ WorkingDirectory: 7 }),
+    'InvalidParameterValueException',
+    /'ImageConfig.WorkingDirectory' failed .*Member must be a string/,
+  );
+  rejects(
+    update({ WorkingDirectory: `/${'d'.repeat(1000)}` }),
+    'InvalidParameterValueException',
+    /'ImageConfig.WorkingDirectory' failed .*at most 1000 characters/,
+  );
+  // At the limits, all is taken.
+  const widest = {
+    Command: Array.from({ length: 64 }, () => 'x'.repeat(1024)),
+    WorkingDirectory: `/${'d'.repeat(999)}`,
+  };
+  assert.equal(update(widest)().spec.imageConfig?.command?.length, 64);
+  assert.equal(update(widest)().spec.imageConfig?.workingDirectory?.length, 1000);
+});
+
 test('FunctionConfiguration carries the zip hash in base64, the size and the ARN', () => {
   const configuration = toFunctionConfiguration(created({ MemorySize: 256 }), undefined, context);
   assert.equal(configuration.CodeSha256, Buffer.from(sha256, 'hex').toString('base64'));
