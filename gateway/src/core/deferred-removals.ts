@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 
 /**
- * Sorted-set removals that need not leave at once (a released lease, a given-back backlog place):
+ * Sorted-set removals that need not leave at once (a given-back backlog place; not a released
+ * concurrency lease, which must not outlive its call's answer, see ConcurrencyLeases.release):
  * they ride along with the connection's next command that does matter, which calls `flush()`
  * just before it is sent (one write for both, see coalesceWrites), and leave on their own after
  * `delayMs` at the latest. Until then the member still counts, so a delayed removal can only
