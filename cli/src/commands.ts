@@ -72,13 +72,19 @@ async function waitUntilReady(
 
 /**
  * Waits until the function's last update has finished: the API, like Lambda's, refuses an update
- * while another is in progress (ResourceConflictException).
+ * while another is in progress (ResourceConflictException). `known` is a configuration just read,
+ * so that the first look costs no request.
  */
-async function waitForUpdateToFinish(client: GatewayClient, name: string, timeoutMs: number): Promise<void> {
+async function waitForUpdateToFinish(
+  client: GatewayClient,
+  name: string,
+  timeoutMs: number,
+  known?: FunctionConfiguration,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { Configuration: c } = await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name));
-    if (c.LastUpdateStatus !== 'InProgress') return;
+  const read = async () =>
+    (await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name))).Configuration;
+  for (let c = known ?? (await read()); c.LastUpdateStatus === 'InProgress'; c = await read()) {
     if (Date.now() > deadline)
       throw new CliError(
         `${name} is still being updated after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
@@ -122,7 +128,9 @@ export async function deploy(
     );
   } else {
     const timeoutMs = options.timeoutSeconds * 1000;
-    await waitForUpdateToFinish(client, manifest.name, timeoutMs);
+    // The configuration read above says whether an update is still rolling out.
+    const current = JSON.parse(existing.body.toString('utf8')) as FunctionConfiguration;
+    await waitForUpdateToFinish(client, manifest.name, timeoutMs, current);
     await client.json('PUT', `${fn(manifest.name)}/configuration`, {
       body: JSON.stringify(configurationFields(manifest)),
     });
