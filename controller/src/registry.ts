@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { RedisKeys, type DemandReport, type FunctionRoute, type InstanceEndpoint } from '@hearth/api';
 
 /**
@@ -28,12 +28,15 @@ export class RegistryWriter {
   }
 
   async removeFunction(name: string): Promise<void> {
-    await this.redis
-      .multi()
+    await this.forget(this.redis.multi(), name).exec();
+  }
+
+  /** Drops the route and instances and tells the gateways, as part of the caller's transaction. */
+  private forget(multi: ChainableCommander, name: string): ChainableCommander {
+    return multi
       .srem(RedisKeys.functions, name)
       .del(RedisKeys.function(name), RedisKeys.instances(name))
-      .publish(RedisKeys.registryChannel, name)
-      .exec();
+      .publish(RedisKeys.registryChannel, name);
   }
 
   /**
@@ -41,13 +44,7 @@ export class RegistryWriter {
    * (dead letters, logs, its async queue) may be swept (cleanup.ts).
    */
   async retireFunction(name: string, purgeAt: number): Promise<void> {
-    await this.redis
-      .multi()
-      .srem(RedisKeys.functions, name)
-      .del(RedisKeys.function(name), RedisKeys.instances(name))
-      .zadd(RedisKeys.deleted, purgeAt, name)
-      .publish(RedisKeys.registryChannel, name)
-      .exec();
+    await this.forget(this.redis.multi().zadd(RedisKeys.deleted, purgeAt, name), name).exec();
   }
 
   async instances(name: string): Promise<InstanceEndpoint[]> {
