@@ -56,6 +56,16 @@ test('Ready for the current generation is Active and Successful; for an older on
     fn(3, { observedGeneration: 3, revision: 'r3', conditions: [ready('False', 'PoolNotReady')] }),
   );
   assert.equal(observedState(spec, scaling).LastUpdateStatus, 'InProgress');
+  // Scaling up from a serving instance of the current revision is no update in progress.
+  const scalingUp = servedFromStatus(
+    fn(3, {
+      observedGeneration: 3,
+      revision: 'r3',
+      conditions: [ready('False', 'PoolNotReady', '1/2 instances ready')],
+      instances: { desired: 2, ready: 1, busy: 1 },
+    }),
+  );
+  assert.deepEqual(observedState(spec, scalingUp), { State: 'Active', LastUpdateStatus: 'Successful' });
 });
 
 test('a terminal Ready=False for the current generation is Failed with its reason', () => {

@@ -30,7 +30,11 @@ export function servedFromStatus(resource: FunctionResource): ServedState | unde
     (status.observedGeneration === resource.metadata.generation ||
       settledBefore(resource, status.observedGeneration));
   const lastModified = ready.lastTransitionTime;
-  if (current && ready.status === 'True') return { state: 'Active', spec: resource.spec, lastModified };
+  // A pool short of instances while one of this revision already serves is scaling, not updating:
+  // Lambda never refuses an update because its function is scaling up.
+  const servingCurrent =
+    ready.status === 'True' || (ready.reason === 'PoolNotReady' && (status.instances?.ready ?? 0) > 0);
+  if (current && servingCurrent) return { state: 'Active', spec: resource.spec, lastModified };
   if (current && ready.status === 'False' && !TRANSIENT_REASONS.has(ready.reason)) {
     return {
       state: 'Failed',
