@@ -195,7 +195,7 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       await subscriber?.connect();
       await discovery.start();
       await pushSources?.start();
-      leases.start();
+      await leases.start();
       demand.start();
       if (runsWorkers) {
         workers = await startWorkers({

@@ -108,7 +108,7 @@ export class LocalInvoker implements Invoker {
   ): Promise<InvokeResult> {
     const { leases, accountConcurrency } = this.options;
     const scope = admissionScope(route, accountConcurrency, this.totalReserved());
-    const lease = await leases.acquire(scope);
+    const lease = leases.takeKept(scope) ?? (await leases.acquire(scope));
     if (!lease) {
       throw new GatewayError('TooManyRequestsException', 'Rate Exceeded.', { Reason: scope.reason }, 1);
     }
