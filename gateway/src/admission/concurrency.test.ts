@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateFunctionSpec } from '@hearth/api';
-import { admissionScope, ConcurrencyKeys } from './concurrency.js';
+import { admissionScope, blockSize, ConcurrencyKeys } from './concurrency.js';
 
 const fn = (name: string, reserved?: number) => {
   const { spec } = validateFunctionSpec({
@@ -29,4 +29,13 @@ test('the others share what the reservations leave of the account limit', () => 
     reason: 'ConcurrentInvocationLimitExceeded',
   });
   assert.equal(admissionScope(fn('u'), 100, 400).limit, 0, 'never negative');
+});
+
+test('a block is a sixteenth of the limit, at most 16; small limits take one lease per call', () => {
+  assert.equal(blockSize(1000), 16);
+  assert.equal(blockSize(64), 4);
+  assert.equal(blockSize(32), 2);
+  assert.equal(blockSize(31), 1);
+  assert.equal(blockSize(3), 1);
+  assert.equal(blockSize(0), 1);
 });

@@ -138,8 +138,19 @@ type LeaseRedis = Redis & {
     channel: string,
     pressureMs: number,
   ): Promise<number>;
-  hearthRenewLeases(leases: string, holders: string, ttlMs: number, holder: string, ...members: string[]): Promise<number>;
-  hearthGiveBackLeases(leases: string, holders: string, gatewayId: string, ...members: string[]): Promise<number>;
+  hearthRenewLeases(
+    leases: string,
+    holders: string,
+    ttlMs: number,
+    holder: string,
+    ...members: string[]
+  ): Promise<number>;
+  hearthGiveBackLeases(
+    leases: string,
+    holders: string,
+    gatewayId: string,
+    ...members: string[]
+  ): Promise<number>;
 };
 
 /** What this gateway holds of one scope. */
