@@ -5,9 +5,9 @@
  * >= 60% of the direct-to-shim throughput. Auth is off (as in `hearth dev`) unless --auth, which
  * sends a Bearer key.
  *
- * Each row also reports the CPU time the gateway and the shim (with its runtimes) spent per call,
- * read from /proc (Linux): on a shared, noisy machine wall-clock numbers swing with the other
- * work, CPU per call much less.
+ * Each row also reports the CPU time the gateway, Redis (the admissions the gateway causes) and
+ * the shim (with its runtimes) spent per call, read from /proc (Linux): on a shared, noisy machine
+ * wall-clock numbers swing with the other work, CPU per call much less.
  *
  * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
  *   [--shim-concurrency 4] [--auth] [--targets gateway,direct,floor] [--cpu-prof dir] [--gateway-main path]
@@ -43,8 +43,9 @@ interface Row {
   p50Ms: number;
   p99Ms: number;
   failed: number;
-  /** CPU µs per successful call of the gateway's and the shim's process groups; undefined without /proc. */
+  /** CPU µs per successful call of the gateway's, Redis's and the shim's process groups; undefined without /proc. */
   gatewayCpuUs: number | undefined;
+  redisCpuUs: number | undefined;
   shimCpuUs: number | undefined;
 }
 
@@ -296,6 +297,7 @@ export async function main(argv: string[]): Promise<void> {
         const headers = Object.entries(target.headers).map(([k, v]) => `${k}: ${v}`);
         runWrk(target.url, callers, warmup, headers);
         const gatewayBefore = treeCpuMicros(gatewayPid);
+        const redisBefore = treeCpuMicros(redis.process.pid);
         const shimBefore = treeCpuMicros(shimPid);
         const result = runWrk(target.url, callers, duration, headers);
         const calls = result.okPerSecond * duration;
@@ -306,12 +308,13 @@ export async function main(argv: string[]): Promise<void> {
           callers,
           ...result,
           gatewayCpuUs: perCall(gatewayBefore, treeCpuMicros(gatewayPid)),
+          redisCpuUs: perCall(redisBefore, treeCpuMicros(redis.process.pid)),
           shimCpuUs: perCall(shimBefore, treeCpuMicros(shimPid)),
         };
         rows.push(row);
         console.error(
           `  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms, ` +
-            `CPU/call gateway ${micros(row.gatewayCpuUs)} µs, shim ${micros(row.shimCpuUs)} µs`,
+            `CPU/call gateway ${micros(row.gatewayCpuUs)} µs, redis ${micros(row.redisCpuUs)} µs, shim ${micros(row.shimCpuUs)} µs`,
         );
       }
     }
@@ -319,11 +322,11 @@ export async function main(argv: string[]): Promise<void> {
     const lines = [
       `Gateway benchmark: no-op Node handler, ${duration} s per row after ${warmup} s warm-up, shim concurrency ${shimConcurrency}, auth ${values.auth ? 'Bearer' : 'off'}.`,
       '',
-      '| target | callers | ok/s | p50 ms | p99 ms | failed | gateway CPU µs/call | shim CPU µs/call |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| target | callers | ok/s | p50 ms | p99 ms | failed | gateway CPU µs/call | redis CPU µs/call | shim CPU µs/call |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows.map(
         (r) =>
-          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} | ${micros(r.gatewayCpuUs)} | ${micros(r.shimCpuUs)} |`,
+          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} | ${micros(r.gatewayCpuUs)} | ${micros(r.redisCpuUs)} | ${micros(r.shimCpuUs)} |`,
       ),
       '',
     ];
