@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -226,13 +227,25 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
   return { router, fastPath };
 }
 
-/** A signal that fires when the caller hangs up before its answer, so a waiting call stops waiting. */
+/** The signal of each client connection, made the first time one of its calls needs it. */
+const connectionGone = new WeakMap<Socket, AbortSignal>();
+
+/**
+ * A signal that fires when the caller hangs up before its answer, so a waiting call stops waiting.
+ * It is the connection's, shared by the calls it carries one after the other (an AbortController
+ * and a listener per call were a measurable share of a no-op call): a closed connection can
+ * deliver no answer, and a call that has answered no longer listens.
+ */
 export function callerGone(res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return controller.signal;
+  const socket = res.socket;
+  if (!socket) return new AbortController().signal;
+  let signal = connectionGone.get(socket);
+  if (!signal) {
+    const controller = new AbortController();
+    socket.once('close', () => controller.abort());
+    connectionGone.set(socket, (signal = controller.signal));
+  }
+  return signal;
 }
 
 function writeResult(res: ServerResponse, requestId: string, result: InvokeResult, status: number): void {

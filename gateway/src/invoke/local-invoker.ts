@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Discovery } from '../core/discovery.js';
 import { GatewayError } from '../core/errors.js';
 import type { InvokeRequest, InvokeResult, Invoker } from '../core/invoker.js';
-import { admissionScope, type ConcurrencyLeases } from '../admission/concurrency.js';
+import { admissionScope, type AdmissionScope, type ConcurrencyLeases } from '../admission/concurrency.js';
 import type { InstanceRouter } from '../routing/router.js';
 import type { GatewayMetrics, InvocationOutcome } from '../metrics.js';
 import { ShimCallError, type ShimClient } from './shim-client.js';
@@ -56,10 +56,15 @@ export interface LocalInvokerOptions {
  * The HTTP routes and the async workers share it.
  */
 export class LocalInvoker implements Invoker {
+  /** Per function: what every call of its current route needs, built once (reservations change the scope). */
+  private readonly prepared = new Map<string, PreparedRoute>();
   private reservedTotal: number | undefined;
 
   constructor(private readonly options: LocalInvokerOptions) {
-    options.discovery.onChange(() => (this.reservedTotal = undefined));
+    options.discovery.onChange(() => {
+      this.prepared.clear();
+      this.reservedTotal = undefined;
+    });
   }
 
   /** Looks the function up as an invocation would, without running it (DryRun, Event acceptance). */
@@ -106,8 +111,8 @@ export class LocalInvoker implements Invoker {
     request: InvokeRequest,
     signal?: AbortSignal,
   ): Promise<InvokeResult> {
-    const { leases, accountConcurrency } = this.options;
-    const scope = admissionScope(route, accountConcurrency, this.totalReserved());
+    const { leases } = this.options;
+    const { scope } = this.prepare(route);
     const lease = leases.takeKept(scope) ?? (await leases.acquire(scope));
     if (!lease) {
       throw new GatewayError('TooManyRequestsException', 'Rate Exceeded.', { Reason: scope.reason }, 1);
@@ -126,7 +131,10 @@ export class LocalInvoker implements Invoker {
     signal?: AbortSignal,
   ): Promise<InvokeResult> {
     const { router, shims, region, accountId, logger, coldStartBudgetMs } = this.options;
-    const invokedFunctionArn = functionArn(route.name, region, accountId, request.qualifier);
+    const invokedFunctionArn =
+      request.qualifier === undefined
+        ? this.prepare(route).unqualifiedArn
+        : functionArn(route.name, region, accountId, request.qualifier);
     const waitUntil = Date.now() + coldStartBudgetMs;
     for (;;) {
       const instance = await router.lease(route, signal, waitUntil);
@@ -175,10 +183,25 @@ export class LocalInvoker implements Invoker {
     }
   }
 
-  private totalReserved(): number {
-    this.reservedTotal ??= this.options.discovery
+  private prepare(route: FunctionRoute): PreparedRoute {
+    const known = this.prepared.get(route.name);
+    if (known?.route === route) return known;
+    const { discovery, accountConcurrency, region, accountId } = this.options;
+    this.reservedTotal ??= discovery
       .listFunctions()
       .reduce((sum, f) => sum + (f.spec.concurrency.reserved ?? 0), 0);
-    return this.reservedTotal;
+    const prepared: PreparedRoute = {
+      route,
+      scope: admissionScope(route, accountConcurrency, this.reservedTotal),
+      unqualifiedArn: functionArn(route.name, region, accountId),
+    };
+    this.prepared.set(route.name, prepared);
+    return prepared;
   }
+}
+
+interface PreparedRoute {
+  route: FunctionRoute;
+  scope: AdmissionScope;
+  unqualifiedArn: string;
 }

@@ -120,6 +120,26 @@ test('draining and removed instances take no new calls; a refused instance is sk
   router.close();
 });
 
+test('a call waiting while the only instance is skipped gets it once the skip ends', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, {
+    coldStartBudgetMs: 2000,
+    onWaiting: () => {},
+    refusedSkipMs: 50,
+  });
+  const r = route();
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a')]);
+  (await router.lease(r)).release(true);
+  const started = Date.now();
+  const again = await router.lease(r);
+  assert.equal(again.endpoint.id, 'a');
+  const waited = Date.now() - started;
+  assert.ok(waited >= 40 && waited < 1000, `waited ${waited} ms`);
+  again.release();
+  router.close();
+});
+
 test('when every instance stays busy past the budget, the call is throttled (429)', async () => {
   const discovery = new StaticDiscovery();
   const router = new InstanceRouter(discovery, { coldStartBudgetMs: 50, onWaiting: () => {} });

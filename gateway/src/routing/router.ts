@@ -72,6 +72,8 @@ class FunctionPool {
   inFlight = 0;
   peakInFlight = 0;
   peakWaiting = 0;
+  /** Looks again for the waiters when a skipped instance comes back; set only while one is skipped. */
+  skipTimer: NodeJS.Timeout | undefined;
   constructor(public route: FunctionRoute) {}
   get perInstance() {
     return this.route.spec.concurrency.perInstance ?? 1;
@@ -116,6 +118,7 @@ export class InstanceRouter {
   close(): void {
     this.unsubscribe();
     for (const pool of this.pools.values()) {
+      clearTimeout(pool.skipTimer);
       for (const waiter of pool.waiters.splice(0)) {
         waiter.cleanup();
         waiter.reject(new GatewayError('ServiceException', 'The gateway is shutting down.'));
@@ -244,29 +247,48 @@ export class InstanceRouter {
         const hadRoutable = [...pool.slots.values()].some((s) => isRoutable(s, pool.route.revision, now));
         reject(noInstanceError(pool.route.name, this.options.coldStartBudgetMs, hadRoutable));
       }, budgetMs);
-      // Skipped instances come back by time alone, with no event to announce it: look again then.
-      const recheck = setInterval(() => this.serveWaiters(pool), this.refusedSkipMs);
       const waiter: Waiter = {
         resolve,
         reject,
         cleanup: () => {
           clearTimeout(timer);
-          clearInterval(recheck);
           signal?.removeEventListener('abort', onAbort);
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       pool.waiters.push(waiter);
       if (pool.waiters.length > pool.peakWaiting) pool.peakWaiting = pool.waiters.length;
+      this.recheckWhenSkipEnds(pool);
       this.options.onWaiting(pool.route.name);
     });
+  }
+
+  /**
+   * Skipped instances come back by time alone, with no event to announce it: while calls wait,
+   * one timer per pool looks again when the first skip ends (not a timer per waiting call).
+   */
+  private recheckWhenSkipEnds(pool: FunctionPool): void {
+    if (pool.skipTimer || pool.waiters.length === 0) return;
+    const now = Date.now();
+    let firstBack = Infinity;
+    for (const slot of pool.slots.values()) {
+      if (slot.skipUntil > now && slot.skipUntil < firstBack) firstBack = slot.skipUntil;
+    }
+    if (firstBack === Infinity) return;
+    pool.skipTimer = setTimeout(() => {
+      pool.skipTimer = undefined;
+      this.serveWaiters(pool);
+    }, firstBack - now);
   }
 
   private serveWaiters(pool: FunctionPool) {
     const now = Date.now();
     while (pool.waiters.length > 0) {
       const slot = pickInstance(pool.slots.values(), pool.route.revision, pool.perInstance, now);
-      if (!slot) return;
+      if (!slot) {
+        this.recheckWhenSkipEnds(pool);
+        return;
+      }
       const waiter = pool.waiters.shift()!;
       waiter.cleanup();
       waiter.resolve(this.take(pool, slot));
