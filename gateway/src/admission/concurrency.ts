@@ -165,6 +165,8 @@ class HeldScope {
   blockLimit = 0;
   /** Counts the ends of blocks, so an answer to an admission sent before one ends is not taken for a new block. */
   epoch = 0;
+  /** Admissions sent to Redis and not answered yet: any of them may come back with a block. */
+  acquiring = 0;
   /** The fewest spares since the last trim: that many went unused the whole time. */
   fewestSpares = 0;
 
@@ -275,18 +277,21 @@ export class ConcurrencyLeases {
     const want = blockSize(scope.limit);
     const epoch = held.epoch;
     const prefix = `${this.gatewayId}/${(this.sequence++).toString(36)}.`;
-    const granted = await this.redis.hearthAcquireLeases(
-      scope.key,
-      ConcurrencyKeys.blockHolders(scope.key),
-      ConcurrencyKeys.pressure(scope.key),
-      this.ttlMs,
-      scope.limit,
-      want,
-      prefix,
-      this.gatewayId,
-      ConcurrencyKeys.reclaimChannel,
-      PRESSURE_MS,
-    );
+    held.acquiring++;
+    const granted = await this.redis
+      .hearthAcquireLeases(
+        scope.key,
+        ConcurrencyKeys.blockHolders(scope.key),
+        ConcurrencyKeys.pressure(scope.key),
+        this.ttlMs,
+        scope.limit,
+        want,
+        prefix,
+        this.gatewayId,
+        ConcurrencyKeys.reclaimChannel,
+        PRESSURE_MS,
+      )
+      .finally(() => held.acquiring--);
     if (granted <= 0) {
       // A call of this gateway may have finished meanwhile and left its lease here.
       const kept = this.takeKept(scope);
@@ -343,10 +348,16 @@ export class ConcurrencyLeases {
     }
   }
 
-  /** Another gateway found the scope full while this one may hold unused leases of it. */
+  /**
+   * Another gateway found the scope full while gateways were listed as holding blocks of it. A
+   * gateway with no block and no admission on its way is not listed (ending a block drops the
+   * listing), so it has nothing to do: at the limit every throttled call publishes, and they must
+   * not each cost every gateway a script. An admission on its way may have been granted a block
+   * before the message left: ending the block now makes its answer give that block back.
+   */
   private reclaim(key: string): void {
     const held = this.scopes.get(key);
-    if (held) this.endBlock(held);
+    if (held && (held.holdsBlock || held.acquiring > 0)) this.endBlock(held);
   }
 
   /** Stops keeping leases in the scope: gives back the unused ones and the block registration together. */
