@@ -5,6 +5,8 @@ export class BodyTooLargeError extends Error {}
 /**
  * Reads the whole request body, refusing past `limit` bytes: at once from Content-Length, or as
  * soon as the streamed bytes pass it. The rest of a refused body is drained by Node, unbuffered.
+ * A body with a Content-Length is complete with its last byte, without waiting for the stream's
+ * `end` (Node's parser enforces the length).
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
@@ -28,10 +30,11 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
         return;
       }
       chunks.push(chunk);
+      if (size === declared) onEnd();
     };
     const onEnd = () => {
       cleanup();
-      resolve(Buffer.concat(chunks, size));
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onError = (error: Error) => {
       cleanup();
