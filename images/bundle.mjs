@@ -6,7 +6,7 @@
 //
 //   node images/bundle.mjs <workspace> <out>
 //
-// Used by the Containerfiles' build stage and by images/build.sh; run `npx tsc -b` first.
+// Used by the Containerfiles' build stage and by images/build.sh; run `npm run build` first.
 import { cpSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

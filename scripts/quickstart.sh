@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
-npx tsc -b
+npm run build
 exec npx hearth dev --dir examples --port "${PORT:-8080}"

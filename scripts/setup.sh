@@ -13,7 +13,7 @@ export HEARTH_BUILD_NICE="${HEARTH_BUILD_NICE:-0}"
 
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
-npx tsc -b
+npm run build
 bash scripts/peers/install.sh
 bash test/cluster/build-kube.sh >/dev/null
 if [ "$(id -u)" = 0 ]; then

@@ -26,7 +26,7 @@ const handlerDir = join(benchDir, 'fixtures', 'noop');
 const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
 const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
 const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
-const shimNodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.js');
+const shimNodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.cjs');
 const expectedResult = { ok: true };
 
 /** One way of serving the handler over HTTP. */
@@ -124,9 +124,7 @@ function hearthTarget(isolation: 'auto' | 'portable', options: Options, stateDir
   return {
     key: isolation === 'auto' ? 'hearth' : 'hearth-portable',
     label: `Hearth shim + Node runtime (${isolation} isolation)`,
-    ...(existsSync(options.shimMain)
-      ? {}
-      : { missing: `${options.shimMain} is not built (npx tsc -b runtime-shim)` }),
+    ...(existsSync(options.shimMain) ? {} : { missing: `${options.shimMain} is not built (npm run build)` }),
     async spawn() {
       const port = await freePort();
       const processes = [
@@ -170,7 +168,7 @@ function rieTarget(
     !rie || !ric
       ? 'aws-lambda-rie or aws-lambda-ric not installed (scripts/peers/install.sh)'
       : !runtimeEntry || !existsSync(runtimeEntry)
-        ? `${runtimeEntry} is not built (npx tsc -b runtime-shim)`
+        ? `${runtimeEntry} is not built (npm run build)`
         : undefined;
   return {
     key,

@@ -19,8 +19,12 @@ test('a shim installed under /tmp runs Node and Python functions whose code is u
   const copy = await mkdtemp(join(tmpdir(), 'hearth-checkout-'));
   dirs.push(copy);
   const shimCopy = join(copy, 'runtime-shim');
+  // Without the TypeScript build info, as an installed shim (images/bundle.mjs leaves it out too).
   for (const part of ['dist', 'runtimes', 'package.json'])
-    await cp(join(packageDir, part), join(shimCopy, part), { recursive: true });
+    await cp(join(packageDir, part), join(shimCopy, part), {
+      recursive: true,
+      filter: (source) => !source.endsWith('.tsbuildinfo'),
+    });
   await symlink(join(dirname(packageDir), 'node_modules'), join(copy, 'node_modules'));
 
   const nodeCode = await writeFunction({

@@ -33,7 +33,8 @@ export function runtimeCommand(
       const runtimeDir = join(DIST_DIR, 'runtimes', 'nodejs');
       return {
         command: process.execPath,
-        args: [`--max-old-space-size=${nodeHeapLimitMb(config.memoryMb)}`, join(runtimeDir, 'bootstrap.js')],
+        // bootstrap.ts and its modules in one CommonJS file (build.mjs): the fastest for Node to start.
+        args: [`--max-old-space-size=${nodeHeapLimitMb(config.memoryMb)}`, join(runtimeDir, 'bootstrap.cjs')],
         runtimeDir,
       };
     }

@@ -76,7 +76,7 @@ test('runtime command and environment follow Lambda', () => {
   const command = runtimeCommand(config);
   assert.equal(command.command, process.execPath);
   assert.deepEqual(command.args[0], `--max-old-space-size=${nodeHeapLimitMb(1024)}`);
-  assert.match(command.args[1]!, /runtimes\/nodejs\/bootstrap\.js$/);
+  assert.match(command.args[1]!, /runtimes\/nodejs\/bootstrap\.cjs$/);
   const env = runtimeEnvironment(config, { runtimeApi: '127.0.0.1:1', runtimeDir: '/rt', logStream: 's' });
   assert.equal(env.FOO, 'bar');
   assert.equal(env.AWS_REGION, 'us-east-1', 'reserved variables win over the function env');

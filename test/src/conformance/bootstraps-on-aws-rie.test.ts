@@ -11,7 +11,7 @@ import { freePort, startProcess, type RunningProcess } from '../harness/index.js
 import { repoRoot, requirePeer } from './peers.js';
 
 const fixtures = join(repoRoot, 'test', 'src', 'conformance', 'fixtures');
-const nodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.js');
+const nodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.cjs');
 const pythonBootstrap = join(repoRoot, 'runtime-shim', 'runtimes', 'python3', 'bootstrap.py');
 const FUNCTION_NAME = 'conformance-fn';
 const TIMEOUT_SECONDS = 30;

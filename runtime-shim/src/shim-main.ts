@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 // The shim's process: settings from the environment, start the runtimes, listen, drain on SIGTERM.
+// It runs as dist/main.js, one file that build.mjs bundles from this module and those it imports
+// (pino goes to dist/vendor/pino.js, loaded once the runtimes are spawned).
+import { createShim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
@@ -16,11 +19,9 @@ try {
 
 // The cold start is the shim's start-up followed by the runtime's (a second process), so the
 // runtimes are spawned as early as possible and the rest of the shim's start-up (pino) happens
-// while they boot. Before that, the sandboxes (a memory group,
-// an ext4 image for /tmp, made by mkfs) are made while the rest of the shim's modules load.
+// while they boot. The sandboxes (a memory group, an ext4 image for /tmp, made by mkfs) come first.
 const isolation = prepareIsolation(config);
 isolation.catch(() => undefined);
-const { createShim } = await import('./app.js');
 const logger = new DeferredLogger();
 // The function's log stream: one write per invocation, START to REPORT.
 const functionLog = new FunctionLog(1);
@@ -34,7 +35,7 @@ await new Promise<void>((resolve, reject) => {
 const started = shim.start();
 await started.catch(() => undefined);
 
-const { pino } = await import('pino');
+const { default: pino } = await import('pino');
 const operationalLog = pino.destination({ dest: 2, sync: false });
 logger.attach(
   pino(
