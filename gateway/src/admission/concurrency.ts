@@ -97,13 +97,17 @@ redis.call('ZADD', KEYS[1], unpack(members))
 return granted
 `;
 
-/** Pushes the expiry of leases still held (and of the gateway's block registration, ARGV[2] unless empty); what was dropped stays dropped (XX). */
+/**
+ * Pushes the expiry of leases still held (and of the gateway's block registration, ARGV[2] unless
+ * empty); what was dropped stays dropped (XX). Returns how many of the leases were still there.
+ */
 const RENEW = `
 local time = redis.call('TIME')
 local expiry = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ARGV[1])
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], 'XX', expiry, ARGV[2]) end
-for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
-return #ARGV - 2
+local found = 0
+for i = 3, #ARGV do found = found + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i]) end
+return found
 `;
 
 /** Gives unused leases back and drops the gateway's block registration (ARGV[1]) in one step. */
@@ -377,21 +381,28 @@ export class ConcurrencyLeases {
   }
 
   private async renewAll(): Promise<void> {
-    await Promise.all(
-      [...this.scopes.values()].map((held) =>
-        held.members.size === 0 && !held.holdsBlock
-          ? undefined
-          : this.redis
-              .hearthRenewLeases(
-                held.key,
-                ConcurrencyKeys.blockHolders(held.key),
-                this.ttlMs,
-                held.holdsBlock ? this.gatewayId : '',
-                ...held.members,
-              )
-              .catch(this.onError),
-      ),
-    );
+    await Promise.all([...this.scopes.values()].map((held) => this.renew(held)));
+  }
+
+  private async renew(held: HeldScope): Promise<void> {
+    if (held.members.size === 0 && !held.holdsBlock) return;
+    const members = [...held.members];
+    let found: number;
+    try {
+      found = await this.redis.hearthRenewLeases(
+        held.key,
+        ConcurrencyKeys.blockHolders(held.key),
+        this.ttlMs,
+        held.holdsBlock ? this.gatewayId : '',
+        ...members,
+      );
+    } catch (error) {
+      this.onError(error);
+      return;
+    }
+    // Leases Redis lost (a restart without persistence): kept ones would go on serving calls that
+    // no other gateway sees counted, so the block ends and new calls are admitted in Redis again.
+    if (found < members.length && held.holdsBlock) this.endBlock(held);
   }
 
   private held(key: string): HeldScope {

@@ -36,9 +36,9 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
   let client: Redis;
   const gateways: { leases: ConcurrencyLeases; connection: Redis }[] = [];
 
-  async function gateway(id: string): Promise<ConcurrencyLeases> {
+  async function gateway(id: string, ttlMs = 15_000): Promise<ConcurrencyLeases> {
     const connection = new Redis(redis.url);
-    const leases = new ConcurrencyLeases(connection, id, 15_000, (error) => assert.fail(String(error)));
+    const leases = new ConcurrencyLeases(connection, id, ttlMs, (error) => assert.fail(String(error)));
     await leases.start();
     gateways.push({ leases, connection });
     return leases;
@@ -97,6 +97,24 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
         (await client.zcard(ConcurrencyKeys.unreserved)) === 0 && (await client.zcard(HOLDERS)) === 0,
       1500,
       'the last lease and the block registration given back',
+    );
+  });
+
+  test('leases Redis lost (a restart without persistence) end the block: calls are counted in Redis again', async () => {
+    // Renewed every 200 ms.
+    const leases = await gateway('a', 600);
+    const limit = scope(1000);
+    leases.release((await admit(leases, limit))!);
+    await client.flushall();
+    await waitFor(
+      async () => {
+        const lease = await admit(leases, limit);
+        const counted = (await client.zcard(ConcurrencyKeys.unreserved)) > 0;
+        leases.release(lease!);
+        return counted;
+      },
+      2000,
+      'a call counted in Redis again',
     );
   });
 
