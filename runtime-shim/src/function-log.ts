@@ -2,8 +2,8 @@ import { writeSync } from 'node:fs';
 
 /**
  * The function's log stream (the shim's stdout), written with as few system calls as possible:
- * text is collected in memory and goes out in one `write(2)` when an invocation ends (START, the
- * runtime's lines, END and REPORT together), or at most `maxDelayMs` after it was logged (lines
+ * text is collected in memory and goes out in one `write(2)` right after an invocation's answer
+ * (START, the runtime's lines, END and REPORT together), or at most `maxDelayMs` after it was logged (lines
  * written during init, or by a long invocation), or once `maxPendingBytes` have piled up.
  *
  * A write that would block (a non-blocking pipe whose reader is behind) keeps the rest for the
@@ -12,6 +12,7 @@ import { writeSync } from 'node:fs';
 export class FunctionLog {
   private pending = '';
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly fd: number,
@@ -30,6 +31,19 @@ export class FunctionLog {
       }, this.maxDelayMs);
       this.timer.unref();
     }
+  }
+
+  /**
+   * An invocation's log is complete: it goes out on the next turn of the event loop, once the
+   * invocation's answer has been written (the caller does not wait for the log), together with
+   * the logs of invocations that ended in the same turn.
+   */
+  invocationEnded(): void {
+    if (this.immediate !== undefined) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      this.flush();
+    });
   }
 
   /** Writes what is pending now (or as much as the fd takes without blocking). */

@@ -35,6 +35,17 @@ export default async (event, context) => {
       });
       context.reported = true;
       return;
+    case 'curl': {
+      // A report as curl sends one of unknown length: chunked, after waiting for 100 Continue.
+      const { execFileSync } = await import('node:child_process');
+      const said = execFileSync('curl', [
+        '-sS', '-H', 'Transfer-Encoding: chunked', '-H', 'Expect: 100-continue',
+        '--data-binary', '@-', '-w', ' %{http_code}', base + context.requestId + '/response',
+      ], { input: JSON.stringify({ via: 'curl', padding: 'p'.repeat(100000) }) });
+      console.log('curl said ' + said);
+      context.reported = true;
+      return;
+    }
     default:
       return { ok: true };
   }
@@ -114,6 +125,16 @@ test('a response over 6 MB is 413 to the runtime and Function.ResponseSizeTooLar
   const next = await shim.invoke({});
   assert.deepEqual(next.json(), { ok: true });
   assert.equal(next.initDurationMs, undefined);
+});
+
+test('a report sent chunked after Expect: 100-continue (curl) is taken whole', async () => {
+  const answer = await shim.invoke({ case: 'curl' });
+  assert.equal(answer.status, 200);
+  const body = answer.json();
+  assert.equal(body.via, 'curl');
+  assert.equal(body.padding.length, 100000);
+  await shim.waitForStdout(/curl said \{"status":"OK"\} 202/);
+  assert.deepEqual((await shim.invoke({})).json(), { ok: true });
 });
 
 test('an error report comes back as-is, its type from the Lambda-Runtime-Function-Error-Type header', async () => {

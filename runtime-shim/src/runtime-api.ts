@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api/lambda';
+import { HttpRequestParser, type ParsedRequest } from './http-request-parser.js';
 
 /** What the runtime gets from `/next` for one invocation. */
 export interface RuntimeEvent {
@@ -17,11 +18,21 @@ export interface RuntimeEvent {
 /** How a report about an invocation was taken. */
 export type ReportOutcome = 'accepted' | 'unknown-id' | 'already-reported';
 
+/** A runtime's `GET /next`, waiting for an event. */
+export interface ParkedNext {
+  /** Answers with the event, with every header AWS's runtime clients read. */
+  send(event: RuntimeEvent): void;
+  /** Closes the runtime's connection: a runtime being replaced gets nothing more. */
+  destroy(): void;
+  /** `listener` runs once if the connection ends before an event was sent. */
+  onClose(listener: () => void): void;
+}
+
 /** The slot behind the Runtime API: it owns invocations, the API only speaks HTTP. */
 export interface RuntimeApiHandler {
-  /** The runtime asks for its next event; answer later with `sendEvent`. */
-  next(response: ServerResponse): void;
-  /** Whether `requestId` may be reported now (checked before a body is read). */
+  /** The runtime asks for its next event; answer later with `next.send`. */
+  next(next: ParkedNext): void;
+  /** Whether `requestId` may be reported now. */
   canReport(requestId: string): ReportOutcome;
   response(requestId: string, body: Buffer): void;
   /** The runtime tried to send more than Lambda's response limit. */
@@ -31,133 +42,251 @@ export interface RuntimeApiHandler {
   initError(body: Buffer, errorTypeHeader: string | undefined): boolean;
 }
 
+export interface RuntimeApi {
+  /** `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`. */
+  readonly address: string;
+  /** Closes the runtime's connections and stops listening. */
+  close(): Promise<void>;
+}
+
 const PREFIX = `/${RUNTIME_API_VERSION}/runtime/`;
-const ACCEPTED = JSON.stringify({ status: 'OK' });
+const ACCEPTED = Buffer.from(JSON.stringify({ status: 'OK' }));
+const REPORT_PATH = /^invocation\/([^/]+)\/(response|error)$/;
+const REASONS: Record<number, string> = {
+  200: 'OK',
+  202: 'Accepted',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+};
 
-function reply(response: ServerResponse, status: number, body: string) {
-  response.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  });
-  response.end(body);
+function errorBody(errorType: string, errorMessage: string): Buffer {
+  return Buffer.from(JSON.stringify({ errorMessage, errorType }));
 }
 
-function replyError(response: ServerResponse, status: number, errorType: string, errorMessage: string) {
-  reply(response, status, JSON.stringify({ errorMessage, errorType }));
+/** Header values go out as one line each: JSON loses nothing when its line breaks become spaces. */
+function headerValue(value: string): string {
+  return /[\r\n]/.test(value) ? value.replace(/[\r\n]+/g, ' ') : value;
 }
 
-/** Reads a request body up to `limit` bytes; undefined when it was longer (the rest is drained). */
-function readBody(request: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(request.headers['content-length'] ?? 0);
-    let tooLarge = declared > limit;
-    const chunks: Buffer[] = [];
-    let length = 0;
-    request.on('data', (chunk: Buffer) => {
-      if (tooLarge) return;
-      length += chunk.length;
-      if (length > limit) {
-        tooLarge = true;
-        chunks.length = 0;
-      } else chunks.push(chunk);
-    });
-    request.on('end', () =>
-      resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
-    );
-    request.on('error', reject);
-  });
-}
-
-/** Answers a parked `/next` with an event, with every header AWS's runtime clients read. */
-export function sendEvent(response: ServerResponse, event: RuntimeEvent): void {
-  const headers: Record<string, string | number> = {
+/** The head of an answer: status line, JSON content type, length and `extraHeaders` lines. */
+function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
+  return (
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
     // AWS's native runtime client crashes on an answer without a content type.
-    'content-type': 'application/json',
-    'content-length': event.body.length,
-    [RuntimeApiHeaders.requestId]: event.requestId,
-    [RuntimeApiHeaders.deadlineMs]: event.deadlineMs,
-    [RuntimeApiHeaders.invokedFunctionArn]: event.invokedFunctionArn,
-    [RuntimeApiHeaders.traceId]: event.traceId,
-  };
-  // Sent only when present: runtime clients parse an empty value as JSON and fail.
-  if (event.clientContext) headers[RuntimeApiHeaders.clientContext] = event.clientContext;
-  if (event.cognitoIdentity) headers[RuntimeApiHeaders.cognitoIdentity] = event.cognitoIdentity;
-  response.writeHead(200, headers);
-  response.end(event.body);
+    `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
+  );
 }
 
-async function route(handler: RuntimeApiHandler, request: IncomingMessage, response: ServerResponse) {
-  const url = request.url ?? '';
-  if (!url.startsWith(PREFIX)) return replyError(response, 404, 'NotFound', `No route for ${url}`);
-  const path = url.slice(PREFIX.length);
-  if (request.method === 'GET' && path === 'invocation/next') {
-    request.resume();
-    return handler.next(response);
-  }
-  if (request.method !== 'POST')
-    return replyError(response, 405, 'MethodNotAllowed', `${request.method} ${url}`);
-  const errorTypeHeader = request.headers[RuntimeApiHeaders.functionErrorType] as string | undefined;
+/** The event headers of a `/next` answer (pure). */
+export function eventHeaders(event: RuntimeEvent): string {
+  let headers =
+    `${RuntimeApiHeaders.requestId}: ${event.requestId}\r\n` +
+    `${RuntimeApiHeaders.deadlineMs}: ${event.deadlineMs}\r\n` +
+    `${RuntimeApiHeaders.invokedFunctionArn}: ${event.invokedFunctionArn}\r\n` +
+    `${RuntimeApiHeaders.traceId}: ${event.traceId}\r\n`;
+  // Sent only when present: runtime clients parse an empty value as JSON and fail.
+  if (event.clientContext)
+    headers += `${RuntimeApiHeaders.clientContext}: ${headerValue(event.clientContext)}\r\n`;
+  if (event.cognitoIdentity)
+    headers += `${RuntimeApiHeaders.cognitoIdentity}: ${headerValue(event.cognitoIdentity)}\r\n`;
+  return headers;
+}
 
-  if (path === 'init/error') {
-    const body = (await readBody(request, Limits.responseBytes)) ?? Buffer.from('{}');
-    if (!handler.initError(body, errorTypeHeader)) {
-      return replyError(response, 403, 'InvalidStateTransition', 'Init is already complete');
+/** One answer owed to the runtime; answers leave in the order their requests came (HTTP/1.1). */
+interface PendingAnswer {
+  head?: string;
+  body?: Buffer;
+  /** The connection ends after this answer (the runtime asked for it, or spoke HTTP/1.0). */
+  close: boolean;
+  /** A report taken, whose 202 is due (see `acknowledge`). */
+  acknowledgementDue?: boolean;
+  /** A `/next` still waiting for its event. */
+  parked?: boolean;
+}
+
+/**
+ * One runtime connection. The Runtime API is HTTP/1.1 between the shim and one trusted local
+ * process, two requests per invocation: it is parsed here on the socket (see
+ * HttpRequestParser) rather than by Node's HTTP server, whose request and response objects cost
+ * several times the CPU of the exchange itself.
+ */
+class RuntimeApiConnection {
+  private readonly parser: HttpRequestParser;
+  private readonly answers: PendingAnswer[] = [];
+  private readonly closeListeners: (() => void)[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly handler: RuntimeApiHandler,
+  ) {
+    socket.setNoDelay(true);
+    this.parser = new HttpRequestParser({
+      bodyLimit: Limits.responseBytes,
+      onContinue: () => socket.write('HTTP/1.1 100 Continue\r\n\r\n'),
+      onRequest: (request) => this.route(request),
+      onMalformed: (status, message) => {
+        this.reply(this.expectAnswer(true), status, errorBody('InvalidRequest', message));
+      },
+    });
+    socket.on('data', (data: Buffer) => this.parser.push(data));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.closed = true;
+      for (const listener of this.closeListeners.splice(0)) listener();
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private expectAnswer(close: boolean): PendingAnswer {
+    const answer: PendingAnswer = { close };
+    this.answers.push(answer);
+    return answer;
+  }
+
+  private reply(answer: PendingAnswer, status: number, body: Buffer, extraHeaders?: string): void {
+    answer.head = answerHead(status, body.length, extraHeaders);
+    answer.body = body;
+    this.flush();
+  }
+
+  /** Writes every answer that is due, in request order, in one system call. */
+  private flush(): void {
+    if (this.closed || this.answers[0]?.head === undefined) return;
+    const socket = this.socket;
+    socket.cork();
+    while (this.answers[0]?.head !== undefined) {
+      const answer = this.answers.shift()!;
+      socket.write(answer.head!, 'latin1');
+      if (answer.body!.length > 0) socket.write(answer.body!);
+      if (answer.close) {
+        socket.end();
+        this.answers.length = 0;
+      }
     }
-    return reply(response, 202, ACCEPTED);
+    socket.uncork();
   }
 
-  const match = /^invocation\/([^/]+)\/(response|error)$/.exec(path);
-  if (!match) return replyError(response, 404, 'NotFound', `No route for ${url}`);
-  const requestId = decodeURIComponent(match[1]!);
-  const kind = match[2]!;
-  const outcome = handler.canReport(requestId);
-  if (outcome !== 'accepted') {
-    request.resume();
-    return outcome === 'unknown-id'
-      ? replyError(response, 400, 'InvalidRequestID', `Invalid request ID: ${requestId}`)
-      : replyError(response, 403, 'InvalidStateTransition', `Invocation ${requestId} was already reported`);
+  private route(request: ParsedRequest): void {
+    const answer = this.expectAnswer(request.close);
+    const fail = (status: number, errorType: string, message: string) =>
+      this.reply(answer, status, errorBody(errorType, message));
+    const { method, target } = request;
+    if (!target.startsWith(PREFIX)) return fail(404, 'NotFound', `No route for ${target}`);
+    const path = target.slice(PREFIX.length);
+    if (method === 'GET' && path === 'invocation/next') return this.handler.next(this.parkedNext(answer));
+    if (method !== 'POST') return fail(405, 'MethodNotAllowed', `${method} ${target}`);
+    const errorTypeHeader = request.headers[RuntimeApiHeaders.functionErrorType];
+
+    if (path === 'init/error') {
+      if (!this.handler.initError(request.body ?? Buffer.from('{}'), errorTypeHeader)) {
+        return fail(403, 'InvalidStateTransition', 'Init is already complete');
+      }
+      return this.reply(answer, 202, ACCEPTED);
+    }
+
+    const match = REPORT_PATH.exec(path);
+    if (!match) return fail(404, 'NotFound', `No route for ${target}`);
+    let requestId: string;
+    try {
+      requestId = decodeURIComponent(match[1]!);
+    } catch {
+      return fail(400, 'InvalidRequestID', `Invalid request ID: ${match[1]}`);
+    }
+    const refusal = this.refusal(requestId);
+    if (refusal) return fail(...refusal);
+    const body = request.body;
+    // Taken on the next turn of the event loop: output the runtime wrote before its report
+    // (its stdout and stderr pipes are ready in the same poll) is read first, so it belongs to
+    // the invocation's log and its tail.
+    setImmediate(() => {
+      const lateRefusal = this.refusal(requestId);
+      if (lateRefusal) return fail(...lateRefusal);
+      if (body === undefined) {
+        this.handler.responseTooLarge(requestId);
+        return fail(
+          413,
+          'RequestEntityTooLarge',
+          `Exceeded maximum allowed payload size (${Limits.responseBytes} bytes).`,
+        );
+      }
+      answer.acknowledgementDue = true;
+      if (match[2] === 'response') this.handler.response(requestId, body);
+      else this.handler.error(requestId, body, errorTypeHeader);
+      // The caller's answer goes first: it is written from the promise callbacks the report
+      // settled, which run before the next immediate.
+      setImmediate(() => this.acknowledge(answer));
+    });
   }
-  const body = await readBody(request, Limits.responseBytes);
-  // The runtime may have been replaced while the body was arriving.
-  if (handler.canReport(requestId) !== 'accepted') {
-    return replyError(
-      response,
-      403,
-      'InvalidStateTransition',
-      `Invocation ${requestId} was already reported`,
-    );
+
+  /** Why a report about `requestId` is refused now (status, error type, message), if it is. */
+  private refusal(requestId: string): [400 | 403, string, string] | undefined {
+    const outcome = this.handler.canReport(requestId);
+    if (outcome === 'unknown-id') return [400, 'InvalidRequestID', `Invalid request ID: ${requestId}`];
+    if (outcome === 'already-reported') {
+      return [403, 'InvalidStateTransition', `Invocation ${requestId} was already reported`];
+    }
+    return undefined;
   }
-  if (body === undefined) {
-    handler.responseTooLarge(requestId);
-    return replyError(
-      response,
-      413,
-      'RequestEntityTooLarge',
-      `Exceeded maximum allowed payload size (${Limits.responseBytes} bytes).`,
-    );
+
+  /**
+   * Answers a report with 202. A runtime that asked for its next event along with the report
+   * (our own runtimes do, in the same write) gets the acknowledgement with that event instead,
+   * in one write: it wakes once per invocation rather than twice.
+   */
+  private acknowledge(answer: PendingAnswer): void {
+    if (answer.head !== undefined) return;
+    const behind = this.answers[this.answers.indexOf(answer) + 1];
+    if (!behind?.parked) this.reply(answer, 202, ACCEPTED);
   }
-  if (kind === 'response') handler.response(requestId, body);
-  else handler.error(requestId, body, errorTypeHeader);
-  reply(response, 202, ACCEPTED);
+
+  private parkedNext(answer: PendingAnswer): ParkedNext {
+    answer.parked = true;
+    return {
+      send: (event) => {
+        answer.parked = false;
+        const ahead = this.answers[this.answers.indexOf(answer) - 1];
+        if (ahead?.acknowledgementDue && ahead.head === undefined) {
+          ahead.head = answerHead(202, ACCEPTED.length);
+          ahead.body = ACCEPTED;
+        }
+        this.reply(answer, 200, event.body, eventHeaders(event));
+      },
+      destroy: () => this.destroy(),
+      onClose: (listener) => {
+        if (this.closed) listener();
+        else this.closeListeners.push(listener);
+      },
+    };
+  }
 }
 
 /** The Lambda Runtime API on 127.0.0.1, for one runtime process at a time. */
-export async function startRuntimeApi(
-  handler: RuntimeApiHandler,
-): Promise<{ server: Server; address: string }> {
-  const server = createServer({ keepAlive: true, noDelay: true }, (request, response) => {
-    route(handler, request, response).catch((error: Error) => {
-      if (!response.headersSent) replyError(response, 500, 'Runtime.InternalError', error.message);
-    });
+export async function startRuntimeApi(handler: RuntimeApiHandler): Promise<RuntimeApi> {
+  const connections = new Set<RuntimeApiConnection>();
+  const server = createServer((socket) => {
+    const connection = new RuntimeApiConnection(socket, handler);
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
   });
-  // One trusted client that long-polls: idle connections stay open for as long as it likes.
-  server.keepAliveTimeout = 0;
-  server.requestTimeout = 0;
-  server.headersTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  return { server, address: `127.0.0.1:${port}` };
+  return {
+    address: `127.0.0.1:${port}`,
+    async close() {
+      for (const connection of connections) connection.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import type { Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { FunctionErrorType, Limits } from '@hearth/api/lambda';
 import type { ShimConfig } from './config.js';
@@ -23,7 +22,13 @@ import {
   startLine,
   tagLine,
 } from './log-format.js';
-import { sendEvent, startRuntimeApi, type ReportOutcome, type RuntimeApiHandler } from './runtime-api.js';
+import {
+  startRuntimeApi,
+  type ParkedNext,
+  type ReportOutcome,
+  type RuntimeApi,
+  type RuntimeApiHandler,
+} from './runtime-api.js';
 import { logStreamName, runtimeCommand, runtimeEnvironment } from './runtime-command.js';
 
 export interface InvokeRequest {
@@ -55,8 +60,11 @@ export interface InvokeResult {
 /** Where the function's log stream goes (the shim's stdout). */
 export interface LogSink {
   write(text: string): unknown;
-  /** Called when an invocation's log is complete (after REPORT): a buffering sink writes it out. */
-  flush?(): void;
+  /**
+   * Called when an invocation's log is complete (after REPORT): a buffering sink writes it out,
+   * after the invocation's answer has gone.
+   */
+  invocationEnded?(): void;
 }
 
 type Outcome = { body: Buffer; errorType?: string };
@@ -100,7 +108,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
   private phase: Phase = 'cold';
   private runtime: RuntimeProcess | undefined;
   private current: Invocation | undefined;
-  private parkedNext: ServerResponse | undefined;
+  private parkedNext: ParkedNext | undefined;
   private initTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private pendingInitDurationMs: number | undefined;
@@ -117,7 +125,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     readonly index: number,
     private readonly config: ShimConfig,
     private readonly sandbox: Sandbox,
-    private readonly api: { server: Server; address: string },
+    private readonly api: RuntimeApi,
     private readonly sink: LogSink,
     private readonly logger: ShimLogger,
     /** Called whenever the slot can take another invocation. */
@@ -258,7 +266,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   // --- Runtime API ---
 
-  next(response: ServerResponse): void {
+  next(next: ParkedNext): void {
     if (this.phase === 'initializing') {
       clearTimeout(this.initTimer);
       this.phase = 'ready';
@@ -273,12 +281,12 @@ export class RuntimeSlot implements RuntimeApiHandler {
     }
     if (this.phase !== 'ready') {
       // A runtime being replaced: it gets nothing more.
-      response.destroy();
+      next.destroy();
       return;
     }
-    this.parkedNext = response;
-    response.once('close', () => {
-      if (this.parkedNext === response) this.parkedNext = undefined;
+    this.parkedNext = next;
+    next.onClose(() => {
+      if (this.parkedNext === next) this.parkedNext = undefined;
     });
     if (this.current && !this.current.delivered) this.deliver();
   }
@@ -339,7 +347,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   private deliver(): void {
     const invocation = this.current!;
-    const response = this.parkedNext!;
+    const next = this.parkedNext!;
     this.parkedNext = undefined;
     const now = Date.now();
     const timeoutMs = this.config.timeoutSeconds * 1000;
@@ -350,7 +358,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     this.pendingInitDurationMs = undefined;
     invocation.timer = setTimeout(() => this.deadlineReached(invocation, deadlineMs - now), deadlineMs - now);
     this.startPolling();
-    sendEvent(response, {
+    next.send({
       requestId: invocation.request.requestId,
       body: invocation.request.event,
       deadlineMs,
@@ -397,7 +405,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
       initDurationMs: invocation.initDurationMs,
     });
     this.sink.write(end + report);
-    this.sink.flush?.();
+    this.sink.invocationEnded?.();
     const result: InvokeResult = {
       body: outcome.body,
       durationMs,
@@ -552,8 +560,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
       this.kill(runtime, 'shutdown');
       await runtime.exited;
     }
-    this.api.server.closeAllConnections();
-    await new Promise((resolve) => this.api.server.close(resolve));
+    await this.api.close();
     await this.sandbox.destroy();
   }
 }

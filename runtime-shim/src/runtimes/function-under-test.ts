@@ -41,6 +41,8 @@ export interface FunctionUnderTest {
   invoke(event: unknown, options?: InvokeOptions): Promise<InvokeResult>;
   /** The function's log stream so far. */
   logs(): string;
+  /** Resolves once the log stream has a line matching `pattern` (it is written just after the answer). */
+  waitForLogs(pattern: RegExp): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export async function startFunction(options: FunctionOptions): Promise<FunctionU
       };
     },
     logs: () => shim.stdout(),
+    waitForLogs: (pattern) => shim.waitForStdout(pattern),
     async stop() {
       await shim.stop();
       await removeFunction(codeDir);

@@ -193,6 +193,7 @@ describe('Node.js runtime: handler forms through the shim', () => {
   test('console output is written in AWS format, one record per call, tagged with the request id', async () => {
     const result = await fn.invoke({ form: 'log' }, { requestId: 'log-request-1', tail: true });
     assert.equal(result.json, 'logged');
+    await fn.waitForLogs(/END RequestId: log-request-1/);
     const records = fn.logs();
     assert.match(
       records,

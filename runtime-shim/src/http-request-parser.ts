@@ -1,0 +1,209 @@
+/** One HTTP/1.x request, read whole. */
+export interface ParsedRequest {
+  method: string;
+  target: string;
+  /** Lower-case names; a repeated header keeps its first value. */
+  headers: Record<string, string>;
+  /** Undefined when it was longer than the parser's body limit (read to its end and dropped). */
+  body: Buffer | undefined;
+  /** The client wants the connection closed after the answer (`Connection: close`, HTTP/1.0). */
+  close: boolean;
+}
+
+export interface HttpRequestParserOptions {
+  /** Bodies longer than this are read and dropped (`body` undefined). */
+  bodyLimit: number;
+  /** Longest request line plus headers. */
+  maxHeadBytes?: number;
+  onRequest(request: ParsedRequest): void;
+  /** The client sent `Expect: 100-continue` and waits for the interim answer before its body. */
+  onContinue(): void;
+  /** The stream is not HTTP/1.x; nothing more is parsed. */
+  onMalformed(status: 400 | 431, message: string): void;
+}
+
+type Framing =
+  | { kind: 'length'; remaining: number }
+  | { kind: 'chunked'; state: 'size' | 'data' | 'data-end' | 'trailer'; remaining: number };
+
+interface Head {
+  method: string;
+  target: string;
+  headers: Record<string, string>;
+  close: boolean;
+}
+
+const CRLF = Buffer.from('\r\n');
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+const EMPTY = Buffer.alloc(0);
+const REQUEST_LINE = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/;
+const HEX = /^[0-9a-fA-F]{1,12}$/;
+/** A chunk-size line longer than this is not a chunk size. */
+const MAX_CHUNK_LINE = 1024;
+
+class Malformed extends Error {
+  constructor(
+    readonly status: 400 | 431,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The request line and headers (pure). */
+export function parseHead(text: string): Head {
+  const lines = text.split('\r\n');
+  const requestLine = REQUEST_LINE.exec(lines[0]!);
+  if (!requestLine) throw new Malformed(400, `Bad request line: ${lines[0]!.slice(0, 100)}`);
+  const headers: Record<string, string> = {};
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0 || line[0] === ' ' || line[0] === '\t') {
+      throw new Malformed(400, `Bad header line: ${line.slice(0, 100)}`);
+    }
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (!(name in headers)) headers[name] = line.slice(colon + 1).trim();
+  }
+  const connection = headers.connection?.toLowerCase() ?? '';
+  const close = requestLine[3] === '0' ? !connection.includes('keep-alive') : connection.includes('close');
+  return { method: requestLine[1]!, target: requestLine[2]!, headers, close };
+}
+
+/** How the body of a request with these headers is delimited (pure). */
+export function bodyFraming(headers: Record<string, string>): Framing {
+  const transferEncoding = headers['transfer-encoding'];
+  if (transferEncoding !== undefined) {
+    if (transferEncoding.toLowerCase().split(',').pop()!.trim() !== 'chunked') {
+      throw new Malformed(400, `Unsupported transfer-encoding: ${transferEncoding}`);
+    }
+    return { kind: 'chunked', state: 'size', remaining: 0 };
+  }
+  const contentLength = headers['content-length'];
+  if (contentLength === undefined) return { kind: 'length', remaining: 0 };
+  if (!/^\d{1,15}$/.test(contentLength)) throw new Malformed(400, `Bad content-length: ${contentLength}`);
+  return { kind: 'length', remaining: Number(contentLength) };
+}
+
+/**
+ * An incremental HTTP/1.x request parser for a server's side of one connection: feed it the
+ * bytes as they arrive, it calls back once per complete request, in order (pipelined requests
+ * included). Bodies by `content-length` or chunked; `Expect: 100-continue` is reported so the
+ * server can answer it.
+ */
+export class HttpRequestParser {
+  private buffer: Buffer = EMPTY;
+  private head: Head | undefined;
+  private framing: Framing | undefined;
+  private chunks: Buffer[] = [];
+  private bodyBytes = 0;
+  private failed = false;
+
+  constructor(private readonly options: HttpRequestParserOptions) {}
+
+  push(data: Buffer): void {
+    if (this.failed) return;
+    this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
+    try {
+      while ((this.head !== undefined || this.readHead()) && this.readBody()) {
+        const head = this.head!;
+        const body = this.bodyBytes > this.options.bodyLimit ? undefined : joined(this.chunks);
+        this.head = undefined;
+        this.framing = undefined;
+        this.chunks = [];
+        this.bodyBytes = 0;
+        this.options.onRequest({ ...head, body });
+      }
+    } catch (error) {
+      if (!(error instanceof Malformed)) throw error;
+      this.failed = true;
+      this.buffer = EMPTY;
+      this.options.onMalformed(error.status, error.message);
+    }
+  }
+
+  /** False when the head has not fully arrived. */
+  private readHead(): boolean {
+    // Blank lines between requests are tolerated (RFC 9112, section 2.2).
+    let start = 0;
+    while (this.buffer[start] === 0x0d && this.buffer[start + 1] === 0x0a) start += 2;
+    const end = this.buffer.indexOf(CRLF_CRLF, start);
+    const maxHeadBytes = this.options.maxHeadBytes ?? 64 * 1024;
+    if (end < 0) {
+      if (this.buffer.length - start > maxHeadBytes) throw new Malformed(431, 'Request head too large');
+      this.buffer = this.buffer.subarray(start);
+      return false;
+    }
+    if (end - start > maxHeadBytes) throw new Malformed(431, 'Request head too large');
+    const head = parseHead(this.buffer.toString('latin1', start, end));
+    this.framing = bodyFraming(head.headers);
+    this.head = head;
+    this.buffer = this.buffer.subarray(end + 4);
+    const expectsBody = this.framing.kind === 'chunked' || this.framing.remaining > 0;
+    if (expectsBody && head.headers.expect?.toLowerCase() === '100-continue') this.options.onContinue();
+    return true;
+  }
+
+  /** False when the body has not fully arrived. */
+  private readBody(): boolean {
+    const framing = this.framing!;
+    if (framing.kind === 'length') {
+      framing.remaining -= this.take(framing.remaining);
+      return framing.remaining === 0;
+    }
+    for (;;) {
+      switch (framing.state) {
+        case 'size': {
+          const end = this.buffer.indexOf(CRLF);
+          if (end < 0) {
+            if (this.buffer.length > MAX_CHUNK_LINE) throw new Malformed(400, 'Bad chunk size');
+            return false;
+          }
+          const size = this.buffer.toString('latin1', 0, end).split(';', 1)[0]!.trim();
+          if (!HEX.test(size)) throw new Malformed(400, `Bad chunk size: ${size.slice(0, 20)}`);
+          this.buffer = this.buffer.subarray(end + 2);
+          framing.remaining = parseInt(size, 16);
+          framing.state = framing.remaining === 0 ? 'trailer' : 'data';
+          break;
+        }
+        case 'data':
+          framing.remaining -= this.take(framing.remaining);
+          if (framing.remaining > 0) return false;
+          framing.state = 'data-end';
+          break;
+        case 'data-end':
+          if (this.buffer.length < 2) return false;
+          if (this.buffer[0] !== 0x0d || this.buffer[1] !== 0x0a) {
+            throw new Malformed(400, 'Chunk not followed by CRLF');
+          }
+          this.buffer = this.buffer.subarray(2);
+          framing.state = 'size';
+          break;
+        case 'trailer': {
+          const end = this.buffer.indexOf(CRLF);
+          if (end < 0) {
+            if (this.buffer.length > MAX_CHUNK_LINE) throw new Malformed(400, 'Bad chunked trailer');
+            return false;
+          }
+          this.buffer = this.buffer.subarray(end + 2);
+          if (end === 0) return true;
+        }
+      }
+    }
+  }
+
+  /** Moves up to `wanted` buffered bytes into the body (dropped past the limit); returns how many. */
+  private take(wanted: number): number {
+    const taken = Math.min(wanted, this.buffer.length);
+    if (taken === 0) return 0;
+    this.bodyBytes += taken;
+    if (this.bodyBytes <= this.options.bodyLimit) this.chunks.push(this.buffer.subarray(0, taken));
+    else this.chunks = [];
+    this.buffer = this.buffer.subarray(taken);
+    return taken;
+  }
+}
+
+function joined(chunks: Buffer[]): Buffer {
+  return chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
