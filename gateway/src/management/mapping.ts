@@ -38,7 +38,7 @@ export const Annotations = {
 export const MANAGED_BY = 'hearth-management-api';
 
 /** Unreserved concurrency Lambda always leaves to functions without a reservation. */
-export const MIN_UNRESERVED_CONCURRENCY = 100;
+const MIN_UNRESERVED_CONCURRENCY = 100;
 
 export interface AccountContext {
   region: string;
@@ -82,7 +82,7 @@ export function objectBody(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-export function checkFunctionName(name: unknown): string {
+function checkFunctionName(name: unknown): string {
   if (typeof name !== 'string' || name === '')
     throw constraint(name, 'FunctionName', 'Member must not be null');
   if (!NAME.test(name)) {
@@ -503,7 +503,7 @@ export function toEventInvokeConfig(resource: FunctionResource, context: Account
 }
 
 /** Lambda's LastModified: `2024-01-02T03:04:05.678+0000`. */
-export function lambdaTime(date: Date): string {
+function lambdaTime(date: Date): string {
   return date.toISOString().replace('Z', '+0000');
 }
 
@@ -624,7 +624,7 @@ export function updateConflict(
 }
 
 /** CodeSha256 and CodeSize of any kind of code: the zip's for archives, a digest of the files for inline code. */
-export function codeIdentity(resource: FunctionResource): { sha256Base64: string; size: number } {
+function codeIdentity(resource: FunctionResource): { sha256Base64: string; size: number } {
   const code = resource.spec.code;
   const size = Number(annotationsOf(resource)[Annotations.codeSize] ?? 0);
   if (code.archive) return { sha256Base64: Buffer.from(code.archive.sha256, 'hex').toString('base64'), size };
@@ -637,7 +637,7 @@ export function codeIdentity(resource: FunctionResource): { sha256Base64: string
 }
 
 /** RevisionId: a UUID-shaped digest of the whole Function, changing with every change. */
-export function revisionId(resource: FunctionResource): string {
+function revisionId(resource: FunctionResource): string {
   const hex = createHash('sha256')
     .update(canonical({ spec: resource.spec, annotations: resource.metadata.annotations ?? {} }))
     .digest('hex');
