@@ -47,33 +47,48 @@ export async function init(name: string, runtime: Runtime, into: string | undefi
   note(`Next: hearth deploy ${into ?? name}`);
 }
 
-/** Polls GetFunction until the function is Active and its last update Successful, or Failed. */
-async function waitUntilReady(
+/**
+ * Reads the function's configuration every 300 ms until `settled` accepts it; `known` is a
+ * configuration just read, so that the first look costs no request.
+ */
+async function pollConfiguration(
   client: GatewayClient,
   name: string,
   timeoutMs: number,
+  wait: { settled: (c: FunctionConfiguration) => boolean; stillBeing: (c: FunctionConfiguration) => string },
+  known?: FunctionConfiguration,
 ): Promise<FunctionConfiguration> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { Configuration: c } = await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name));
-    if (c.State === 'Failed' || c.LastUpdateStatus === 'Failed') {
-      throw new CliError(
-        `${name} failed to start: ${c.LastUpdateStatusReason ?? c.StateReason ?? 'no reason given'}\n  next: fix the code and run "hearth deploy" again; "hearth logs ${name}" shows its output`,
-      );
-    }
-    if (c.State === 'Active' && c.LastUpdateStatus === 'Successful') return c;
+  const read = async () =>
+    (await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name))).Configuration;
+  for (let c = known ?? (await read()); ; c = await read()) {
+    if (wait.settled(c)) return c;
     if (Date.now() > deadline)
       throw new CliError(
-        `${name} is still ${c.State}/${c.LastUpdateStatus} after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
+        `${name} is still ${wait.stillBeing(c)} after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
       );
     await sleep(300);
   }
 }
 
+/** Waits until the function is Active and its last update Successful; Failed ends the wait. */
+function waitUntilReady(client: GatewayClient, name: string, timeoutMs: number) {
+  return pollConfiguration(client, name, timeoutMs, {
+    settled: (c) => {
+      if (c.State === 'Failed' || c.LastUpdateStatus === 'Failed') {
+        throw new CliError(
+          `${name} failed to start: ${c.LastUpdateStatusReason ?? c.StateReason ?? 'no reason given'}\n  next: fix the code and run "hearth deploy" again; "hearth logs ${name}" shows its output`,
+        );
+      }
+      return c.State === 'Active' && c.LastUpdateStatus === 'Successful';
+    },
+    stillBeing: (c) => `${c.State}/${c.LastUpdateStatus}`,
+  });
+}
+
 /**
  * Waits until the function's last update has finished: the API, like Lambda's, refuses an update
- * while another is in progress (ResourceConflictException). `known` is a configuration just read,
- * so that the first look costs no request.
+ * while another is in progress (ResourceConflictException).
  */
 async function waitForUpdateToFinish(
   client: GatewayClient,
@@ -81,16 +96,13 @@ async function waitForUpdateToFinish(
   timeoutMs: number,
   known?: FunctionConfiguration,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const read = async () =>
-    (await client.json<{ Configuration: FunctionConfiguration }>('GET', fn(name))).Configuration;
-  for (let c = known ?? (await read()); c.LastUpdateStatus === 'InProgress'; c = await read()) {
-    if (Date.now() > deadline)
-      throw new CliError(
-        `${name} is still being updated after ${timeoutMs / 1000} s: "hearth get ${name}" shows where it is`,
-      );
-    await sleep(300);
-  }
+  await pollConfiguration(
+    client,
+    name,
+    timeoutMs,
+    { settled: (c) => c.LastUpdateStatus !== 'InProgress', stillBeing: () => 'being updated' },
+    known,
+  );
 }
 
 export async function deploy(

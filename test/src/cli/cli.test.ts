@@ -156,6 +156,19 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
     'greeter',
   );
 
+  // A second deploy updates configuration and code; the next call runs the new code.
+  await writeFile(
+    join(work, 'greeter', 'index.mjs'),
+    `import shout from 'shout';\nexport const handler = async (event) => ({ greeting: shout('welcome back ' + event.name) });\n`,
+  );
+  assert.match(succeeded(await hearth(['deploy', 'greeter']), 'redeploy').stdout, /Updated greeter: Active/);
+  assert.deepEqual(
+    JSON.parse(
+      succeeded(await hearth(['invoke', 'greeter', '--payload', '{"name":"ada"}']), 'invoke').stdout,
+    ),
+    { greeting: 'WELCOME BACK ADA!' },
+  );
+
   assert.match(succeeded(await hearth(['rm', 'greeter']), 'rm').stdout, /Deleted greeter/);
   const gone = await hearth(['get', 'greeter']);
   assert.equal(gone.code, 4);
