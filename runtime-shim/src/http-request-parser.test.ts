@@ -93,3 +93,16 @@ test('what is not HTTP/1.x is refused once, naming what was wrong, and nothing m
   parser.push(Buffer.from(`GET / HTTP/1.1\r\nX: ${'y'.repeat(70 * 1024)}`));
   assert.deepEqual(events, ['malformed 431 Request head too large']);
 });
+
+test('header names are case-insensitive, the first of a repeated header wins, and no name is special', () => {
+  const { parser, requests } = parserFor();
+  parser.push(
+    Buffer.from(
+      'GET /h HTTP/1.1\r\nX-Type:  first \r\nx-type: second\r\nConstructor: c\r\n__proto__: p\r\n\r\n',
+    ),
+  );
+  const { headers } = requests[0]!;
+  assert.equal(headers['x-type'], 'first');
+  assert.equal(headers.constructor, 'c');
+  assert.equal(headers.__proto__, 'p');
+});
