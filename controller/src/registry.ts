@@ -18,9 +18,11 @@ export class RegistryWriter {
     return json ? (JSON.parse(json) as FunctionRoute) : undefined;
   }
 
+  /** Also drops a tombstone of the name: the keys a deleted function left are the new one's now. */
   async putRoute(route: FunctionRoute): Promise<void> {
     await this.redis
       .multi()
+      .zrem(RedisKeys.deleted, route.name)
       .sadd(RedisKeys.functions, route.name)
       .set(RedisKeys.function(route.name), JSON.stringify(route))
       .publish(RedisKeys.registryChannel, route.name)
@@ -41,10 +43,11 @@ export class RegistryWriter {
 
   /**
    * Forgets a deleted function as removeFunction does, and records when the keys it leaves
-   * (dead letters, logs, its async queue) may be swept (cleanup.ts).
+   * (dead letters, logs, its async queue) may be swept (cleanup.ts). Retiring it again (a
+   * resync, another controller) keeps the first time: the retention counts from the deletion.
    */
   async retireFunction(name: string, purgeAt: number): Promise<void> {
-    await this.forget(this.redis.multi().zadd(RedisKeys.deleted, purgeAt, name), name).exec();
+    await this.forget(this.redis.multi().zadd(RedisKeys.deleted, 'NX', purgeAt, name), name).exec();
   }
 
   async instances(name: string): Promise<InstanceEndpoint[]> {
