@@ -654,9 +654,14 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
     functions: ObjectCache<KubernetesObject>,
     queue: WorkQueue,
   ): { stop(): Promise<void> } {
+    /** Route name -> work-queue key, as of the last poll. */
+    const keysByRoute = new Map<string, string>();
     const subscriber = redis.duplicate();
     subscriber.on('error', () => undefined);
     subscriber.on('message', (_channel: string, routeName: string) => {
+      const key = keysByRoute.get(routeName);
+      if (key) return queue.add(key);
+      // A function created since the last poll.
       for (const o of functions.list()) {
         const { name, namespace } = o.metadata ?? {};
         if (name && namespace && registryName(namespace, name, defaultNamespace) === routeName)
@@ -695,6 +700,8 @@ export async function startKubeController(options: KubeControllerOptions = {}): 
             });
         }
         for (const key of specs.keys()) if (!present.has(key)) specs.delete(key);
+        keysByRoute.clear();
+        for (const f of functionsNow) keysByRoute.set(f.routeName, f.key);
         const reports = await Promise.all(
           functionsNow.map((f) => registry.demand(f.routeName).catch(() => undefined)),
         );
