@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import {
-  createServer,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type Server } from 'node:net';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
 import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
+import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
+import type { ParsedRequest } from './http-request-parser.js';
 import { prepareIsolation, type IsolationPlan, type PreparedIsolation } from './isolation.js';
 import { RuntimeSlot, type InvokeRequest, type InvokeResult, type LogSink } from './runtime-slot.js';
+
+const HEALTHY = Buffer.from('{"status":"ok"}');
+const READY = Buffer.from('{"ready":true}');
+const NOT_READY = Buffer.from('{"ready":false}');
 
 /** Invocations that may wait for a busy instance, per runtime process. */
 const QUEUE_PER_SLOT = 256;
@@ -43,7 +43,7 @@ export interface Shim {
 
 /** The invocation a `POST /invoke` asks for (pure: headers and body in, request out). */
 export function parseInvokeRequest(
-  headers: IncomingHttpHeaders,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
   event: Buffer,
   config: ShimConfig,
 ): InvokeRequest {
@@ -69,56 +69,40 @@ export function parseInvokeRequest(
   return request;
 }
 
-/** The headers of a `POST /invoke` answer. */
-export function invokeResponseHeaders(
-  result: InvokeResult,
-  revision: string,
-): Record<string, string | number> {
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': result.body.length,
-    [ShimHeaders.durationMs]: result.durationMs.toFixed(2),
-    [ShimHeaders.billedDurationMs]: result.billedDurationMs,
-    [ShimHeaders.maxMemoryUsedMb]: result.maxMemoryUsedMb,
-    [ShimHeaders.revision]: revision,
-  };
+/** The headers of a `POST /invoke` answer past its content type and length, as header lines. */
+export function invokeResponseHeaders(result: InvokeResult, revision: string): string {
+  let headers =
+    `${ShimHeaders.durationMs}: ${result.durationMs.toFixed(2)}\r\n` +
+    `${ShimHeaders.billedDurationMs}: ${result.billedDurationMs}\r\n` +
+    `${ShimHeaders.maxMemoryUsedMb}: ${result.maxMemoryUsedMb}\r\n` +
+    `${ShimHeaders.revision}: ${headerValue(revision)}\r\n`;
   if (result.errorType !== undefined) {
-    headers[ShimHeaders.functionError] = 'Unhandled';
-    headers[ShimHeaders.errorType] = result.errorType;
+    // The error type may come from the function's own error body.
+    headers +=
+      `${ShimHeaders.functionError}: Unhandled\r\n` +
+      `${ShimHeaders.errorType}: ${headerValue(result.errorType)}\r\n`;
   }
   if (result.initDurationMs !== undefined)
-    headers[ShimHeaders.initDurationMs] = result.initDurationMs.toFixed(2);
-  if (result.logTail !== undefined) headers[ShimHeaders.logResult] = result.logTail;
+    headers += `${ShimHeaders.initDurationMs}: ${result.initDurationMs.toFixed(2)}\r\n`;
+  if (result.logTail !== undefined) headers += `${ShimHeaders.logResult}: ${result.logTail}\r\n`;
   return headers;
 }
 
-function serviceError(response: ServerResponse, status: number, code: string, message: string) {
-  const body = JSON.stringify({ Type: 'Service', message, Message: message });
-  response.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'x-amzn-errortype': code,
-    [ShimHeaders.errorType]: code,
-  });
-  response.end(body);
-}
-
-function readEvent(request: IncomingMessage): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    let tooLarge = Number(request.headers['content-length'] ?? 0) > Limits.syncPayloadBytes;
-    request.on('data', (chunk: Buffer) => {
-      if (tooLarge) return;
-      length += chunk.length;
-      if (length > Limits.syncPayloadBytes) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    request.on('end', () =>
-      resolve(tooLarge ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
-    );
-    request.on('error', reject);
-  });
+/** A platform error answer (Lambda's `Service` shape, its type in two headers). */
+function serviceError(
+  connection: HttpConnection,
+  answer: PendingAnswer,
+  status: number,
+  code: string,
+  message: string,
+) {
+  const body = Buffer.from(JSON.stringify({ Type: 'Service', message, Message: message }));
+  connection.reply(
+    answer,
+    status,
+    body,
+    `x-amzn-errortype: ${code}\r\n${ShimHeaders.errorType}: ${code}\r\n`,
+  );
 }
 
 /** Builds the shim (sandboxes, runtime slots, HTTP server) without listening or starting runtimes. */
@@ -155,65 +139,85 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
   let inFlight = 0;
   let idle: (() => void) | undefined;
 
-  async function invoke(request: IncomingMessage, response: ServerResponse) {
-    const event = await readEvent(request);
-    if (event === undefined) {
+  async function invoke(connection: HttpConnection, request: ParsedRequest, answer: PendingAnswer) {
+    if (request.body === undefined) {
       return serviceError(
-        response,
+        connection,
+        answer,
         413,
         'RequestTooLargeException',
         `Request must be smaller than ${Limits.syncPayloadBytes} bytes for the InvokeFunction operation`,
       );
     }
-    if (draining) return serviceError(response, 503, SHIM_UNAVAILABLE, 'The instance is shutting down');
-    const invocation = parseInvokeRequest(request.headers, event, config);
+    if (draining) {
+      return serviceError(connection, answer, 503, SHIM_UNAVAILABLE, 'The instance is shutting down');
+    }
+    const invocation = parseInvokeRequest(request.headers, request.body, config);
     inFlight++;
-    const onClose = () => dispatcher.cancel(invocation);
-    response.once('close', onClose);
+    // A caller gone before its call started takes it back from the queue.
+    const stopWatching = connection.onClose(() => dispatcher.cancel(invocation));
     try {
       const result = await dispatcher.submit(invocation);
       if (result === 'unavailable') {
         return serviceError(
-          response,
+          connection,
+          answer,
           503,
           SHIM_UNAVAILABLE,
           draining ? 'The instance is shutting down' : 'The instance is at capacity',
         );
       }
-      response.writeHead(200, invokeResponseHeaders(result, config.revision));
-      response.end(result.body);
+      connection.reply(answer, 200, result.body, invokeResponseHeaders(result, config.revision));
     } finally {
-      response.off('close', onClose);
+      stopWatching();
       if (--inFlight === 0) idle?.();
     }
   }
 
-  const server = createServer({ keepAlive: true, noDelay: true }, (request, response) => {
-    const path = request.url?.split('?', 1)[0];
+  function route(connection: HttpConnection, request: ParsedRequest, answer: PendingAnswer) {
+    const path = request.target.split('?', 1)[0];
     if (request.method === 'POST' && path === ShimPaths.invoke) {
-      invoke(request, response).catch((error: Error) => {
+      invoke(connection, request, answer).catch((error: Error) => {
         logger.error({ err: error }, 'invoke failed');
-        if (!response.headersSent)
-          serviceError(response, 500, 'ServiceException', 'Internal error in the function instance');
+        if (answer.head === undefined)
+          serviceError(
+            connection,
+            answer,
+            500,
+            'ServiceException',
+            'Internal error in the function instance',
+          );
       });
-      return;
-    }
-    request.resume();
-    if (request.method === 'GET' && path === ShimPaths.healthz) {
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else if (request.method === 'GET' && path === ShimPaths.healthz) {
+      connection.reply(answer, 200, HEALTHY);
     } else if (request.method === 'GET' && path === ShimPaths.readyz) {
-      const status = ready && !draining ? 200 : 503;
-      response
-        .writeHead(status, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ ready: status === 200 }));
+      const isReady = ready && !draining;
+      connection.reply(answer, isReady ? 200 : 503, isReady ? READY : NOT_READY);
     } else {
-      serviceError(response, 404, 'ResourceNotFoundException', `No route for ${request.method} ${path}`);
+      serviceError(
+        connection,
+        answer,
+        404,
+        'ResourceNotFoundException',
+        `No route for ${request.method} ${path}`,
+      );
     }
+  }
+
+  // The gateway side speaks HTTP/1.1 on the socket, as the Runtime API does (HttpConnection).
+  const connections = new Set<HttpConnection>();
+  const server = createServer((socket) => {
+    const connection: HttpConnection = new HttpConnection(socket, {
+      bodyLimit: Limits.syncPayloadBytes,
+      // Longer than any gateway's idle timeout, so a reused connection is never closed under it.
+      idleTimeoutMs: 65_000,
+      onRequest: (request, answer) => route(connection, request, answer),
+      onMalformed: (answer, status, message) =>
+        serviceError(connection, answer, status, 'InvalidRequestContentException', message),
+    });
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
   });
-  // Longer than any gateway's idle timeout, so a reused connection is never closed under it.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 0;
 
   const initialized = Promise.all(slots.map((slot) => slot.firstInitSettled)).then(() => {
     ready = true;
@@ -232,7 +236,7 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       // Each invocation in flight ends by its deadline at the latest.
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
       await Promise.all(slots.map((slot) => slot.stop()));
-      server.closeAllConnections();
+      for (const connection of connections) connection.destroy();
       await new Promise((resolve) => server.close(resolve));
       if (!config.stateDir) await rm(stateDir, { recursive: true, force: true });
     },

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nodeHandlerFunction, removeFunction, SHIM_MAIN, startShim, type RunningShim } from './testing.js';
@@ -151,4 +152,62 @@ test('a bad setting is refused at start, naming the variable and its range', asy
   const code = await new Promise((resolve) => child.once('exit', resolve));
   assert.equal(code, 2);
   assert.match(stderr, /HEARTH_MEMORY_MB: must be an integer from 128 to 10240, got "64"/);
+});
+
+/** Writes `bytes` on a fresh connection to the shim and collects what comes back until it closes or `until` matches. */
+async function exchange(shim: RunningShim, bytes: string, until: RegExp): Promise<string> {
+  const { port } = new URL(shim.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  let received = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (received += chunk));
+  socket.write(bytes);
+  const deadline = Date.now() + 5000;
+  while (!until.test(received) && !socket.closed && Date.now() < deadline) await sleep(10);
+  socket.destroy();
+  return received;
+}
+
+test("the instance's HTTP side: pipelined requests answered in order, a body in chunks, garbage refused with 400", async () => {
+  const shim = await start();
+  await shim.invoke({});
+  const pipelined = await exchange(
+    shim,
+    'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'POST /invoke HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"say\r\n7\r\n":"hi"}\r\n0\r\n\r\n' +
+      'GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n',
+    /\{"ready":true\}/,
+  );
+  const answers = pipelined.split('HTTP/1.1 ').slice(1);
+  assert.equal(answers.length, 3, pipelined);
+  assert.match(answers[0]!, /^200 OK\r\n[\s\S]*\{"status":"ok"\}$/);
+  assert.match(answers[1]!, /^200 OK\r\n[\s\S]*x-hearth-duration-ms: [\d.]+\r\n[\s\S]*"calls":2/);
+  assert.match(answers[2]!, /^200 OK\r\n[\s\S]*\{"ready":true\}$/);
+
+  const garbage = await exchange(shim, 'NOT HTTP AT ALL\r\n\r\n', /\}$/);
+  assert.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(garbage, /x-amzn-errortype: InvalidRequestContentException/);
+  assert.match(garbage, /Bad request line: NOT HTTP AT ALL/);
+  assert.deepEqual((await shim.invoke({})).json().calls, 3, 'the instance keeps serving');
+});
+
+test('a caller that leaves while its call waits for the runtime takes the call back', async () => {
+  const shim = await start();
+  const busy = shim.invoke({ sleepMs: 600 });
+  await sleep(100);
+  const body = JSON.stringify({ say: 'never run' });
+  // Queued behind the busy call, then the caller hangs up.
+  const { port } = new URL(shim.url);
+  const caller = connect(Number(port), '127.0.0.1');
+  await new Promise<void>((resolve) =>
+    caller.write(`POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body}`, () =>
+      resolve(),
+    ),
+  );
+  await sleep(100);
+  caller.destroy();
+  assert.equal((await busy).json().calls, 1);
+  const next = await shim.invoke({});
+  assert.equal(next.json().calls, 2, 'the abandoned call never ran');
+  assert.ok(!shim.stdout().includes('never run'));
 });

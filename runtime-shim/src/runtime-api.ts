@@ -1,7 +1,8 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api/lambda';
-import { HttpRequestParser, type ParsedRequest } from './http-request-parser.js';
+import { answerHead, headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
+import type { ParsedRequest } from './http-request-parser.js';
 
 /** What the runtime gets from `/next` for one invocation. */
 export interface RuntimeEvent {
@@ -52,34 +53,8 @@ export interface RuntimeApi {
 const PREFIX = `/${RUNTIME_API_VERSION}/runtime/`;
 const ACCEPTED = Buffer.from(JSON.stringify({ status: 'OK' }));
 const REPORT_PATH = /^invocation\/([^/]+)\/(response|error)$/;
-const REASONS: Record<number, string> = {
-  200: 'OK',
-  202: 'Accepted',
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  413: 'Payload Too Large',
-  431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error',
-};
-
 function errorBody(errorType: string, errorMessage: string): Buffer {
   return Buffer.from(JSON.stringify({ errorMessage, errorType }));
-}
-
-/** Header values go out as one line each: JSON loses nothing when its line breaks become spaces. */
-function headerValue(value: string): string {
-  return /[\r\n]/.test(value) ? value.replace(/[\r\n]+/g, ' ') : value;
-}
-
-/** The head of an answer: status line, JSON content type, length and `extraHeaders` lines. */
-function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
-  return (
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
-    // AWS's native runtime client crashes on an answer without a content type.
-    `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
-  );
 }
 
 /** The event headers of a `/next` answer (pure). */
@@ -97,12 +72,8 @@ export function eventHeaders(event: RuntimeEvent): string {
   return headers;
 }
 
-/** One answer owed to the runtime; answers leave in the order their requests came (HTTP/1.1). */
-interface PendingAnswer {
-  head?: string;
-  body?: Buffer;
-  /** The connection ends after this answer (the runtime asked for it, or spoke HTTP/1.0). */
-  close: boolean;
+/** An answer owed to the runtime, with what the Runtime API keeps about it. */
+interface RuntimeApiAnswer extends PendingAnswer {
   /** A report taken, whose 202 is due (see `acknowledge`). */
   acknowledgementDue?: boolean;
   /** A `/next` still waiting for its event. */
@@ -110,75 +81,31 @@ interface PendingAnswer {
 }
 
 /**
- * One runtime connection. The Runtime API is HTTP/1.1 between the shim and one trusted local
- * process, two requests per invocation: it is parsed here on the socket (see
- * HttpRequestParser) rather than by Node's HTTP server, whose request and response objects cost
- * several times the CPU of the exchange itself.
+ * One runtime connection: the Runtime API is HTTP/1.1 between the shim and one trusted local
+ * process, two requests per invocation, spoken on the socket (HttpConnection).
  */
 class RuntimeApiConnection {
-  private readonly parser: HttpRequestParser;
-  private readonly answers: PendingAnswer[] = [];
-  private readonly closeListeners: (() => void)[] = [];
-  private closed = false;
+  private readonly http: HttpConnection<RuntimeApiAnswer>;
 
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly handler: RuntimeApiHandler,
   ) {
-    socket.setNoDelay(true);
-    this.parser = new HttpRequestParser({
+    this.http = new HttpConnection<RuntimeApiAnswer>(socket, {
       bodyLimit: Limits.responseBytes,
-      onContinue: () => socket.write('HTTP/1.1 100 Continue\r\n\r\n'),
-      onRequest: (request) => this.route(request),
-      onMalformed: (status, message) => {
-        this.reply(this.expectAnswer(true), status, errorBody('InvalidRequest', message));
-      },
-    });
-    socket.on('data', (data: Buffer) => this.parser.push(data));
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      this.closed = true;
-      for (const listener of this.closeListeners.splice(0)) listener();
+      onRequest: (request, answer) => this.route(request, answer),
+      onMalformed: (answer, status, message) =>
+        this.http.reply(answer, status, errorBody('InvalidRequest', message)),
     });
   }
 
   destroy(): void {
-    this.socket.destroy();
+    this.http.destroy();
   }
 
-  private expectAnswer(close: boolean): PendingAnswer {
-    const answer: PendingAnswer = { close };
-    this.answers.push(answer);
-    return answer;
-  }
-
-  private reply(answer: PendingAnswer, status: number, body: Buffer, extraHeaders?: string): void {
-    answer.head = answerHead(status, body.length, extraHeaders);
-    answer.body = body;
-    this.flush();
-  }
-
-  /** Writes every answer that is due, in request order, in one system call. */
-  private flush(): void {
-    if (this.closed || this.answers[0]?.head === undefined) return;
-    const socket = this.socket;
-    socket.cork();
-    while (this.answers[0]?.head !== undefined) {
-      const answer = this.answers.shift()!;
-      socket.write(answer.head!, 'latin1');
-      if (answer.body!.length > 0) socket.write(answer.body!);
-      if (answer.close) {
-        socket.end();
-        this.answers.length = 0;
-      }
-    }
-    socket.uncork();
-  }
-
-  private route(request: ParsedRequest): void {
-    const answer = this.expectAnswer(request.close);
+  private route(request: ParsedRequest, answer: RuntimeApiAnswer): void {
     const fail = (status: number, errorType: string, message: string) =>
-      this.reply(answer, status, errorBody(errorType, message));
+      this.http.reply(answer, status, errorBody(errorType, message));
     const { method, target } = request;
     if (!target.startsWith(PREFIX)) return fail(404, 'NotFound', `No route for ${target}`);
     const path = target.slice(PREFIX.length);
@@ -190,7 +117,7 @@ class RuntimeApiConnection {
       if (!this.handler.initError(request.body ?? Buffer.from('{}'), errorTypeHeader)) {
         return fail(403, 'InvalidStateTransition', 'Init is already complete');
       }
-      return this.reply(answer, 202, ACCEPTED);
+      return this.http.reply(answer, 202, ACCEPTED);
     }
 
     const match = REPORT_PATH.exec(path);
@@ -242,29 +169,25 @@ class RuntimeApiConnection {
    * (our own runtimes do, in the same write) gets the acknowledgement with that event instead,
    * in one write: it wakes once per invocation rather than twice.
    */
-  private acknowledge(answer: PendingAnswer): void {
+  private acknowledge(answer: RuntimeApiAnswer): void {
     if (answer.head !== undefined) return;
-    const behind = this.answers[this.answers.indexOf(answer) + 1];
-    if (!behind?.parked) this.reply(answer, 202, ACCEPTED);
+    if (!this.http.neighbour(answer, 1)?.parked) this.http.reply(answer, 202, ACCEPTED);
   }
 
-  private parkedNext(answer: PendingAnswer): ParkedNext {
+  private parkedNext(answer: RuntimeApiAnswer): ParkedNext {
     answer.parked = true;
     return {
       send: (event) => {
         answer.parked = false;
-        const ahead = this.answers[this.answers.indexOf(answer) - 1];
+        const ahead = this.http.neighbour(answer, -1);
         if (ahead?.acknowledgementDue && ahead.head === undefined) {
           ahead.head = answerHead(202, ACCEPTED.length);
           ahead.body = ACCEPTED;
         }
-        this.reply(answer, 200, event.body, eventHeaders(event));
+        this.http.reply(answer, 200, event.body, eventHeaders(event));
       },
       destroy: () => this.destroy(),
-      onClose: (listener) => {
-        if (this.closed) listener();
-        else this.closeListeners.push(listener);
-      },
+      onClose: (listener) => void this.http.onClose(listener),
     };
   }
 }

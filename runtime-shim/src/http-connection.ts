@@ -1,0 +1,136 @@
+import type { Socket } from 'node:net';
+import { HttpRequestParser, type ParsedRequest } from './http-request-parser.js';
+
+/** One answer owed on a connection; answers leave in the order their requests came (HTTP/1.1). */
+export interface PendingAnswer {
+  head?: string;
+  body?: Buffer;
+  /** The connection ends after this answer (the client asked for it, or spoke HTTP/1.0). */
+  close: boolean;
+}
+
+export interface HttpConnectionOptions<A extends PendingAnswer> {
+  /** Request bodies longer than this arrive as `body: undefined`. */
+  bodyLimit: number;
+  /** An idle connection (no answer owed) is closed after this long; unset: never. */
+  idleTimeoutMs?: number;
+  onRequest(request: ParsedRequest, answer: A): void;
+  /** The client does not speak HTTP/1.x; `answer` is its last, the connection ends after it. */
+  onMalformed(answer: A, status: 400 | 431, message: string): void;
+}
+
+const REASONS: Record<number, string> = {
+  200: 'OK',
+  202: 'Accepted',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** A header value as one line of text: control characters (line breaks included) become spaces. */
+export function headerValue(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\x00-\x08\x0a-\x1f\x7f]+/g, ' ');
+}
+
+/** The head of a JSON answer: status line, content type, length and `extraHeaders` lines. */
+export function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
+  return (
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
+  );
+}
+
+/**
+ * The server side of one HTTP/1.1 connection on a plain socket: requests parsed as they arrive
+ * (HttpRequestParser), answers written in request order, each as soon as it and those before it
+ * are decided, several in one write when they are ready together. Node's HTTP server makes a
+ * request and a response object with their streams per call; for the shim's few fixed exchanges
+ * that machinery costs more CPU than the exchange itself.
+ */
+export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
+  private readonly parser: HttpRequestParser;
+  private readonly answers: A[] = [];
+  private readonly closeListeners = new Set<() => void>();
+  private closed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    options: HttpConnectionOptions<A>,
+  ) {
+    socket.setNoDelay(true);
+    this.parser = new HttpRequestParser({
+      bodyLimit: options.bodyLimit,
+      onContinue: () => socket.write('HTTP/1.1 100 Continue\r\n\r\n'),
+      onRequest: (request) => options.onRequest(request, this.expectAnswer(request.close)),
+      onMalformed: (status, message) => options.onMalformed(this.expectAnswer(true), status, message),
+    });
+    socket.on('data', (data: Buffer) => this.parser.push(data));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.closed = true;
+      for (const listener of this.closeListeners) listener();
+      this.closeListeners.clear();
+    });
+    if (options.idleTimeoutMs !== undefined) {
+      socket.setTimeout(options.idleTimeoutMs, () => {
+        if (this.answers.length === 0) socket.end();
+      });
+    }
+  }
+
+  /** Decides `answer`: it is written once every answer before it is. */
+  reply(answer: A, status: number, body: Buffer, extraHeaders?: string): void {
+    answer.head = answerHead(status, body.length, extraHeaders);
+    answer.body = body;
+    this.flush();
+  }
+
+  /** The answer owed just before (-1) or after (+1) `answer`, if any. */
+  neighbour(answer: A, offset: -1 | 1): A | undefined {
+    const index = this.answers.indexOf(answer);
+    return index < 0 ? undefined : this.answers[index + offset];
+  }
+
+  /** `listener` runs once when the connection ends (at once if it has); returns its removal. */
+  onClose(listener: () => void): () => void {
+    if (this.closed) {
+      listener();
+      return () => undefined;
+    }
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private expectAnswer(close: boolean): A {
+    const answer = { close } as A;
+    this.answers.push(answer);
+    return answer;
+  }
+
+  /** Writes every answer that is due, in request order, in one system call. */
+  private flush(): void {
+    if (this.closed || this.answers[0]?.head === undefined) return;
+    const socket = this.socket;
+    socket.cork();
+    while (this.answers[0]?.head !== undefined) {
+      const answer = this.answers.shift()!;
+      socket.write(answer.head!, 'latin1');
+      if (answer.body!.length > 0) socket.write(answer.body!);
+      if (answer.close) {
+        socket.end();
+        this.answers.length = 0;
+      }
+    }
+    socket.uncork();
+  }
+}
