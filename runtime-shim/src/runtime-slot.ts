@@ -279,8 +279,9 @@ export class RuntimeSlot implements RuntimeApiHandler {
       }
       this.logger.debug({ initDurationMs: this.pendingInitDurationMs }, 'runtime initialized');
     }
-    if (this.phase !== 'ready') {
-      // A runtime being replaced: it gets nothing more.
+    if (this.phase !== 'ready' || this.runtime?.killReason !== undefined) {
+      // A runtime being replaced gets nothing more: a killed one may still have a /next on its
+      // way (sent with its last answer), and the call given to it would die with it.
       next.destroy();
       return;
     }
