@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FunctionRoute } from '@hearth/api';
 import { startRedis, type RedisServer } from '../harness/index.js';
-import { API_KEY, GatewayFixture, SLEEPER, maxOverlap, type RunningGateway } from './fixture.js';
+import { API_KEY, GatewayFixture, SLEEPER, maxOverlap, waitFor, type RunningGateway } from './fixture.js';
 
 const LIMIT = 3;
 const LEASE_TTL_MS = 1500;
@@ -125,11 +125,3 @@ describe('cluster-wide concurrency: two gateway processes on one Redis', () => {
     );
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
-    await sleep(25);
-  }
-}

@@ -1,7 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import {
   RedisKeys,
@@ -231,4 +233,13 @@ export function maxOverlap(intervals: { start: number; end: number }[]): number 
     max = Math.max(max, current);
   }
   return max;
+}
+
+/** Polls `check` every 25 ms until it holds; fails the test after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
+    await sleep(25);
+  }
 }

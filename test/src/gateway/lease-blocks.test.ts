@@ -9,7 +9,7 @@ import {
   type ConcurrencyLease,
 } from '@hearth/gateway/admission/concurrency';
 import { startRedis, type RedisServer } from '../harness/index.js';
-import { API_KEY, SLEEPER, GatewayFixture } from './fixture.js';
+import { API_KEY, SLEEPER, GatewayFixture, waitFor } from './fixture.js';
 
 const scope = (limit: number): AdmissionScope => ({
   key: ConcurrencyKeys.unreserved,
@@ -21,14 +21,6 @@ const HOLDERS = ConcurrencyKeys.blockHolders(ConcurrencyKeys.unreserved);
 /** What a call does: a kept lease if there is one, else an admission in Redis. */
 async function admit(leases: ConcurrencyLeases, s: AdmissionScope): Promise<ConcurrencyLease | undefined> {
   return leases.takeKept(s) ?? (await leases.acquire(s));
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
-    await sleep(20);
-  }
 }
 
 describe('concurrency leases taken in blocks (two gateways on one Redis)', () => {
