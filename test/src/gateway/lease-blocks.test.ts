@@ -110,6 +110,22 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     );
   });
 
+  test('a changed limit ends the block: its kept leases go back and the next call is admitted in Redis', async () => {
+    const leases = await gateway('a');
+    leases.release((await admit(leases, scope(1000)))!);
+    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16);
+    assert.equal(leases.takeKept(scope(999)), undefined, 'no kept lease under another limit');
+    await waitFor(
+      async () =>
+        (await client.zcard(ConcurrencyKeys.unreserved)) === 0 && (await client.zcard(HOLDERS)) === 0,
+      // Well before the trim would end the idle block (its second interval, 1 s).
+      400,
+      'the kept leases and the block registration given back',
+    );
+    assert.ok(await admit(leases, scope(999)), 'admitted in Redis under the new limit');
+    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16, 'a new block of 16');
+  });
+
   test('half full, every call takes its own lease', async () => {
     const leases = await gateway('a');
     const limit = scope(64);
