@@ -112,13 +112,14 @@ export class LocalInvoker implements Invoker {
     signal?: AbortSignal,
   ): Promise<InvokeResult> {
     const { leases } = this.options;
-    const { scope } = this.prepare(route);
+    const prepared = this.prepare(route);
+    const { scope } = prepared;
     const lease = leases.takeKept(scope) ?? (await leases.acquire(scope));
     if (!lease) {
       throw new GatewayError('TooManyRequestsException', 'Rate Exceeded.', { Reason: scope.reason }, 1);
     }
     try {
-      return await this.run(route, request, signal);
+      return await this.run(prepared, request, signal);
     } finally {
       leases.release(lease);
     }
@@ -126,14 +127,14 @@ export class LocalInvoker implements Invoker {
 
   /** Runs the call on an instance; an instance that refuses it or cannot be reached is skipped for another. */
   private async run(
-    route: FunctionRoute,
+    { route, unqualifiedArn }: PreparedRoute,
     request: InvokeRequest,
     signal?: AbortSignal,
   ): Promise<InvokeResult> {
     const { router, shims, region, accountId, logger, coldStartBudgetMs } = this.options;
     const invokedFunctionArn =
       request.qualifier === undefined
-        ? this.prepare(route).unqualifiedArn
+        ? unqualifiedArn
         : functionArn(route.name, region, accountId, request.qualifier);
     const waitUntil = Date.now() + coldStartBudgetMs;
     for (;;) {
