@@ -171,6 +171,25 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     assert.ok(await admit(b, limit), 'the slot a gave back is free at once');
   });
 
+  test('a scope found full while blocks were out grants no blocks for a second', async () => {
+    const a = await gateway('a');
+    const b = await gateway('b');
+    const limit = scope(64);
+    const onA = (await admit(a, limit))!;
+    const onB: ConcurrencyLease[] = [];
+    // The last of these find the scope full while a keeps leases: a reclaim, and the pressure mark.
+    for (let i = 0; i < 63; i++) onB.push((await admit(b, limit))!);
+    for (const lease of onB) b.release(lease);
+    a.release(onA);
+    await waitFor(async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 0, 500, 'every lease back');
+    const single = await admit(a, limit);
+    assert.ok(single);
+    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1, 'one lease, not a block');
+    await sleep(1100);
+    assert.ok(await admit(a, limit));
+    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1 + 4, 'a block of 4 again');
+  });
+
   test('the exact limit under a burst from both gateways at once', async () => {
     const a = await gateway('a');
     const b = await gateway('b');
