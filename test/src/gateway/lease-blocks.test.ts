@@ -181,13 +181,31 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     for (let i = 0; i < 63; i++) onB.push((await admit(b, limit))!);
     for (const lease of onB) b.release(lease);
     a.release(onA);
-    await waitFor(async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 0, 500, 'every lease back');
+    await waitFor(
+      async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 0,
+      500,
+      'every lease back',
+    );
     const single = await admit(a, limit);
     assert.ok(single);
     assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1, 'one lease, not a block');
     await sleep(1100);
     assert.ok(await admit(a, limit));
     assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1 + 4, 'a block of 4 again');
+  });
+
+  test('a block holder that never gives back (a dead gateway not yet expired): the call tries for ~60 ms, then 429', async () => {
+    const leases = await gateway('a');
+    const limit = scope(4);
+    const [seconds] = await client.time();
+    const later = (Number(seconds) + 60) * 1000;
+    await client.zadd(HOLDERS, later, 'dead');
+    // The scope full with the dead gateway's leases.
+    await client.zadd(ConcurrencyKeys.unreserved, ...[1, 2, 3, 4].flatMap((i) => [later, `dead/${i}`]));
+    const started = Date.now();
+    assert.equal(await admit(leases, limit), undefined);
+    const waited = Date.now() - started;
+    assert.ok(waited >= 60 && waited < 1000, `waited ${waited} ms`);
   });
 
   test('the exact limit under a burst from both gateways at once', async () => {
