@@ -144,3 +144,47 @@ test('an error report comes back as-is, its type from the Lambda-Runtime-Functio
   assert.equal(answer.errorType, 'Function.InputError');
   assert.deepEqual(answer.json(), { errorMessage: 'bad input', errorType: 'InputError', stackTrace: [] });
 });
+
+test("a /next's close listener runs only if the connection ends before its event was sent", async () => {
+  const { connect } = await import('node:net');
+  const { startRuntimeApi } = await import('./runtime-api.js');
+  const closedBeforeEvent: string[] = [];
+  let count = 0;
+  const api = await startRuntimeApi({
+    next(next) {
+      const id = `req-${++count}`;
+      next.onClose(() => closedBeforeEvent.push(id));
+      // The first two get their event; the third waits until the connection ends.
+      if (count <= 2) {
+        next.send({
+          requestId: id,
+          body: Buffer.from('{}'),
+          deadlineMs: Date.now() + 1000,
+          invokedFunctionArn: 'arn',
+          traceId: 't',
+        });
+      }
+    },
+    canReport: () => 'unknown-id',
+    response: () => undefined,
+    responseTooLarge: () => undefined,
+    error: () => undefined,
+    initError: () => false,
+  });
+  try {
+    const [host, port] = api.address.split(':');
+    const socket = connect(Number(port), host);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const next = 'GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n';
+    socket.write(next + next + next);
+    while ((received.match(/lambda-runtime-aws-request-id/g) ?? []).length < 2) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(closedBeforeEvent, ['req-3']);
+  } finally {
+    await api.close();
+  }
+});

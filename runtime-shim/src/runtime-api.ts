@@ -176,8 +176,12 @@ class RuntimeApiConnection {
 
   private parkedNext(answer: RuntimeApiAnswer): ParkedNext {
     answer.parked = true;
+    // One /next per invocation on a connection that lives for many: its close listener goes
+    // when the event is sent, or the connection would collect one per invocation.
+    let stopWatching: () => void = () => undefined;
     return {
       send: (event) => {
+        stopWatching();
         answer.parked = false;
         const ahead = this.http.neighbour(answer, -1);
         if (ahead?.acknowledgementDue && ahead.head === undefined) {
@@ -187,7 +191,9 @@ class RuntimeApiConnection {
         this.http.reply(answer, 200, event.body, eventHeaders(event));
       },
       destroy: () => this.destroy(),
-      onClose: (listener) => void this.http.onClose(listener),
+      onClose: (listener) => {
+        stopWatching = this.http.onClose(listener);
+      },
     };
   }
 }
