@@ -39,7 +39,7 @@ export function headerValue(value: string): string {
 }
 
 /** The head of a JSON answer: status line, content type, length and `extraHeaders` lines. */
-export function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
+function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
   return (
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
     `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
@@ -84,11 +84,16 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     }
   }
 
-  /** Decides `answer`: it is written once every answer before it is. */
+  /** Decides `answer` and writes what is due: it goes once every answer before it has. */
   reply(answer: A, status: number, body: Buffer, extraHeaders?: string): void {
+    this.decide(answer, status, body, extraHeaders);
+    this.flush();
+  }
+
+  /** Decides `answer` without writing yet: it leaves with the next `reply` that is due. */
+  decide(answer: A, status: number, body: Buffer, extraHeaders?: string): void {
     answer.head = answerHead(status, body.length, extraHeaders);
     answer.body = body;
-    this.flush();
   }
 
   /** The answer owed just before (-1) or after (+1) `answer`, if any. */

@@ -1,7 +1,7 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api/lambda';
-import { answerHead, headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
+import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
 import type { ParsedRequest } from './http-request-parser.js';
 
 /** What the runtime gets from `/next` for one invocation. */
@@ -74,7 +74,7 @@ export function eventHeaders(event: RuntimeEvent): string {
 
 /** An answer owed to the runtime, with what the Runtime API keeps about it. */
 interface RuntimeApiAnswer extends PendingAnswer {
-  /** A report taken, whose 202 is due (see `acknowledge`). */
+  /** A report taken, whose 202 is due (it may wait for the /next behind it). */
   acknowledgementDue?: boolean;
   /** A `/next` still waiting for its event. */
   parked?: boolean;
@@ -148,9 +148,13 @@ class RuntimeApiConnection {
       answer.acknowledgementDue = true;
       if (match[2] === 'response') this.handler.response(requestId, body);
       else this.handler.error(requestId, body, errorTypeHeader);
-      // The caller's answer goes first: it is written from the promise callbacks the report
-      // settled, which run before the next immediate.
-      setImmediate(() => this.acknowledge(answer));
+      // A runtime that asked for its next event along with this report (ours do, in the same
+      // write) gets the 202 with that event, in one write (see parkedNext): it wakes once per
+      // invocation, not twice. Any other gets it after the caller's answer, which is written
+      // from the promise callbacks the report settled, before the next immediate.
+      if (answer.head === undefined && !this.http.neighbour(answer, 1)?.parked) {
+        setImmediate(() => this.http.reply(answer, 202, ACCEPTED));
+      }
     });
   }
 
@@ -164,16 +168,6 @@ class RuntimeApiConnection {
     return undefined;
   }
 
-  /**
-   * Answers a report with 202. A runtime that asked for its next event along with the report
-   * (our own runtimes do, in the same write) gets the acknowledgement with that event instead,
-   * in one write: it wakes once per invocation rather than twice.
-   */
-  private acknowledge(answer: RuntimeApiAnswer): void {
-    if (answer.head !== undefined) return;
-    if (!this.http.neighbour(answer, 1)?.parked) this.http.reply(answer, 202, ACCEPTED);
-  }
-
   private parkedNext(answer: RuntimeApiAnswer): ParkedNext {
     answer.parked = true;
     // One /next per invocation on a connection that lives for many: its close listener goes
@@ -184,10 +178,7 @@ class RuntimeApiConnection {
         stopWatching();
         answer.parked = false;
         const ahead = this.http.neighbour(answer, -1);
-        if (ahead?.acknowledgementDue && ahead.head === undefined) {
-          ahead.head = answerHead(202, ACCEPTED.length);
-          ahead.body = ACCEPTED;
-        }
+        if (ahead?.acknowledgementDue && ahead.head === undefined) this.http.decide(ahead, 202, ACCEPTED);
         this.http.reply(answer, 200, event.body, eventHeaders(event));
       },
       destroy: () => this.destroy(),
