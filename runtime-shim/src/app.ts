@@ -43,28 +43,24 @@ export interface Shim {
 
 /** The invocation a `POST /invoke` asks for (pure: headers and body in, request out). */
 export function parseInvokeRequest(
-  headers: Readonly<Record<string, string | string[] | undefined>>,
+  headers: ParsedRequest['headers'],
   event: Buffer,
   config: ShimConfig,
 ): InvokeRequest {
-  const header = (name: string) => {
-    const value = headers[name];
-    return Array.isArray(value) ? value[0] : value;
-  };
-  const deadline = Number(header(ShimHeaders.deadlineMs));
-  const clientContext = header(ShimHeaders.clientContext);
+  const deadline = Number(headers[ShimHeaders.deadlineMs]);
+  const clientContext = headers[ShimHeaders.clientContext];
   const request: InvokeRequest = {
-    requestId: header(ShimHeaders.requestId) || randomUUID(),
+    requestId: headers[ShimHeaders.requestId] || randomUUID(),
     event,
     deadlineMs: deadline > 0 ? deadline : Infinity,
     invokedFunctionArn:
-      header(ShimHeaders.invokedFunctionArn) || functionArn(config.functionName, config.region),
-    wantsLogTail: header(ShimHeaders.logType)?.toLowerCase() === 'tail',
+      headers[ShimHeaders.invokedFunctionArn] || functionArn(config.functionName, config.region),
+    wantsLogTail: headers[ShimHeaders.logType]?.toLowerCase() === 'tail',
   };
-  const traceId = header(ShimHeaders.traceId);
+  const traceId = headers[ShimHeaders.traceId];
   if (traceId) request.traceId = traceId;
   if (clientContext) request.clientContext = Buffer.from(clientContext, 'base64').toString('utf8');
-  const cognitoIdentity = header(ShimHeaders.cognitoIdentity);
+  const cognitoIdentity = headers[ShimHeaders.cognitoIdentity];
   if (cognitoIdentity) request.cognitoIdentity = cognitoIdentity;
   return request;
 }

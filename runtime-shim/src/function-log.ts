@@ -3,8 +3,9 @@ import { writeSync } from 'node:fs';
 /**
  * The function's log stream (the shim's stdout), written with as few system calls as possible:
  * text is collected in memory and goes out in one `write(2)` right after an invocation's answer
- * (START, the runtime's lines, END and REPORT together), or at most `maxDelayMs` after it was logged (lines
- * written during init, or by a long invocation), or once `maxPendingBytes` have piled up.
+ * (START, the runtime's lines, END and REPORT together), or at most `maxDelayMs` after it was
+ * logged (lines written during init, or by a long invocation), or once `maxPendingBytes` have
+ * piled up.
  *
  * A write that would block (a non-blocking pipe whose reader is behind) keeps the rest for the
  * next attempt instead of stalling the shim.
