@@ -211,3 +211,15 @@ test('a caller that leaves while its call waits for the runtime takes the call b
   assert.equal(next.json().calls, 2, 'the abandoned call never ran');
   assert.ok(!shim.stdout().includes('never run'));
 });
+
+test('an event over 6 MB is 413 RequestTooLargeException from the instance, which keeps serving', async () => {
+  const shim = await start();
+  const answer = await fetch(new URL('/invoke', shim.url), {
+    method: 'POST',
+    body: JSON.stringify({ say: 'x'.repeat(6 * 1024 * 1024) }),
+  });
+  assert.equal(answer.status, 413);
+  assert.equal(answer.headers.get('x-amzn-errortype'), 'RequestTooLargeException');
+  assert.match(((await answer.json()) as { message: string }).message, /smaller than 6291456 bytes/);
+  assert.equal((await shim.invoke({})).json().calls, 1, 'the event never reached the runtime');
+});
