@@ -58,6 +58,8 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   private readonly answers: A[] = [];
   private readonly closeListeners = new Set<() => void>();
   private closed = false;
+  /** A request that ends the connection was taken. */
+  private closing = false;
 
   constructor(
     private readonly socket: Socket,
@@ -67,7 +69,13 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.parser = new HttpRequestParser({
       bodyLimit: options.bodyLimit,
       onContinue: () => socket.write('HTTP/1.1 100 Continue\r\n\r\n'),
-      onRequest: (request) => options.onRequest(request, this.expectAnswer(request.close)),
+      onRequest: (request) => {
+        // Nothing pipelined after a request that ends the connection is taken (RFC 9112, 9.6):
+        // its answer could not be sent.
+        if (this.closing) return;
+        this.closing = request.close;
+        options.onRequest(request, this.expectAnswer(request.close));
+      },
       onMalformed: (status, message) => options.onMalformed(this.expectAnswer(true), status, message),
     });
     socket.on('data', (data: Buffer) => this.parser.push(data));

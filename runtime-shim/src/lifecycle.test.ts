@@ -223,3 +223,12 @@ test('an event over 6 MB is 413 RequestTooLargeException from the instance, whic
   assert.match(((await answer.json()) as { message: string }).message, /smaller than 6291456 bytes/);
   assert.equal((await shim.invoke({})).json().calls, 1, 'the event never reached the runtime');
 });
+
+test('nothing pipelined after a Connection: close request runs', async () => {
+  const shim = await start();
+  const call = (headers: string) =>
+    `POST /invoke HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: 2\r\n\r\n{}`;
+  const received = await exchange(shim, call('Connection: close\r\n') + call(''), /"calls":1[\s\S]*$/);
+  assert.equal(received.split('HTTP/1.1 ').length - 1, 1, received);
+  assert.equal((await shim.invoke({})).json().calls, 2, 'the call after the close never ran');
+});
