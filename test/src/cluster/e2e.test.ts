@@ -742,10 +742,13 @@ describe('Hearth on a real single-node cluster', { skip: clusterSkip, timeout: 4
         new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{"n":1}') }),
       );
       assert.deepEqual(decode(first.Payload), { version: 'v1', event: { n: 1 } });
-      // The pod got its code from the init container, which ran as hardened as the runtime.
-      const pod = JSON.parse(
+      // The pod got its code from the init container, which ran as hardened as the runtime. (The
+      // call may have scaled the pool up: a second pod can still be in its init.)
+      const pods = JSON.parse(
         await kubectl(['-n', FN_NAMESPACE, 'get', 'pods', '-l', `hearth.dev/function=${name}`, '-o', 'json']),
-      ).items[0];
+      ).items as { spec: any; status: any }[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const pod = pods.find((p) => p.status.initContainerStatuses?.[0]?.state?.terminated);
+      assert.ok(pod, 'a pod whose init container has run');
       assert.equal(pod.spec.initContainers[0].name, 'fetch-code');
       assert.equal(pod.spec.initContainers[0].securityContext.readOnlyRootFilesystem, true);
       assert.equal(pod.status.initContainerStatuses[0].state.terminated.exitCode, 0);
