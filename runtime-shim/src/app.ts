@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
@@ -8,7 +8,7 @@ import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
 import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
 import type { ParsedRequest } from './http-request-parser.js';
-import { prepareIsolation, type IsolationPlan, type PreparedIsolation } from './isolation.js';
+import { prepareIsolation, type IsolationPlan } from './isolation.js';
 import { RuntimeSlot, type InvokeRequest, type InvokeResult, type LogSink } from './runtime-slot.js';
 
 const HEALTHY = Buffer.from('{"status":"ok"}');
@@ -23,11 +23,6 @@ export interface ShimOptions {
   logger: ShimLogger;
   /** The function's log stream (Lambda's text format). */
   functionLog: LogSink;
-  /**
-   * The sandboxes, when made beforehand (the shim's main starts on them first: making a /tmp
-   * image waits on mkfs and the disk, which can overlap loading the rest of the shim).
-   */
-  isolation?: PreparedIsolation;
 }
 
 export interface Shim {
@@ -101,10 +96,45 @@ function serviceError(
   );
 }
 
-/** Builds the shim (sandboxes, runtime slots, HTTP server) without listening or starting runtimes. */
+/**
+ * Builds the shim: binds the instance's port (config.host, config.port: 0 takes a free one) and
+ * makes the runtime slots, their Runtime API servers and sandboxes; `start` starts the runtimes.
+ * The instance's port is bound first: the Runtime APIs listen on ephemeral ports, one of which
+ * could otherwise be the very port this shim was given.
+ */
 export async function createShim(config: ShimConfig, options: ShimOptions): Promise<Shim> {
   const { logger } = options;
-  const prepared = options.isolation ?? (await prepareIsolation(config));
+  let ready = false;
+  let draining = false;
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+
+  // The gateway side speaks HTTP/1.1 on the socket, as the Runtime API does (HttpConnection).
+  // Connections that come before `start` wait there, unread.
+  const connections = new Set<HttpConnection>();
+  let arrivedEarly: Socket[] | undefined = [];
+  function serve(socket: Socket) {
+    if (socket.destroyed) return;
+    const connection: HttpConnection = new HttpConnection(socket, {
+      bodyLimit: Limits.syncPayloadBytes,
+      // Longer than any gateway's idle timeout, so a reused connection is never closed under it.
+      idleTimeoutMs: 65_000,
+      onRequest: (request, answer) => route(connection, request, answer),
+      onMalformed: (answer, status, message) =>
+        serviceError(connection, answer, status, 'InvalidRequestContentException', message),
+    });
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
+  }
+  const server = createServer((socket) => (arrivedEarly ? arrivedEarly.push(socket) : serve(socket)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const prepared = await prepareIsolation(config);
   const { plan: isolation, stateDir } = prepared;
   const slots: RuntimeSlot[] = [];
   const dispatcher = new Dispatcher(slots, QUEUE_PER_SLOT * config.concurrency);
@@ -129,11 +159,6 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
           ? ` (${config.tmpDir}, the instance's own /tmp, watched)`
           : ' (TMPDIR only: code writing to /tmp itself is not confined)'),
   );
-
-  let ready = false;
-  let draining = false;
-  let inFlight = 0;
-  let idle: (() => void) | undefined;
 
   async function invoke(connection: HttpConnection, request: ParsedRequest, answer: PendingAnswer) {
     if (request.body === undefined) {
@@ -200,21 +225,6 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
     }
   }
 
-  // The gateway side speaks HTTP/1.1 on the socket, as the Runtime API does (HttpConnection).
-  const connections = new Set<HttpConnection>();
-  const server = createServer((socket) => {
-    const connection: HttpConnection = new HttpConnection(socket, {
-      bodyLimit: Limits.syncPayloadBytes,
-      // Longer than any gateway's idle timeout, so a reused connection is never closed under it.
-      idleTimeoutMs: 65_000,
-      onRequest: (request, answer) => route(connection, request, answer),
-      onMalformed: (answer, status, message) =>
-        serviceError(connection, answer, status, 'InvalidRequestContentException', message),
-    });
-    connections.add(connection);
-    socket.once('close', () => connections.delete(connection));
-  });
-
   const initialized = Promise.all(slots.map((slot) => slot.firstInitSettled)).then(() => {
     ready = true;
   });
@@ -223,7 +233,11 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
     server,
     isolation,
     async start() {
-      await Promise.all(slots.map((slot) => slot.start()));
+      const starting = Promise.all(slots.map((slot) => slot.start()));
+      const early = arrivedEarly ?? [];
+      arrivedEarly = undefined;
+      for (const socket of early) serve(socket);
+      await starting;
     },
     initialized,
     async shutdown() {
@@ -233,6 +247,7 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
       await Promise.all(slots.map((slot) => slot.stop()));
       for (const connection of connections) connection.destroy();
+      for (const socket of arrivedEarly ?? []) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
       if (!config.stateDir) await rm(stateDir, { recursive: true, force: true });
     },

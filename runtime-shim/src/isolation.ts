@@ -1,33 +1,23 @@
-import { execFile } from 'node:child_process';
 import {
   accessSync,
   closeSync,
   constants,
+  mkdirSync,
+  mkdtempSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
+  rmdirSync,
   statfsSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
-import {
-  access,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  rm,
-  rmdir,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import type { IsolationWish, ShimConfig } from './config.js';
-
-const run = promisify(execFile);
 
 export type MemoryIsolation = 'cgroup-v1' | 'cgroup-v2' | 'rss-polling';
 export type TmpIsolation = 'loop-mount' | 'directory';
@@ -58,12 +48,32 @@ export function chooseIsolation(wish: IsolationWish, facts: HostFacts): Isolatio
   return { memory, tmp };
 }
 
-async function canWrite(path: string): Promise<boolean> {
+// Host detection and sandbox set-up use synchronous calls: they are a few small files, and the
+// runtime's spawn waits on them, which at start-up goes faster without thread-pool round trips.
+
+function canWrite(path: string): boolean {
   try {
-    await access(path, constants.W_OK);
+    accessSync(path, constants.W_OK);
     return true;
   } catch {
     return false;
+  }
+}
+
+function readSmallFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Writes a file that only some kernels have (swap limits): absent is fine. */
+function writeOptional(path: string, value: string): void {
+  try {
+    writeFileSync(path, value);
+  } catch {
+    // not on this kernel
   }
 }
 
@@ -87,30 +97,40 @@ function onPath(command: string): boolean {
  * The cgroup v1 memory directory to nest the runtimes' groups in: the shim's own group, so that
  * whatever limits the shim (a pod) also covers its runtimes.
  */
-async function cgroupV1Parent(): Promise<string | undefined> {
+function cgroupV1Parent(): string | undefined {
   const mount = '/sys/fs/cgroup/memory';
-  if (!(await canWrite(join(mount, 'cgroup.procs')))) return undefined;
-  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  if (!canWrite(join(mount, 'cgroup.procs'))) return undefined;
+  const self = readSmallFile('/proc/self/cgroup');
   const own = self.split('\n').find((line) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(line));
   const ownPath = own?.slice(own.lastIndexOf(':') + 1);
-  if (ownPath && (await canWrite(join(mount, ownPath)))) return join(mount, ownPath);
+  if (ownPath && canWrite(join(mount, ownPath))) return join(mount, ownPath);
   return mount;
 }
 
 /** cgroup v2: groups directly under the root, where the memory controller is delegated to children. */
-async function cgroupV2Parent(): Promise<string | undefined> {
+function cgroupV2Parent(): string | undefined {
   const root = '/sys/fs/cgroup';
-  const subtree = await readFile(join(root, 'cgroup.subtree_control'), 'utf8').catch(() => '');
-  if (!subtree.split(/\s+/).includes('memory') || !(await canWrite(root))) return undefined;
+  const subtree = readSmallFile(join(root, 'cgroup.subtree_control'));
+  if (!subtree.split(/\s+/).includes('memory') || !canWrite(root)) return undefined;
   return root;
 }
 
 /** Groups left behind by shims that were killed outright (SIGKILL leaves no time to clean up). */
-async function removeStaleGroups(parent: string): Promise<void> {
-  for (const name of await readdir(parent).catch(() => [])) {
+function removeStaleGroups(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
     const owner = /^hearth-(\d+)-\d+$/.exec(name)?.[1];
     if (!owner || processExists(Number(owner))) continue;
-    await rmdir(join(parent, name)).catch(() => undefined);
+    try {
+      rmdirSync(join(parent, name));
+    } catch {
+      // still in use, or removed meanwhile
+    }
   }
 }
 
@@ -123,15 +143,16 @@ function processExists(pid: number): boolean {
   }
 }
 
-export async function detectHostFacts(): Promise<HostFacts> {
+export function detectHostFacts(): HostFacts {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
-  const [v1, v2] = await Promise.all([cgroupV1Parent(), cgroupV2Parent()]);
+  const v1 = cgroupV1Parent();
+  const v2 = v1 ? undefined : cgroupV2Parent();
   const hasUnshare = onPath('unshare');
   const hasMkfsExt4 = onPath('mkfs.ext4');
   const facts: HostFacts = { isRoot, hasUnshare, hasMkfsExt4 };
   const parent = v1 ?? v2;
-  if (parent) await removeStaleGroups(parent);
+  if (parent) removeStaleGroups(parent);
   if (v1) facts.cgroupV1Parent = v1;
   else if (v2) facts.cgroupV2Parent = v2;
   return facts;
@@ -139,11 +160,16 @@ export async function detectHostFacts(): Promise<HostFacts> {
 
 // The launcher joins the memory cgroup and mounts the private /tmp before it becomes the runtime,
 // so that nothing of the runtime ever runs outside its limits. Exit 125: the sandbox failed.
+// It also makes the /tmp filesystem when asked to (a new one at every reset): there mkfs runs
+// beside the shim's own start-up instead of before it, and before the launcher joins the memory
+// group, so that the image's pages are not counted as the function's memory.
 // Code or a runtime under /tmp (a test, a quick try, a checkout in a temp dir) would vanish under
 // the new /tmp. The working directory (the code) and fd 3 (the runtime's directory, opened before
 // the mount) still reach the originals, so both are bound back at their paths.
 const LAUNCH_SCRIPT =
-  'cg="$1"; img="$2"; rt="$3"; shift 3; ' +
+  'cg="$1"; img="$2"; rt="$3"; mb="$4"; fresh="$5"; shift 5; ' +
+  'if [ -n "$img" ] && { [ -n "$fresh" ] || [ ! -e "$img" ]; }; then rm -f "$img" && mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode ' +
+  '-E lazy_itable_init=1,nodiscard "$img" "${mb}M" > /dev/null || exit 125; fi; ' +
   'if [ -n "$cg" ]; then echo $$ > "$cg" || exit 125; fi; ' +
   'if [ -n "$img" ]; then ' +
   'case "$rt" in /tmp/*) exec 3<"$rt" || exit 125;; *) rt="";; esac; ' +
@@ -156,7 +182,7 @@ const LAUNCH_SCRIPT =
 /** The command line that starts `command` inside the sandbox (pure: the paths are given). */
 export function launchCommand(
   target: { command: string; args: string[]; runtimeDir?: string },
-  sandbox: { cgroupProcsFile?: string; tmpImage?: string },
+  sandbox: { cgroupProcsFile?: string; tmpImage?: string; tmpImageMb?: number; newTmpImage?: boolean },
 ): { command: string; args: string[] } {
   if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return { command: target.command, args: target.args };
   const shell = [
@@ -167,6 +193,8 @@ export function launchCommand(
     sandbox.cgroupProcsFile ?? '',
     sandbox.tmpImage ?? '',
     target.runtimeDir ?? '',
+    sandbox.tmpImageMb ? String(sandbox.tmpImageMb) : '',
+    sandbox.newTmpImage ? '1' : '',
   ];
   const argv = [...shell, target.command, ...target.args];
   if (sandbox.tmpImage) return { command: 'unshare', args: ['-m', '--propagation', 'private', ...argv] };
@@ -210,7 +238,7 @@ export interface MemoryMeter {
   peakBytes(): number;
   resetPeak(): void;
   /** Counts the kernel's OOM kills so far (cgroups), or the shim's own kills (polling). */
-  oomKills(): Promise<number>;
+  oomKills(): number;
 }
 
 /** One runtime slot's sandbox: its memory group and its private /tmp. */
@@ -227,6 +255,8 @@ export class Sandbox {
     private readonly sharedTmp: { keep: string | undefined } | undefined,
   ) {}
 
+  private tmpImageDue = true;
+
   /**
    * Creates the slot's cgroup (limit `memoryMb`) and /tmp (capacity `storageMb`) under `stateDir`.
    * With `tmpDir` (HEARTH_TMP_DIR) and /tmp by directory, that directory is the slot's /tmp
@@ -241,23 +271,23 @@ export class Sandbox {
     tmpDirSetting?: string,
   ): Promise<Sandbox> {
     const dir = join(stateDir, `slot-${slot}`);
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     let cgroupDir: string | undefined;
     let peak: CgroupCounter | undefined;
     const limitBytes = String(limits.memoryMb * 1024 * 1024);
     const groupName = `hearth-${process.pid}-${slot}`;
     if (plan.memory === 'cgroup-v1' && facts.cgroupV1Parent) {
       cgroupDir = join(facts.cgroupV1Parent, groupName);
-      await mkdir(cgroupDir, { recursive: true });
-      await writeFile(join(cgroupDir, 'memory.limit_in_bytes'), limitBytes);
+      mkdirSync(cgroupDir, { recursive: true });
+      writeFileSync(join(cgroupDir, 'memory.limit_in_bytes'), limitBytes);
       // Without swap accounting this file is absent; with it, swap must not stretch the limit.
-      await writeFile(join(cgroupDir, 'memory.memsw.limit_in_bytes'), limitBytes).catch(() => undefined);
+      writeOptional(join(cgroupDir, 'memory.memsw.limit_in_bytes'), limitBytes);
       peak = CgroupCounter.open(join(cgroupDir, 'memory.max_usage_in_bytes'));
     } else if (plan.memory === 'cgroup-v2' && facts.cgroupV2Parent) {
       cgroupDir = join(facts.cgroupV2Parent, groupName);
-      await mkdir(cgroupDir, { recursive: true });
-      await writeFile(join(cgroupDir, 'memory.max'), limitBytes);
-      await writeFile(join(cgroupDir, 'memory.swap.max'), '0').catch(() => undefined);
+      mkdirSync(cgroupDir, { recursive: true });
+      writeFileSync(join(cgroupDir, 'memory.max'), limitBytes);
+      writeOptional(join(cgroupDir, 'memory.swap.max'), '0');
       peak =
         CgroupCounter.open(join(cgroupDir, 'memory.peak')) ??
         CgroupCounter.open(join(cgroupDir, 'memory.current'));
@@ -275,7 +305,8 @@ export class Sandbox {
       sharedTmp = { keep };
     } else tmpDir = join(dir, 'tmp');
     const sandbox = new Sandbox(plan, dir, tmpImage, tmpDir, cgroupDir, peak, limits.storageMb, sharedTmp);
-    await sandbox.resetTmp();
+    // A /tmp image is made by the runtime's launcher (launchSettings); a directory is made here.
+    if (!tmpImage) await sandbox.resetTmp();
     return sandbox;
   }
 
@@ -283,30 +314,34 @@ export class Sandbox {
     return this.cgroupDir && join(this.cgroupDir, 'cgroup.procs');
   }
 
+  /**
+   * The sandbox as the runtime's launcher takes it (launchCommand). A new /tmp filesystem, due at
+   * first and after each reset, is then the launcher's to make: it is asked for once.
+   */
+  launchSettings(): { cgroupProcsFile?: string; tmpImage?: string; tmpImageMb?: number; newTmpImage?: boolean } {
+    if (!this.tmpImage) return { cgroupProcsFile: this.cgroupProcsFile };
+    const newTmpImage = this.tmpImageDue;
+    this.tmpImageDue = false;
+    return {
+      cgroupProcsFile: this.cgroupProcsFile,
+      tmpImage: this.tmpImage,
+      tmpImageMb: this.storageMb,
+      newTmpImage,
+    };
+  }
+
   /** True when the runtime's /tmp is the instance's own directory, not a TMPDIR the shim made. */
   get tmpIsShared(): boolean {
     return this.sharedTmp !== undefined;
   }
 
-  /** An empty /tmp of the configured size (a fresh filesystem, or an emptied directory). */
+  /**
+   * An empty /tmp of the configured size for the next runtime: a fresh filesystem (no journal,
+   * lazy inode tables: about 10 ms whatever the size, made by the launcher), or an emptied directory.
+   */
   async resetTmp(): Promise<void> {
     if (this.tmpImage) {
-      await rm(this.tmpImage, { force: true });
-      const file = await open(this.tmpImage, 'w');
-      await file.truncate(this.storageMb * 1024 * 1024);
-      await file.close();
-      // No journal, lazy inode tables: about 10 ms, whatever the size.
-      await run('mkfs.ext4', [
-        '-q',
-        '-F',
-        '-m',
-        '0',
-        '-O',
-        '^has_journal,^resize_inode',
-        '-E',
-        'lazy_itable_init=1,nodiscard',
-        this.tmpImage,
-      ]);
+      this.tmpImageDue = true;
     } else if (this.tmpDir && this.sharedTmp) {
       // The instance's own /tmp (a mount point on Kubernetes): empty it, leave the directory.
       await mkdir(this.tmpDir, { recursive: true });
@@ -350,8 +385,8 @@ export class Sandbox {
       return {
         peakBytes: () => peak.read(),
         resetPeak: () => peak.reset(),
-        async oomKills() {
-          const text = await readFile(join(cgroupDir, eventsFile), 'utf8').catch(() => '');
+        oomKills() {
+          const text = readSmallFile(join(cgroupDir, eventsFile));
           return Number(/^oom_kill (\d+)/m.exec(text)?.[1] ?? 0);
         },
       };
@@ -360,9 +395,9 @@ export class Sandbox {
   }
 
   /** Kills whatever is left in the cgroup (processes that left the runtime's process group). */
-  async killStragglers(): Promise<void> {
+  killStragglers(): void {
     if (!this.cgroupDir) return;
-    const procs = await readFile(join(this.cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '');
+    const procs = readSmallFile(join(this.cgroupDir, 'cgroup.procs'));
     for (const pid of procs.split('\n').filter(Boolean)) {
       try {
         process.kill(Number(pid), 'SIGKILL');
@@ -377,7 +412,7 @@ export class Sandbox {
     if (this.cgroupDir) {
       // The kernel removes a group only once its last process is gone, a moment after SIGKILL.
       for (let attempt = 0; attempt < 50; attempt++) {
-        await this.killStragglers();
+        this.killStragglers();
         try {
           await rmdir(this.cgroupDir);
           break;
@@ -401,9 +436,9 @@ export interface PreparedIsolation {
 
 /** Detects what the host offers and makes the sandboxes of all `config.concurrency` slots. */
 export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsolation> {
-  const facts = await detectHostFacts();
+  const facts = detectHostFacts();
   const plan = chooseIsolation(config.isolation, facts);
-  const stateDir = config.stateDir ?? (await mkdtemp(join(tmpdir(), 'hearth-shim-')));
+  const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), 'hearth-shim-'));
   const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
   const sandboxes = await Promise.all(
     Array.from({ length: config.concurrency }, (_, slot) =>
@@ -450,7 +485,7 @@ export class RssMeter implements MemoryMeter {
     this.peak = this.last;
   }
 
-  async oomKills(): Promise<number> {
+  oomKills(): number {
     return this.kills;
   }
 

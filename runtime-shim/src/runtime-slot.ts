@@ -171,7 +171,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     if (this.phase === 'stopped') return;
     this.phase = 'starting';
     if (this.runtime) await this.runtime.exited;
-    await this.sandbox.killStragglers();
+    this.sandbox.killStragglers();
     if (this.tmpNeedsWipe) {
       await this.sandbox.resetTmp();
       this.tmpNeedsWipe = false;
@@ -182,10 +182,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   private async spawnRuntime(): Promise<void> {
     const command = runtimeCommand(this.config);
-    const launch = launchCommand(command, {
-      cgroupProcsFile: this.sandbox.cgroupProcsFile,
-      tmpImage: this.sandbox.tmpImage,
-    });
+    const launch = launchCommand(command, this.sandbox.launchSettings());
     const env = runtimeEnvironment(this.config, {
       runtimeApi: this.api.address,
       runtimeDir: command.runtimeDir,
@@ -193,7 +190,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
       // The instance's own /tmp needs no TMPDIR: code finds it at /tmp, as on Lambda.
       tmpDir: this.sandbox.tmpIsShared ? undefined : this.sandbox.tmpDir,
     });
-    const oomKillsAtStart = await this.meter.oomKills();
+    const oomKillsAtStart = this.meter.oomKills();
     const spawnedAt = performance.now();
     const child = spawn(launch.command, launch.args, {
       cwd: this.config.codeDir,
@@ -487,7 +484,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     if (this.phase === 'stopped' || reason === 'init-failed') return;
     const oom =
       reason === 'out-of-memory' ||
-      (signal === 'SIGKILL' && (await this.meter.oomKills()) > runtime.oomKillsAtStart);
+      (signal === 'SIGKILL' && this.meter.oomKills() > runtime.oomKillsAtStart);
     const exit = { code, signal };
     const limit = oom ? { limitMb: this.config.memoryMb } : undefined;
     if (this.phase === 'initializing') {

@@ -2,11 +2,10 @@
 // The shim's process: settings from the environment, start the runtimes, listen, drain on SIGTERM.
 // It runs as dist/main.js, one file that build.mjs bundles from this module and those it imports
 // (pino goes to dist/vendor/pino.js, loaded once the runtimes are spawned).
-import { createShim } from './app.js';
+import { createShim, type Shim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
-import { prepareIsolation } from './isolation.js';
 
 let config;
 try {
@@ -19,19 +18,18 @@ try {
 
 // The cold start is the shim's start-up followed by the runtime's (a second process), so the
 // runtimes are spawned as early as possible and the rest of the shim's start-up (pino) happens
-// while they boot. The sandboxes (a memory group, an ext4 image for /tmp, made by mkfs) come first.
-const isolation = prepareIsolation(config);
-isolation.catch(() => undefined);
+// while they boot. The sandboxes come first; their /tmp filesystems are made by the runtimes'
+// launchers.
 const logger = new DeferredLogger();
 // The function's log stream: one write per invocation, START to REPORT.
 const functionLog = new FunctionLog(1);
-const shim = await createShim(config, { logger, functionLog, isolation: await isolation });
-// The instance's port is bound before the runtimes start: their Runtime API listens on an
-// ephemeral port, which could otherwise be the very port this shim was given and is about to take.
-await new Promise<void>((resolve, reject) => {
-  shim.server.once('error', reject);
-  shim.server.listen(config.port, config.host, () => resolve());
-});
+let shim: Shim;
+try {
+  shim = await createShim(config, { logger, functionLog });
+} catch (error) {
+  process.stderr.write(`hearth-shim: cannot start: ${String(error)}\n`);
+  process.exit(1);
+}
 const started = shim.start();
 await started.catch(() => undefined);
 

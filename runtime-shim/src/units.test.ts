@@ -127,20 +127,30 @@ test('isolation: the strongest the host allows, portable when asked or not root'
   );
 });
 
-test('launch command: joins the cgroup and mounts /tmp before becoming the runtime', () => {
+test('launch command: makes /tmp when asked, joins the cgroup and mounts /tmp before becoming the runtime', () => {
   const target = { command: '/code/bootstrap', args: ['a'] };
   assert.deepEqual(launchCommand(target, {}), target);
-  const both = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs', tmpImage: '/state/tmp.ext4' });
-  assert.equal(both.command, 'unshare');
-  assert.deepEqual(both.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
-  assert.deepEqual(both.args.slice(-6), [
+  const sandbox = { cgroupProcsFile: '/cg/cgroup.procs', tmpImage: '/state/tmp.ext4', tmpImageMb: 512 };
+  const fresh = launchCommand(target, { ...sandbox, newTmpImage: true });
+  assert.equal(fresh.command, 'unshare');
+  assert.deepEqual(fresh.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
+  assert.deepEqual(fresh.args.slice(-8), [
     'hearth-launch',
     '/cg/cgroup.procs',
     '/state/tmp.ext4',
     '',
+    '512',
+    '1',
     '/code/bootstrap',
     'a',
   ]);
+  const script = fresh.args[5]!;
+  // The filesystem is made before the launcher joins the memory group (its pages are not the
+  // function's), and mounted after.
+  assert.ok(script.indexOf('mkfs.ext4') < script.indexOf('"$cg"'));
+  assert.ok(script.indexOf('"$cg"') < script.indexOf('mount -o loop'));
+  const kept = launchCommand(target, { ...sandbox, newTmpImage: false });
+  assert.deepEqual(kept.args.slice(-4, -2), ['512', '']);
   const cgroupOnly = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs' });
   assert.equal(cgroupOnly.command, 'sh');
 });
