@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { IsolationWish, ShimConfig } from './config.js';
+import { TMP_READY_FD_VARIABLE } from './runtimes/launch-protocol.js';
 
 export type MemoryIsolation = 'cgroup-v1' | 'cgroup-v2' | 'rss-polling';
 export type TmpIsolation = 'loop-mount' | 'directory';
@@ -160,28 +161,48 @@ export function detectHostFacts(): HostFacts {
 
 // The launcher joins the memory cgroup and mounts the private /tmp before it becomes the runtime,
 // so that nothing of the runtime ever runs outside its limits. Exit 125: the sandbox failed.
-// It also makes the /tmp filesystem when asked to (a new one at every reset): there mkfs runs
-// beside the shim's own start-up instead of before it, and before the launcher joins the memory
+// It also makes the /tmp filesystem when asked to (a new one at every reset), outside the memory
 // group, so that the image's pages are not counted as the function's memory.
+// A runtime of Hearth's own (early) starts booting while /tmp is made and mounted in the
+// background, in its mount namespace: its bootstrap waits for the status on fd 3 before it loads
+// any of the function's code (TMP_READY_FD_VARIABLE), which takes mkfs and the mount off the cold
+// start. Otherwise, and when the code or the runtime are under /tmp, the steps run in turn.
 // Code or a runtime under /tmp (a test, a quick try, a checkout in a temp dir) would vanish under
 // the new /tmp. The working directory (the code) and fd 3 (the runtime's directory, opened before
 // the mount) still reach the originals, so both are bound back at their paths.
-const LAUNCH_SCRIPT =
-  'cg="$1"; img="$2"; rt="$3"; mb="$4"; fresh="$5"; shift 5; ' +
-  'if [ -n "$img" ] && { [ -n "$fresh" ] || [ ! -e "$img" ]; }; then rm -f "$img" && mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode ' +
-  '-E lazy_itable_init=1,nodiscard "$img" "${mb}M" > /dev/null || exit 125; fi; ' +
-  'if [ -n "$cg" ]; then echo $$ > "$cg" || exit 125; fi; ' +
-  'if [ -n "$img" ]; then ' +
-  'case "$rt" in /tmp/*) exec 3<"$rt" || exit 125;; *) rt="";; esac; ' +
-  'mount -o loop,nosuid,nodev "$img" /tmp || exit 125; chmod 1777 /tmp; ' +
-  'cwd="$(pwd -P)"; case "$cwd" in /tmp/*) mkdir -p "$cwd" && mount --no-canonicalize --bind . "$cwd" && cd "$cwd" || exit 125;; esac; ' +
-  'if [ -n "$rt" ]; then mkdir -p "$rt" && mount --no-canonicalize --bind /proc/self/fd/3 "$rt" || exit 125; exec 3<&-; fi; ' +
-  'fi; ' +
-  'exec "$@"';
+const LAUNCH_SCRIPT = [
+  'cg="$1"; img="$2"; rt="$3"; mb="$4"; fresh="$5"; early="$6"; shift 6',
+  'make_tmp() {',
+  '  if [ -n "$fresh" ] || [ ! -e "$img" ]; then',
+  '    rm -f "$img" && mkfs.ext4 -q -F -m 0 -O ^has_journal,^resize_inode -E lazy_itable_init=1,nodiscard "$img" "${mb}M" > /dev/null || return 1',
+  '  fi',
+  '  mount -t ext4 -o loop,nosuid,nodev "$img" /tmp && chmod 1777 /tmp',
+  '}',
+  'join_group() { if [ -n "$cg" ]; then echo $$ > "$cg" || exit 125; fi; }',
+  'if [ -z "$img" ]; then join_group; exec "$@"; fi',
+  'cd -P . || exit 125',
+  'case "$PWD" in /tmp/*) early="";; esac',
+  'case "$rt" in /tmp/*) early="";; *) rt="";; esac',
+  'if [ -n "$early" ]; then',
+  '  ready="${img%/*}/tmp-ready"',
+  '  rm -f "$ready" && mkfifo -m 600 "$ready" && exec 3<>"$ready" && rm -f "$ready" || exit 125',
+  '  ( ( make_tmp; echo $? >&3 ) & )',
+  '  join_group',
+  `  export ${TMP_READY_FD_VARIABLE}=3`,
+  '  exec "$@"',
+  'fi',
+  `unset ${TMP_READY_FD_VARIABLE}`,
+  'if [ -n "$rt" ]; then exec 3<"$rt" || exit 125; fi',
+  'make_tmp || exit 125',
+  'join_group',
+  'cwd="$PWD"; case "$cwd" in /tmp/*) mkdir -p "$cwd" && mount --no-canonicalize --bind . "$cwd" && cd "$cwd" || exit 125;; esac',
+  'if [ -n "$rt" ]; then mkdir -p "$rt" && mount --no-canonicalize --bind /proc/self/fd/3 "$rt" || exit 125; exec 3<&-; fi',
+  'exec "$@"',
+].join('\n');
 
 /** The command line that starts `command` inside the sandbox (pure: the paths are given). */
 export function launchCommand(
-  target: { command: string; args: string[]; runtimeDir?: string },
+  target: { command: string; args: string[]; runtimeDir?: string; waitsForTmp?: boolean },
   sandbox: { cgroupProcsFile?: string; tmpImage?: string; tmpImageMb?: number; newTmpImage?: boolean },
 ): { command: string; args: string[] } {
   if (!sandbox.cgroupProcsFile && !sandbox.tmpImage) return { command: target.command, args: target.args };
@@ -195,6 +216,7 @@ export function launchCommand(
     target.runtimeDir ?? '',
     sandbox.tmpImageMb ? String(sandbox.tmpImageMb) : '',
     sandbox.newTmpImage ? '1' : '',
+    target.waitsForTmp ? '1' : '',
   ];
   const argv = [...shell, target.command, ...target.args];
   if (sandbox.tmpImage) return { command: 'unshare', args: ['-m', '--propagation', 'private', ...argv] };
@@ -318,7 +340,12 @@ export class Sandbox {
    * The sandbox as the runtime's launcher takes it (launchCommand). A new /tmp filesystem, due at
    * first and after each reset, is then the launcher's to make: it is asked for once.
    */
-  launchSettings(): { cgroupProcsFile?: string; tmpImage?: string; tmpImageMb?: number; newTmpImage?: boolean } {
+  launchSettings(): {
+    cgroupProcsFile?: string;
+    tmpImage?: string;
+    tmpImageMb?: number;
+    newTmpImage?: boolean;
+  } {
     if (!this.tmpImage) return { cgroupProcsFile: this.cgroupProcsFile };
     const newTmpImage = this.tmpImageDue;
     this.tmpImageDue = false;

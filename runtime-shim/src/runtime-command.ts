@@ -13,6 +13,20 @@ export interface RuntimeCommand {
   args: string[];
   /** LAMBDA_RUNTIME_DIR: where the runtime's own files are. */
   runtimeDir: string;
+  /**
+   * The bootstrap is Hearth's own and waits for its private /tmp before it loads the function's
+   * code (runtimes/launch-protocol.ts), so the launcher may start it before /tmp is in place.
+   */
+  waitsForTmp?: boolean;
+}
+
+/**
+ * Whether Node reads a setting of the function's before the bootstrap's first line: NODE_OPTIONS
+ * can --require the function's own code, which must not run before its /tmp is in place.
+ * NODE_PATH only steers where modules are found.
+ */
+function nodeStartsWithFunctionSettings(functionEnv: Record<string, string>): boolean {
+  return Object.keys(functionEnv).some((name) => name.startsWith('NODE_') && name !== 'NODE_PATH');
 }
 
 /**
@@ -25,7 +39,7 @@ export function nodeHeapLimitMb(memoryMb: number): number {
 
 /** The command that starts the language runtime for `config.runtime`. */
 export function runtimeCommand(
-  config: Pick<ShimConfig, 'runtime' | 'codeDir' | 'memoryMb' | 'runtimeArgv'>,
+  config: Pick<ShimConfig, 'runtime' | 'codeDir' | 'memoryMb' | 'runtimeArgv' | 'functionEnv'>,
 ): RuntimeCommand {
   switch (config.runtime) {
     case 'nodejs20.x':
@@ -36,6 +50,7 @@ export function runtimeCommand(
         // bootstrap.ts and its modules in one CommonJS file (build.mjs): the fastest for Node to start.
         args: [`--max-old-space-size=${nodeHeapLimitMb(config.memoryMb)}`, join(runtimeDir, 'bootstrap.cjs')],
         runtimeDir,
+        waitsForTmp: !nodeStartsWithFunctionSettings(config.functionEnv),
       };
     }
     case 'python3.11': {

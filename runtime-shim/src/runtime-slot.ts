@@ -483,8 +483,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     this.logger.info({ pid: runtime.pid, code, signal, reason }, 'runtime exited');
     if (this.phase === 'stopped' || reason === 'init-failed') return;
     const oom =
-      reason === 'out-of-memory' ||
-      (signal === 'SIGKILL' && this.meter.oomKills() > runtime.oomKillsAtStart);
+      reason === 'out-of-memory' || (signal === 'SIGKILL' && this.meter.oomKills() > runtime.oomKillsAtStart);
     const exit = { code, signal };
     const limit = oom ? { limitMb: this.config.memoryMb } : undefined;
     if (this.phase === 'initializing') {

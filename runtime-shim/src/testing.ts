@@ -53,8 +53,8 @@ for (;;) {
 `;
 
 /** Writes a function's files into a fresh temp dir; `bootstrap` becomes executable. */
-export async function writeFunction(files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'hearth-fn-'));
+export async function writeFunction(files: Record<string, string>, parent = tmpdir()): Promise<string> {
+  const dir = await mkdtemp(join(parent, 'hearth-fn-'));
   for (const [name, content] of Object.entries(files)) {
     const path = join(dir, name);
     await mkdir(dirname(path), { recursive: true });
@@ -146,11 +146,25 @@ export interface ShimSettings {
   entry?: string;
 }
 
+/**
+ * This process's environment without Node's own settings (NODE_OPTIONS, NODE_EXTRA_CA_CERTS...):
+ * the shim hands its environment to the runtimes as the function's variables, and a test's
+ * runtimes must not start differently on a machine that sets them.
+ */
+function inheritedEnvironment(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      (entry): entry is [string, string] =>
+        entry[1] !== undefined && (!entry[0].startsWith('NODE_') || entry[0] === 'NODE_PATH'),
+    ),
+  );
+}
+
 /** Starts `hearth-shim` as a real process on a free port and waits until it is ready. */
 export async function startShim(settings: ShimSettings): Promise<RunningShim> {
   const port = await freePort();
   const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
+    ...inheritedEnvironment(),
     [ShimEnv.functionName]: 'test-fn',
     [ShimEnv.runtime]: settings.runtime ?? 'provided.al2023',
     [ShimEnv.handler]: settings.handler ?? 'handler.default',

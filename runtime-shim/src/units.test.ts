@@ -134,23 +134,21 @@ test('launch command: makes /tmp when asked, joins the cgroup and mounts /tmp be
   const fresh = launchCommand(target, { ...sandbox, newTmpImage: true });
   assert.equal(fresh.command, 'unshare');
   assert.deepEqual(fresh.args.slice(0, 4), ['-m', '--propagation', 'private', 'sh']);
-  assert.deepEqual(fresh.args.slice(-8), [
+  assert.deepEqual(fresh.args.slice(-9), [
     'hearth-launch',
     '/cg/cgroup.procs',
     '/state/tmp.ext4',
     '',
     '512',
     '1',
+    '',
     '/code/bootstrap',
     'a',
   ]);
-  const script = fresh.args[5]!;
-  // The filesystem is made before the launcher joins the memory group (its pages are not the
-  // function's), and mounted after.
-  assert.ok(script.indexOf('mkfs.ext4') < script.indexOf('"$cg"'));
-  assert.ok(script.indexOf('"$cg"') < script.indexOf('mount -o loop'));
   const kept = launchCommand(target, { ...sandbox, newTmpImage: false });
-  assert.deepEqual(kept.args.slice(-4, -2), ['512', '']);
+  assert.deepEqual(kept.args.slice(-5, -2), ['512', '', '']);
+  const early = launchCommand({ ...target, waitsForTmp: true }, sandbox);
+  assert.equal(early.args.at(-3), '1', 'a bootstrap that waits for /tmp may start beside the mount');
   const cgroupOnly = launchCommand(target, { cgroupProcsFile: '/cg/cgroup.procs' });
   assert.equal(cgroupOnly.command, 'sh');
 });

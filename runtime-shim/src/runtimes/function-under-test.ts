@@ -14,6 +14,8 @@ export interface FunctionOptions {
   env?: Record<string, string>;
   memoryMb?: number;
   timeoutSeconds?: number;
+  /** Where the code directory is made (default: the system's temp dir). */
+  codeParent?: string;
 }
 
 export interface InvokeOptions {
@@ -49,7 +51,7 @@ export interface FunctionUnderTest {
 const FUNCTION_NAME = 'runtime-test-fn';
 
 export async function startFunction(options: FunctionOptions): Promise<FunctionUnderTest> {
-  const codeDir = await writeFunction(options.files);
+  const codeDir = await writeFunction(options.files, options.codeParent);
   let shim: RunningShim;
   try {
     shim = await startShim({

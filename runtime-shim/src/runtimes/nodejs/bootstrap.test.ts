@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
 import { startFunction, type FunctionUnderTest } from '../function-under-test.js';
 
 // One ESM function (a `.js` file under `"type": "module"`) whose handler runs the form the event
@@ -299,3 +300,68 @@ module.exports = Object.fromEntries([['handlers', handlers]]);
     });
   }
 });
+
+// With auto isolation the Node runtime starts while its /tmp is still being made (the launcher
+// mounts it in the background); none of the function's code may run before the mount. A file in
+// the host's /tmp must be out of sight from the module's first line, and from code NODE_OPTIONS
+// loads before the bootstrap (then the launcher mounts first). The code is outside /tmp: code
+// under /tmp also makes the launcher mount first.
+describe(
+  'Node.js runtime: a private /tmp from the first line of the function',
+  { skip: process.getuid?.() !== 0 && 'needs root (loop-mounted /tmp)' },
+  () => {
+    const hostMarker = `/tmp/hearth-host-marker-${process.pid}`;
+    // NODE_OPTIONS reaches the shim too, so the preloaded file has a path of its own.
+    const preload = `/var/tmp/hearth-preload-${process.pid}.cjs`;
+    before(() => {
+      writeFileSync(hostMarker, 'host');
+      writeFileSync(
+        preload,
+        `globalThis.preloadSawHostTmp = require('node:fs').existsSync(process.env.HOST_MARKER);`,
+      );
+    });
+    after(() => {
+      rmSync(hostMarker, { force: true });
+      rmSync(preload, { force: true });
+    });
+    const files = {
+      'index.mjs': `
+import { existsSync, statSync } from 'node:fs';
+const atInit = existsSync(process.env.HOST_MARKER);
+export const handler = async () => ({
+  atInit,
+  now: existsSync(process.env.HOST_MARKER),
+  preload: globalThis.preloadSawHostTmp ?? null,
+  tmpIsItsOwnFilesystem: statSync('/tmp').dev !== statSync('/').dev,
+  readyFdVisible: process.env.HEARTH_TMP_READY_FD ?? null,
+});`,
+    };
+    for (const [title, env, preloadSawHostTmp] of [
+      ['started beside the mount', {}, null],
+      ['started after the mount (NODE_OPTIONS)', { NODE_OPTIONS: `--require ${preload}` }, false],
+    ] as const) {
+      test(title, async () => {
+        const fn = await startFunction({
+          runtime: 'nodejs20.x',
+          handler: 'index.handler',
+          files,
+          codeParent: '/var/tmp',
+          env: { HEARTH_ISOLATION: 'auto', HOST_MARKER: hostMarker, ...env },
+        });
+        try {
+          const result = await fn.invoke({});
+          assert.equal(result.functionError, null, result.body);
+          assert.deepEqual(result.json, {
+            atInit: false,
+            now: false,
+            preload: preloadSawHostTmp,
+            tmpIsItsOwnFilesystem: true,
+            readyFdVisible: null,
+          });
+        } finally {
+          await fn.stop();
+        }
+      });
+    }
+  },
+);

@@ -8,7 +8,9 @@
  * empty. An uncaught exception or unhandled rejection fails the invocation and ends the process
  * (the platform starts a fresh one), since the module's state can no longer be trusted.
  */
+import { closeSync, readSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
+import { SANDBOX_FAILED_EXIT_CODE, TMP_READY_FD_VARIABLE } from '../launch-protocol.js';
 import { buildContext, functionSettingsFromEnv, type Completion } from './context.js';
 import { formatForLog, RuntimeError, toErrorReport } from './errors.js';
 import { loadHandler, type Handler } from './handler.js';
@@ -163,7 +165,31 @@ function invoke(handler: Handler, { requestId, headers, body }: Invocation): Pro
   });
 }
 
+/**
+ * Started while the launcher still makes the private /tmp: blocks until the launcher's status
+ * arrives, before any of the function's code is loaded.
+ */
+function waitForTmp() {
+  const fd = Number(process.env[TMP_READY_FD_VARIABLE]);
+  if (!fd) return;
+  delete process.env[TMP_READY_FD_VARIABLE];
+  const status = Buffer.alloc(16);
+  let length = 0;
+  try {
+    length = readSync(fd, status, 0, status.length, null);
+    closeSync(fd);
+  } catch (error) {
+    process.stderr.write(`hearth: the sandbox's status could not be read: ${formatForLog(error)}\n`);
+    process.exit(SANDBOX_FAILED_EXIT_CODE);
+  }
+  if (status.toString('latin1', 0, length) !== '0\n') {
+    process.stderr.write('hearth: the private /tmp could not be made\n');
+    process.exit(SANDBOX_FAILED_EXIT_CODE);
+  }
+}
+
 async function main() {
+  waitForTmp();
   patchConsole();
   let handler: Handler;
   try {
