@@ -91,5 +91,18 @@ export const ShimEnv = {
   initTimeoutMs: 'HEARTH_INIT_TIMEOUT_MS',
 } as const;
 
+/**
+ * The function's variables reach the shim as its own environment, and the shim hands them to the
+ * runtime. Those that Node.js reads as it starts (`NODE_OPTIONS` can `--require` the function's
+ * code, `NODE_EXTRA_CA_CERTS` makes every start slower) would act on the shim's own Node first:
+ * they reach it with this prefix instead, and the runtime gets them under their own names.
+ */
+export const FUNCTION_ENV_PREFIX = 'HEARTH_ENV_';
+
+/** The name under which the shim's process is given the function's variable `name`. */
+export function shimEnvName(name: string): string {
+  return name.startsWith('NODE_') ? FUNCTION_ENV_PREFIX + name : name;
+}
+
 /** The `x-hearth-error-type` of a 503: this instance cannot take the call, another one may. */
 export const SHIM_UNAVAILABLE = 'ShimUnavailable';

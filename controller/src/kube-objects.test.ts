@@ -89,6 +89,31 @@ test('the Deployment runs the shim locked down, sized from memory, /tmp capped, 
   assert.deepEqual(d.spec!.selector.matchLabels, { [Labels.function]: 'echo', [Labels.revision]: revision });
 });
 
+test("the function's NODE_* variables reach the shim renamed, so that its own Node does not act on them", () => {
+  const valueFrom = { secretKeyRef: { name: 'tracing', key: 'options' } };
+  const f = fn({
+    runtime: 'nodejs20.x',
+    code: inline,
+    env: [
+      { name: 'NODE_OPTIONS', value: '--require ./tracer.js' },
+      { name: 'NODE_EXTRA_CA_CERTS', valueFrom },
+      { name: 'GREETING', value: 'hi' },
+    ],
+  });
+  const env = desiredDeployment(f, 'r1', 1).spec!.template.spec!.containers[0]!.env!;
+  const names = env.map((e) => e.name);
+  assert.ok(!names.includes('NODE_OPTIONS') && !names.includes('NODE_EXTRA_CA_CERTS'));
+  assert.deepEqual(
+    env.find((e) => e.name === 'HEARTH_ENV_NODE_OPTIONS'),
+    { name: 'HEARTH_ENV_NODE_OPTIONS', value: '--require ./tracer.js' },
+  );
+  assert.deepEqual(
+    env.find((e) => e.name === 'HEARTH_ENV_NODE_EXTRA_CA_CERTS'),
+    { name: 'HEARTH_ENV_NODE_EXTRA_CA_CERTS', valueFrom },
+  );
+  assert.ok(names.includes('GREETING'));
+});
+
 test('secret references in env pass through to the pod unchanged', () => {
   const valueFrom = { secretKeyRef: { name: 'db', key: 'password' } };
   const f = fn({ runtime: 'nodejs20.x', code: inline, env: [{ name: 'DB_PASSWORD', valueFrom }] });

@@ -17,6 +17,7 @@ import {
   imageCommand,
   quantityToMb,
   ShimEnv,
+  shimEnvName,
   ShimPaths,
   type FunctionResource,
 } from '@hearth/api';
@@ -369,7 +370,9 @@ export function desiredDeployment(
               ports: [{ name: 'invoke', containerPort: SHIM_PORT, protocol: 'TCP' }],
               env: [
                 ...Object.entries(hearthEnv).map(([name, value]) => ({ name, value })),
-                ...(spec.env ?? []).map((e) => ({ ...e }) as { name: string; value?: string }),
+                ...(spec.env ?? []).map(
+                  (e) => ({ ...e, name: shimEnvName(e.name) }) as { name: string; value?: string },
+                ),
               ],
               resources: {
                 requests: { memory: `${memoryMb}Mi`, cpu: `${cpuMillis(memoryMb)}m` },

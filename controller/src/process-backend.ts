@@ -14,6 +14,7 @@ import {
   quantityToMb,
   RedisKeys,
   ShimEnv,
+  shimEnvName,
   ShimPaths,
   type FunctionRoute,
   type FunctionSpec,
@@ -285,7 +286,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       TZ: ':UTC',
     };
     for (const variable of spec.env ?? []) {
-      if (variable.value !== undefined) env[variable.name] = variable.value;
+      if (variable.value !== undefined) env[shimEnvName(variable.name)] = variable.value;
       else
         log.warn(
           { function: name, variable: variable.name },

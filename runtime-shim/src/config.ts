@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { Limits, Runtimes, type Runtime } from '@hearth/api/lambda';
-import { ShimEnv } from '@hearth/api/shim-protocol';
+import { FUNCTION_ENV_PREFIX, ShimEnv } from '@hearth/api/shim-protocol';
 
 export type IsolationWish = 'auto' | 'portable';
 
@@ -133,9 +133,15 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
       `is only for ${ShimEnv.runtime}=provided.al2023, got ${runtime}`,
     );
   }
+  // The function's variables: the shim's own environment but its settings, with the variables
+  // Node would read as it starts given renamed (FUNCTION_ENV_PREFIX), under their own names.
   const functionEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (!key.startsWith('HEARTH_') && value !== undefined) functionEnv[key] = value;
+  }
+  for (const [key, value] of Object.entries(env)) {
+    if (key.startsWith(FUNCTION_ENV_PREFIX) && key.length > FUNCTION_ENV_PREFIX.length && value !== undefined)
+      functionEnv[key.slice(FUNCTION_ENV_PREFIX.length)] = value;
   }
   return {
     functionName: required(env, ShimEnv.functionName),

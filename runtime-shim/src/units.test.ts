@@ -83,6 +83,21 @@ test('runtime command and environment follow Lambda', () => {
   assert.equal(env.AWS_EXECUTION_ENV, 'AWS_Lambda_nodejs20.x');
   assert.equal(env.LAMBDA_TASK_ROOT, '/srv/code');
   assert.equal(env.AWS_LAMBDA_RUNTIME_API, '127.0.0.1:1');
+  assert.equal(command.waitsForTmp, true);
+  // The function's NODE_* come renamed (the shim's own Node must not act on them).
+  const withNodeOptions = parseConfig({
+    ...BASE,
+    NODE_OPTIONS: '--max-old-space-size=64',
+    HEARTH_ENV_NODE_OPTIONS: '--require ./tracer.js',
+  });
+  const runtimeEnv = runtimeEnvironment(withNodeOptions, {
+    runtimeApi: 'a',
+    runtimeDir: 'b',
+    logStream: 'c',
+  });
+  assert.equal(runtimeEnv.NODE_OPTIONS, '--require ./tracer.js');
+  assert.equal(runtimeEnv.HEARTH_ENV_NODE_OPTIONS, undefined);
+  assert.equal(runtimeCommand(withNodeOptions).waitsForTmp, false, 'NODE_OPTIONS may load code: /tmp first');
   const provided = parseConfig({ ...BASE, HEARTH_RUNTIME: 'provided.al2023' });
   assert.equal(runtimeCommand(provided).command, '/srv/code/bootstrap');
   const image = parseConfig({

@@ -2,7 +2,7 @@
  * Test support for the language runtimes: a function's files behind the real shim, invoked over
  * the shim's `POST /invoke` as the gateway does. Builds on the shim's own test helpers.
  */
-import { ShimHeaders, type Runtime } from '@hearth/api';
+import { ShimHeaders, shimEnvName, type Runtime } from '@hearth/api';
 import { invoke, removeFunction, startShim, writeFunction, type RunningShim } from '../testing.js';
 
 export interface FunctionOptions {
@@ -50,6 +50,16 @@ export interface FunctionUnderTest {
 
 const FUNCTION_NAME = 'runtime-test-fn';
 
+/** `env` as the controller gives it to a shim: settings as they are, the function's NODE_* renamed. */
+function shimEnvironment(env: Record<string, string> = {}): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).map(([name, value]) => [
+      name.startsWith('HEARTH_') ? name : shimEnvName(name),
+      value,
+    ]),
+  );
+}
+
 export async function startFunction(options: FunctionOptions): Promise<FunctionUnderTest> {
   const codeDir = await writeFunction(options.files, options.codeParent);
   let shim: RunningShim;
@@ -60,7 +70,11 @@ export async function startFunction(options: FunctionOptions): Promise<FunctionU
       handler: options.handler,
       memoryMb: options.memoryMb ?? 256,
       timeoutSeconds: options.timeoutSeconds ?? 10,
-      env: { HEARTH_FUNCTION_NAME: FUNCTION_NAME, HEARTH_ISOLATION: 'portable', ...options.env },
+      env: {
+        HEARTH_FUNCTION_NAME: FUNCTION_NAME,
+        HEARTH_ISOLATION: 'portable',
+        ...shimEnvironment(options.env),
+      },
     });
   } catch (error) {
     await removeFunction(codeDir);

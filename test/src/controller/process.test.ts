@@ -239,3 +239,36 @@ test('a bad manifest is reported naming the field and never stops the good ones;
     await teardown(w);
   }
 });
+
+// NODE_OPTIONS is a common Lambda setting (a tracer loaded with --require). It is the function's:
+// the shim, a Node process too, must not load the file (here it would throw).
+test("a function's NODE_OPTIONS reaches its runtime, not the shim's own Node", async () => {
+  const files = {
+    'pre.cjs': `if (process.argv[1].endsWith('main.js')) throw new Error('loaded into the shim');
+globalThis.preloaded = true;`,
+    'index.mjs': `export const handler = async () => ({ preloaded: globalThis.preloaded === true, version: 'v1', pid: process.pid });`,
+  };
+  const fn = {
+    apiVersion: 'hearth.dev/v1alpha1',
+    kind: 'Function',
+    metadata: { name: 'traced' },
+    spec: {
+      runtime: 'nodejs20.x',
+      code: { inline: { files } },
+      env: [{ name: 'NODE_OPTIONS', value: '--require ./pre.cjs' }],
+      scaling: { minWarm: 1 },
+    },
+  };
+  const w = await world({ 'traced.json': JSON.stringify(fn) });
+  try {
+    const [instance] = await until('a ready instance', w, async () => {
+      const list = await instances(w, 'traced');
+      return list.some((i) => i.ready) && list;
+    });
+    const answer = await invoke(instance!.url, {});
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.body, { preloaded: true, version: 'v1', pid: answer.body.pid });
+  } finally {
+    await teardown(w);
+  }
+});

@@ -305,26 +305,17 @@ module.exports = Object.fromEntries([['handlers', handlers]]);
 // mounts it in the background); none of the function's code may run before the mount. A file in
 // the host's /tmp must be out of sight from the module's first line, and from code NODE_OPTIONS
 // loads before the bootstrap (then the launcher mounts first). The code is outside /tmp: code
-// under /tmp also makes the launcher mount first.
+// under /tmp also makes the launcher mount first. NODE_OPTIONS is the function's, given as the
+// controller gives it: the shim's own Node must not load ./pre.cjs (it would fail to start).
 describe(
   'Node.js runtime: a private /tmp from the first line of the function',
   { skip: process.getuid?.() !== 0 && 'needs root (loop-mounted /tmp)' },
   () => {
     const hostMarker = `/tmp/hearth-host-marker-${process.pid}`;
-    // NODE_OPTIONS reaches the shim too, so the preloaded file has a path of its own.
-    const preload = `/var/tmp/hearth-preload-${process.pid}.cjs`;
-    before(() => {
-      writeFileSync(hostMarker, 'host');
-      writeFileSync(
-        preload,
-        `globalThis.preloadSawHostTmp = require('node:fs').existsSync(process.env.HOST_MARKER);`,
-      );
-    });
-    after(() => {
-      rmSync(hostMarker, { force: true });
-      rmSync(preload, { force: true });
-    });
+    before(() => writeFileSync(hostMarker, 'host'));
+    after(() => rmSync(hostMarker, { force: true }));
     const files = {
+      'pre.cjs': `globalThis.preloadSawHostTmp = require('node:fs').existsSync(process.env.HOST_MARKER);`,
       'index.mjs': `
 import { existsSync, statSync } from 'node:fs';
 const atInit = existsSync(process.env.HOST_MARKER);
@@ -338,7 +329,7 @@ export const handler = async () => ({
     };
     for (const [title, env, preloadSawHostTmp] of [
       ['started beside the mount', {}, null],
-      ['started after the mount (NODE_OPTIONS)', { NODE_OPTIONS: `--require ${preload}` }, false],
+      ['started after the mount (NODE_OPTIONS)', { NODE_OPTIONS: '--require ./pre.cjs' }, false],
     ] as const) {
       test(title, async () => {
         const fn = await startFunction({
