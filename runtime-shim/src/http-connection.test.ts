@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HttpConnection, type PendingAnswer } from './http-connection.js';
+
+// The shim's servers close a connection idle for 65 s (longer than any gateway keeps one); the
+// same rule with a short timeout here.
+const IDLE_MS = 150;
+const REQUEST = 'GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n';
+
+/** A server whose connections hold each request's answer until the test releases it. */
+async function serve(): Promise<{ server: Server; port: number; owed: Array<() => void> }> {
+  const owed: Array<() => void> = [];
+  const server = createServer((socket) => {
+    const connection: HttpConnection = new HttpConnection(socket, {
+      bodyLimit: 1024,
+      idleTimeoutMs: IDLE_MS,
+      onRequest: (_request, answer: PendingAnswer) =>
+        owed.push(() => connection.reply(answer, 200, Buffer.from('ok'))),
+      onMalformed: (answer, status) => connection.reply(answer, status, Buffer.alloc(0)),
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, owed };
+}
+
+/** Waits for `check` to hold, at most 2 s. */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = performance.now() + 2000;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function collect(socket: Socket): { text: () => string; closedAt: Promise<number> } {
+  let text = '';
+  socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+  return { text: () => text, closedAt: once(socket, 'close').then(() => performance.now()) };
+}
+
+test('an idle connection is closed after the idle timeout, once its answers are sent', async () => {
+  const { server, port, owed } = await serve();
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    client.write(REQUEST);
+    await until('the request', () => owed.length > 0);
+    owed.shift()!();
+    await until('the answer', () => received.text().includes('\r\n\r\nok'));
+    const answeredAt = performance.now();
+    const idleFor = (await received.closedAt) - answeredAt;
+    assert.ok(idleFor >= IDLE_MS - 20 && idleFor < IDLE_MS + 1000, `closed after ${idleFor} ms idle`);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('a connection that still owes an answer is not closed for idleness', async () => {
+  const { server, port, owed } = await serve();
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    client.write(REQUEST);
+    // A parked /next: nothing moves on the connection for longer than the idle timeout.
+    await sleep(IDLE_MS * 3);
+    assert.equal(owed.length, 1);
+    owed.shift()!();
+    await until('the answer', () => received.text().includes('\r\n\r\nok'));
+    assert.match(received.text(), /^HTTP\/1\.1 200 /);
+    assert.equal(client.destroyed, false, 'still open when the answer came');
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
