@@ -166,7 +166,8 @@ export function detectHostFacts(): HostFacts {
 // A runtime of Hearth's own (early) starts booting while /tmp is made and mounted in the
 // background, in its mount namespace: its bootstrap waits for the status on fd 3 before it loads
 // any of the function's code (TMP_READY_FD_VARIABLE), which takes mkfs and the mount off the cold
-// start. Otherwise, and when the code or the runtime are under /tmp, the steps run in turn.
+// start. Otherwise (another runtime, no mkfifo, the code or the runtime under /tmp) the steps
+// run in turn.
 // Code or a runtime under /tmp (a test, a quick try, a checkout in a temp dir) would vanish under
 // the new /tmp. The working directory (the code) and fd 3 (the runtime's directory, opened before
 // the mount) still reach the originals, so both are bound back at their paths.
@@ -183,10 +184,12 @@ const LAUNCH_SCRIPT = [
   'cd -P . || exit 125',
   'case "$PWD" in /tmp/*) early="";; esac',
   'case "$rt" in /tmp/*) early="";; *) rt="";; esac',
-  'if [ -n "$early" ]; then',
-  '  ready="${img%/*}/tmp-ready"',
-  '  rm -f "$ready" && mkfifo -m 600 "$ready" && exec 3<>"$ready" && rm -f "$ready" || exit 125',
-  '  ( ( make_tmp; echo $? >&3 ) & )',
+  'if [ -n "$early" ] && command -v mkfifo > /dev/null; then',
+  // A name of this launch's own (nothing to remove first), unlinked by the background job (the
+  // fd stays): no rm on the runtime's way.
+  '  ready="${img%/*}/tmp-ready-$$"',
+  '  mkfifo -m 600 "$ready" && exec 3<>"$ready" || exit 125',
+  '  ( ( rm -f "$ready"; make_tmp; echo $? >&3 ) & )',
   '  join_group',
   `  export ${TMP_READY_FD_VARIABLE}=3`,
   '  exec "$@"',
