@@ -116,6 +116,24 @@ function cgroupV2Parent(): string | undefined {
   return root;
 }
 
+/** The default state dirs: `hearth-shim-<pid>-<random>` in the system's temp dir. */
+const STATE_DIR_PREFIX = 'hearth-shim-';
+
+/**
+ * Removes the default state dirs of shims that are gone without removing theirs (SIGKILL leaves
+ * no time to clean up; with loop-mounted /tmp each holds an image of several MB). Run after the
+ * runtimes are spawned: it is no part of a cold start.
+ */
+export async function removeStaleStateDirs(parent = tmpdir()): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(STATE_DIR_PREFIX)) continue;
+    const owner = /^(\d+)-/.exec(name.slice(STATE_DIR_PREFIX.length))?.[1];
+    if (!owner || processExists(Number(owner))) continue;
+    await rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
 /** Groups left behind by shims that were killed outright (SIGKILL leaves no time to clean up). */
 function removeStaleGroups(parent: string): void {
   let names: string[];
@@ -468,7 +486,7 @@ export interface PreparedIsolation {
 export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsolation> {
   const facts = detectHostFacts();
   const plan = chooseIsolation(config.isolation, facts);
-  const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), 'hearth-shim-'));
+  const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), `${STATE_DIR_PREFIX}${process.pid}-`));
   const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
   const sandboxes = await Promise.all(
     Array.from({ length: config.concurrency }, (_, slot) =>

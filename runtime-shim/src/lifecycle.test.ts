@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nodeHandlerFunction, removeFunction, SHIM_MAIN, startShim, type RunningShim } from './testing.js';
@@ -231,4 +234,27 @@ test('nothing pipelined after a Connection: close request runs', async () => {
   const received = await exchange(shim, call('Connection: close\r\n') + call(''), /"calls":1[\s\S]*$/);
   assert.equal(received.split('HTTP/1.1 ').length - 1, 1, received);
   assert.equal((await shim.invoke({})).json().calls, 2, 'the call after the close never ran');
+});
+
+test('a shim removes the default state dirs of shims that died without removing theirs, and only those', async () => {
+  const exited = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => exited.once('exit', resolve));
+  const deadOwner = join(tmpdir(), `hearth-shim-${exited.pid}-stale`);
+  const liveOwner = join(tmpdir(), `hearth-shim-${process.pid}-live`);
+  const unknownOwner = join(tmpdir(), 'hearth-shim-Ab12Cd');
+  for (const dir of [deadOwner, liveOwner, unknownOwner]) {
+    mkdirSync(join(dir, 'slot-0', 'tmp'), { recursive: true });
+    writeFileSync(join(dir, 'slot-0', 'tmp', 'left'), 'x');
+  }
+  try {
+    await start();
+    for (let waited = 0; existsSync(deadOwner); waited += 20) {
+      assert.ok(waited < 5000, `${deadOwner} is still there`);
+      await sleep(20);
+    }
+    assert.ok(existsSync(liveOwner), 'a live shim keeps its state dir');
+    assert.ok(existsSync(unknownOwner), 'a dir whose owner is not known is left alone');
+  } finally {
+    for (const dir of [deadOwner, liveOwner, unknownOwner]) rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,6 +6,7 @@ import { createShim, type Shim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
+import { removeStaleStateDirs } from './isolation.js';
 
 let config;
 try {
@@ -32,6 +33,7 @@ try {
 }
 const started = shim.start();
 await started.catch(() => undefined);
+void removeStaleStateDirs();
 
 const { default: pino } = await import('pino');
 const operationalLog = pino.destination({ dest: 2, sync: false });
