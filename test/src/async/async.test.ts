@@ -4,7 +4,6 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { RedisKeys } from '@hearth/api';
@@ -19,7 +18,7 @@ import {
   type DeadLetter,
   type DestinationRecord,
 } from '@hearth/gateway/async/index';
-import { startRedis, type RedisServer } from '../harness/index.js';
+import { useRedis } from '../harness/index.js';
 import {
   ScriptedInvoker,
   fastWorkerSettings,
@@ -31,16 +30,7 @@ import {
 
 const logger = pino({ level: process.env.HEARTH_TEST_LOGS === '1' ? 'debug' : 'silent' });
 
-let redis: RedisServer;
-let client: Redis;
-before(async () => {
-  redis = await startRedis();
-  client = new Redis(redis.url);
-});
-after(async () => {
-  client.disconnect();
-  await redis.stop();
-});
+const shared = useRedis();
 
 /** A queue and workers over the shared Redis, stopped when the test ends. */
 async function platform(
@@ -50,9 +40,9 @@ async function platform(
 ) {
   const discovery = new StaticDiscovery();
   const metricsRegistry = new Registry();
-  const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, metricsRegistry });
+  const queue = createAsyncQueue({ redisUrl: shared.server.url, discovery, logger, metricsRegistry });
   const workers = await startWorkers({
-    redisUrl: redis.url,
+    redisUrl: shared.server.url,
     invoker,
     discovery,
     asyncQueue: queue,
@@ -71,7 +61,7 @@ async function platform(
 const uniqueName = (base: string) => `${base}-${randomUUID().slice(0, 8)}`;
 
 async function deadLetters(functionName: string) {
-  return (await client.xrange(RedisKeys.dlq(functionName), '-', '+')).map(([id, flat]) => {
+  return (await shared.client.xrange(RedisKeys.dlq(functionName), '-', '+')).map(([id, flat]) => {
     const fields: Record<string, string> = { id };
     for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
     return fields;
@@ -87,7 +77,7 @@ function waitForDeadLetters(functionName: string) {
 
 function waitForStream(stream: string) {
   return waitFor(`an entry in ${stream}`, async () => {
-    const entries = await client.xrange(stream, '-', '+');
+    const entries = await shared.client.xrange(stream, '-', '+');
     return entries.length > 0 && entries;
   });
 }
@@ -450,10 +440,15 @@ describe('the dead-letter queue under a full backlog', () => {
     const name = uniqueName('redrive-full');
     discovery.setFunction(functionRoute(name));
     // No workers, and room for one event: the second redrive is refused.
-    const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, limits: { maxDepth: 1 } });
+    const queue = createAsyncQueue({
+      redisUrl: shared.server.url,
+      discovery,
+      logger,
+      limits: { maxDepth: 1 },
+    });
     try {
       for (let i = 0; i < 3; i += 1) {
-        await client.xadd(
+        await shared.client.xadd(
           RedisKeys.dlq(name),
           '*',
           'functionName',
@@ -483,7 +478,7 @@ describe('accepting events', () => {
     discovery.setFunction(functionRoute(name));
     // No workers: the backlog only grows.
     const queue = createAsyncQueue({
-      redisUrl: redis.url,
+      redisUrl: shared.server.url,
       discovery,
       logger,
       metricsRegistry,
@@ -512,7 +507,7 @@ describe('accepting events', () => {
     const aged = uniqueName('aged');
     discovery.setFunction(functionRoute(aged));
     const strict = createAsyncQueue({
-      redisUrl: redis.url,
+      redisUrl: shared.server.url,
       discovery,
       logger,
       limits: { maxDepth: 100, maxOldestAgeSeconds: 1 },
@@ -535,7 +530,9 @@ describe('accepting events', () => {
     discovery.setFunction(functionRoute(name));
     // Two producers with connections of their own, as two gateway replicas have; no workers.
     const limits = { maxDepth: 25, maxOldestAgeSeconds: 3600 };
-    const gateways = [0, 1].map(() => createAsyncQueue({ redisUrl: redis.url, discovery, logger, limits }));
+    const gateways = [0, 1].map(() =>
+      createAsyncQueue({ redisUrl: shared.server.url, discovery, logger, limits }),
+    );
     try {
       // 2 x 60 calls in flight together: each sees the backlog before most of the others stored.
       const outcomes = await Promise.all(
@@ -554,7 +551,7 @@ describe('accepting events', () => {
       // The places reserved while storing were all given back: the stored jobs alone count now.
       await waitFor(
         'reservations given back',
-        async () => (await client.zcard(`hearth:async:reserving:${name}`)) === 0,
+        async () => (await shared.client.zcard(`hearth:async:reserving:${name}`)) === 0,
       );
       await assert.rejects(enqueue(gateways[1]!, name, {}), (e: GatewayError) => e.status === 429);
     } finally {
@@ -566,7 +563,7 @@ describe('accepting events', () => {
     const discovery = new StaticDiscovery();
     const name = uniqueName('checks');
     discovery.setFunction(functionRoute(name));
-    const queue = createAsyncQueue({ redisUrl: redis.url, discovery, logger, maxPayloadBytes: 1000 });
+    const queue = createAsyncQueue({ redisUrl: shared.server.url, discovery, logger, maxPayloadBytes: 1000 });
     try {
       const status = (request: Parameters<AsyncQueue['enqueue']>[0]) =>
         queue.enqueue(request).then(

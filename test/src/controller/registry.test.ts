@@ -1,22 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { test } from 'node:test';
 import { RedisKeys, type FunctionRoute } from '@hearth/api';
 import { RegistryWriter } from '@hearth/controller/registry';
-import { startRedis, type RedisServer } from '../harness/index.js';
+import { useRedis } from '../harness/index.js';
 
-let server: RedisServer;
-let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+const shared = useRedis();
 
 test("a deleted function's sweep time counts from its deletion; a function of its name back drops it", async () => {
+  const redis = shared.client;
   const registry = new RegistryWriter(redis);
   const route = { name: 'retired', state: 'Active' } as unknown as FunctionRoute;
   await registry.putRoute(route);

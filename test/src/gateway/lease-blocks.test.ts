@@ -8,7 +8,7 @@ import {
   type AdmissionScope,
   type ConcurrencyLease,
 } from '@hearth/gateway/admission/concurrency';
-import { startRedis, type RedisServer } from '../harness/index.js';
+import { startRedis, useRedis, type RedisServer } from '../harness/index.js';
 import { API_KEY, SLEEPER, GatewayFixture, waitFor } from './fixture.js';
 
 const scope = (limit: number): AdmissionScope => ({
@@ -24,34 +24,23 @@ async function admit(leases: ConcurrencyLeases, s: AdmissionScope): Promise<Conc
 }
 
 describe('concurrency leases taken in blocks (two gateways on one Redis)', () => {
-  let redis: RedisServer;
-  let client: Redis;
+  const shared = useRedis();
   const gateways: { leases: ConcurrencyLeases; connection: Redis }[] = [];
 
   async function gateway(id: string, ttlMs = 15_000): Promise<ConcurrencyLeases> {
-    const connection = new Redis(redis.url);
+    const connection = new Redis(shared.server.url);
     const leases = new ConcurrencyLeases(connection, id, ttlMs, (error) => assert.fail(String(error)));
     await leases.start();
     gateways.push({ leases, connection });
     return leases;
   }
 
-  before(async () => {
-    redis = await startRedis();
-    client = new Redis(redis.url);
-  });
-
   afterEach(async () => {
     for (const { leases, connection } of gateways.splice(0)) {
       await leases.stop();
       connection.disconnect();
     }
-    await client.flushall();
-  });
-
-  after(async () => {
-    client?.disconnect();
-    await redis?.stop();
+    await shared.client.flushall();
   });
 
   test('far from the limit one admission takes a block, and the next calls run on it without Redis', async () => {
@@ -59,17 +48,17 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     const limit = scope(1000);
     const first = await admit(leases, limit);
     assert.ok(first);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16, 'a block of 16 leases');
-    assert.deepEqual(await client.zrange(HOLDERS, '0', '-1'), ['a']);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 16, 'a block of 16 leases');
+    assert.deepEqual(await shared.client.zrange(HOLDERS, '0', '-1'), ['a']);
     leases.release(first);
-    const scriptsBefore = await scriptCalls(client);
+    const scriptsBefore = await scriptCalls(shared.client);
     for (let i = 0; i < 50; i++) {
       const lease = leases.takeKept(limit);
       assert.ok(lease, 'a kept lease, no admission');
       leases.release(lease);
     }
-    assert.equal(await scriptCalls(client), scriptsBefore);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16);
+    assert.equal(await scriptCalls(shared.client), scriptsBefore);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 16);
   });
 
   test('leases left unused are given back within a second, and the block with them', async () => {
@@ -79,14 +68,15 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     assert.ok(running);
     // One call keeps running: the other 15 leases go back, the running call's stays.
     await waitFor(
-      async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 1,
+      async () => (await shared.client.zcard(ConcurrencyKeys.unreserved)) === 1,
       1500,
       'the 15 unused leases given back',
     );
     leases.release(running);
     await waitFor(
       async () =>
-        (await client.zcard(ConcurrencyKeys.unreserved)) === 0 && (await client.zcard(HOLDERS)) === 0,
+        (await shared.client.zcard(ConcurrencyKeys.unreserved)) === 0 &&
+        (await shared.client.zcard(HOLDERS)) === 0,
       1500,
       'the last lease and the block registration given back',
     );
@@ -97,11 +87,11 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     const leases = await gateway('a', 600);
     const limit = scope(1000);
     leases.release((await admit(leases, limit))!);
-    await client.flushall();
+    await shared.client.flushall();
     await waitFor(
       async () => {
         const lease = await admit(leases, limit);
-        const counted = (await client.zcard(ConcurrencyKeys.unreserved)) > 0;
+        const counted = (await shared.client.zcard(ConcurrencyKeys.unreserved)) > 0;
         leases.release(lease!);
         return counted;
       },
@@ -113,17 +103,18 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
   test('a changed limit ends the block: its kept leases go back and the next call is admitted in Redis', async () => {
     const leases = await gateway('a');
     leases.release((await admit(leases, scope(1000)))!);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 16);
     assert.equal(leases.takeKept(scope(999)), undefined, 'no kept lease under another limit');
     await waitFor(
       async () =>
-        (await client.zcard(ConcurrencyKeys.unreserved)) === 0 && (await client.zcard(HOLDERS)) === 0,
+        (await shared.client.zcard(ConcurrencyKeys.unreserved)) === 0 &&
+        (await shared.client.zcard(HOLDERS)) === 0,
       // Well before the trim would end the idle block (its second interval, 1 s).
       400,
       'the kept leases and the block registration given back',
     );
     assert.ok(await admit(leases, scope(999)), 'admitted in Redis under the new limit');
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 16, 'a new block of 16');
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 16, 'a new block of 16');
   });
 
   test('half full, every call takes its own lease', async () => {
@@ -131,18 +122,19 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     const limit = scope(64);
     const held: ConcurrencyLease[] = [];
     // Blocks of 4 while the scope stays at most half full (32), then one lease per call.
-    while ((await client.zcard(ConcurrencyKeys.unreserved)) < 32) held.push((await admit(leases, limit))!);
+    while ((await shared.client.zcard(ConcurrencyKeys.unreserved)) < 32)
+      held.push((await admit(leases, limit))!);
     // Use up the kept leases of the last block first.
     while (held.length < 32) held.push((await admit(leases, limit))!);
     for (let count = 33; count <= 40; count++) {
       held.push((await admit(leases, limit))!);
-      assert.equal(await client.zcard(ConcurrencyKeys.unreserved), count);
+      assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), count);
     }
     assert.equal(leases.takeKept(limit), undefined, 'a finished call no longer leaves its lease');
     leases.release(held.pop()!);
     assert.equal(leases.takeKept(limit), undefined);
     await waitFor(
-      async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 39,
+      async () => (await shared.client.zcard(ConcurrencyKeys.unreserved)) === 39,
       1000,
       'the released lease given back to Redis',
     );
@@ -154,14 +146,18 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     const limit = scope(64);
     const onA = await admit(a, limit);
     assert.ok(onA);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 4, 'a keeps 3 unused leases of its block');
+    assert.equal(
+      await shared.client.zcard(ConcurrencyKeys.unreserved),
+      4,
+      'a keeps 3 unused leases of its block',
+    );
     const onB: ConcurrencyLease[] = [];
     for (let i = 0; i < 63; i++) {
       const lease = await admit(b, limit);
       assert.ok(lease, `call ${i + 1} on b admitted while slots are free`);
       onB.push(lease);
     }
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 64);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 64);
     assert.equal(a.takeKept(limit), undefined, 'a gave its unused leases back');
     const started = Date.now();
     assert.equal(await admit(b, limit), undefined, 'the 65th call is throttled');
@@ -182,26 +178,29 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     for (const lease of onB) b.release(lease);
     a.release(onA);
     await waitFor(
-      async () => (await client.zcard(ConcurrencyKeys.unreserved)) === 0,
+      async () => (await shared.client.zcard(ConcurrencyKeys.unreserved)) === 0,
       500,
       'every lease back',
     );
     const single = await admit(a, limit);
     assert.ok(single);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1, 'one lease, not a block');
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 1, 'one lease, not a block');
     await sleep(1100);
     assert.ok(await admit(a, limit));
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 1 + 4, 'a block of 4 again');
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 1 + 4, 'a block of 4 again');
   });
 
   test('a block holder that never gives back (a dead gateway not yet expired): the call tries for ~60 ms, then 429', async () => {
     const leases = await gateway('a');
     const limit = scope(4);
-    const [seconds] = await client.time();
+    const [seconds] = await shared.client.time();
     const later = (Number(seconds) + 60) * 1000;
-    await client.zadd(HOLDERS, later, 'dead');
+    await shared.client.zadd(HOLDERS, later, 'dead');
     // The scope full with the dead gateway's leases.
-    await client.zadd(ConcurrencyKeys.unreserved, ...[1, 2, 3, 4].flatMap((i) => [later, `dead/${i}`]));
+    await shared.client.zadd(
+      ConcurrencyKeys.unreserved,
+      ...[1, 2, 3, 4].flatMap((i) => [later, `dead/${i}`]),
+    );
     const started = Date.now();
     assert.equal(await admit(leases, limit), undefined);
     const waited = Date.now() - started;
@@ -217,7 +216,7 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     for (const lease of warm) a.release(lease!);
     const outcomes = await Promise.all(Array.from({ length: 100 }, (_, i) => admit(i % 2 ? a : b, limit)));
     assert.equal(outcomes.filter(Boolean).length, 64);
-    assert.equal(await client.zcard(ConcurrencyKeys.unreserved), 64);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 64);
   });
 });
 

@@ -1,3 +1,5 @@
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { startLocalServer, type LocalServer } from './server.js';
 
 export interface RedisServer extends LocalServer {
@@ -39,4 +41,29 @@ export function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
         ready: { line: /Ready to accept connections/ },
       }),
   });
+}
+
+/**
+ * A Redis server and a client on it for the tests of a file or suite: started before they run,
+ * stopped after. Read `server` and `client` inside tests and hooks, not at the top level.
+ */
+export function useRedis(): { readonly server: RedisServer; readonly client: Redis } {
+  let server: RedisServer | undefined;
+  let client: Redis | undefined;
+  before(async () => {
+    server = await startRedis();
+    client = new Redis(server.url);
+  });
+  after(async () => {
+    client?.disconnect();
+    await server?.stop();
+  });
+  return {
+    get server() {
+      return server!;
+    },
+    get client() {
+      return client!;
+    },
+  };
 }
