@@ -1,6 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { SANDBOX_FAILED_EXIT_CODE, TMP_READY_FD_VARIABLE } from '../launch-protocol.js';
 import { startFunction, type FunctionUnderTest } from '../function-under-test.js';
 
 // One ESM function (a `.js` file under `"type": "module"`) whose handler runs the form the event
@@ -356,3 +361,67 @@ export const handler = async () => ({
     }
   },
 );
+
+// The launcher's side of the wait, played by the test: the bootstrap started with the status fd
+// (a FIFO, as the launcher makes) loads nothing of the function before the status comes, and
+// a failed status ends it with the sandbox's exit code, the function never loaded.
+describe('Node.js runtime: the wait for the launcher to make /tmp', () => {
+  const bootstrap = fileURLToPath(new URL('./bootstrap.cjs', import.meta.url));
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join('/var/tmp', 'hearth-wait-'));
+    writeFileSync(
+      join(dir, 'index.mjs'),
+      `process.stdout.write('function loaded\\n');\nexport const handler = () => 1;`,
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function startWaiting(): { status: number; output: () => string; exited: Promise<number | null> } {
+    const fifo = join(dir, `status-${Math.random().toString(36).slice(2)}`);
+    execFileSync('mkfifo', [fifo]);
+    const status = openSync(fifo, 'r+');
+    const child = spawn(process.execPath, [bootstrap], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH,
+        [TMP_READY_FD_VARIABLE]: '3',
+        _HANDLER: 'index.handler',
+        LAMBDA_TASK_ROOT: dir,
+        // Nothing listens: once loaded, the runtime fails on its first /next and exits.
+        AWS_LAMBDA_RUNTIME_API: '127.0.0.1:1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe', status],
+    });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    return { status, output: () => output, exited };
+  }
+
+  test('nothing of the function loads before the status, and it loads once the status is 0', async () => {
+    const runtime = startWaiting();
+    try {
+      await sleep(400);
+      assert.doesNotMatch(runtime.output(), /function loaded/);
+      writeSync(runtime.status, '0\n');
+      await runtime.exited;
+      assert.match(runtime.output(), /function loaded/);
+    } finally {
+      closeSync(runtime.status);
+    }
+  });
+
+  test('a failed status ends the runtime with the sandbox exit code, the function never loaded', async () => {
+    const runtime = startWaiting();
+    try {
+      writeSync(runtime.status, '1\n');
+      assert.equal(await runtime.exited, SANDBOX_FAILED_EXIT_CODE);
+      assert.match(runtime.output(), /private \/tmp could not be made/);
+      assert.doesNotMatch(runtime.output(), /function loaded/);
+    } finally {
+      closeSync(runtime.status);
+    }
+  });
+});
