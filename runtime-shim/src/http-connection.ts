@@ -42,6 +42,7 @@ export function headerValue(value: string): string {
 function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
   return (
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
+    // AWS's native runtime client crashes on an answer without a content type.
     `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
   );
 }
