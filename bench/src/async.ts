@@ -1,10 +1,12 @@
 /**
  * The async benchmark: `X-Amz-Invocation-Type: Event` invokes of a no-op function through a real
- * gateway process (its HTTP side and its async workers in one process, as `hearth dev` runs it),
- * a real Redis and real runtime shims registered as the controller would register them.
+ * gateway, a real Redis and real runtime shims registered as the controller would register them,
+ * with the gateway in each of two topologies: one process taking calls and running events (as
+ * `hearth dev` runs it), and the Helm chart's HTTP process beside a worker process.
  *
- * - 202 latency: wrk sends Event invokes at 1 and 64 callers; the events run meanwhile, as they
- *   would in production.
+ * - 202 latency: wrk sends Event invokes at 1 and 64 callers as fast as they can (saturation),
+ *   then paced at the goal's rate (2,000 a second, 64 callers on one schedule: the latency at that
+ *   load); the events run meanwhile, as they would in production.
  * - End to end: N events sent as fast as 64 callers can, timed from the first send until the
  *   workers have run every accepted one (the gateway's own counters, read from /metrics).
  *
@@ -14,8 +16,8 @@
  * every event). Goals: at least 2,000 events/s end to end, 202 p99 under 10 ms.
  *
  * Usage: node bench/dist/index.js async [--events 20000] [--callers 1,64] [--duration 5]
- *   [--warmup 2] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1]
- *   [--rows latency,end-to-end,sync,floor] [--cpu-prof dir] [--gateway-main path] [--out results.md]
+ *   [--warmup 2] [--paced-rate 2000] [--async-concurrency 10] [--shim-concurrency 4] [--instances 1]
+ *   [--rows latency,end-to-end,sync,floor] [--topology one-process,split] [--cpu-prof dir] [--gateway-main path] [--out results.md]
  *
  * `--rows` runs only some rows (profiling one load); `--cpu-prof dir` runs the gateway under
  * `node --cpu-prof` and leaves the profile in `dir` when it stops; `--gateway-main` measures
@@ -39,6 +41,7 @@ import { processCpuMicros } from './proc.js';
 const benchDir = join(repoRoot, 'bench');
 const durationScript = join(benchDir, 'wrk', 'post-json.lua');
 const countScript = join(benchDir, 'wrk', 'post-json-count.lua');
+const pacedScript = join(benchDir, 'wrk', 'post-json-paced.lua');
 const FUNCTION = 'noop';
 const NOOP_SOURCE = readFileSync(join(benchDir, 'fixtures', 'noop', 'index.mjs'), 'utf8');
 const EVENT_HEADER = 'X-Amz-Invocation-Type: Event';
@@ -53,10 +56,13 @@ interface Options {
   callers: number[];
   durationSeconds: number;
   warmupSeconds: number;
+  /** Event invokes a second of the paced latency row (0: no such row). */
+  pacedRate: number;
   asyncConcurrency: number;
   shimConcurrency: number;
   instances: number;
   rows: Set<Row>;
+  topologies: Topology[];
   cpuProfDir: string | undefined;
   gatewayMain: string | undefined;
   out: string | undefined;
@@ -68,6 +74,10 @@ type Row = (typeof ROWS)[number];
 interface LatencyRow {
   label: string;
   callers: number;
+  /** The rate the callers were held to, when paced. */
+  pacedRate?: number;
+  /** How the gateway ran (Hearth's rows). */
+  deployment?: string;
   okPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -76,6 +86,8 @@ interface LatencyRow {
 
 interface EndToEndRow {
   label: string;
+  /** How the gateway ran (Hearth's rows). */
+  deployment?: string;
   accepted: number;
   failed: number;
   acceptSeconds: number;
@@ -96,10 +108,12 @@ function parseOptions(argv: string[]): Options {
       callers: { type: 'string', default: '1,64' },
       duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '2' },
+      'paced-rate': { type: 'string', default: String(GOAL_EVENTS_PER_SECOND) },
       'async-concurrency': { type: 'string', default: '10' },
       'shim-concurrency': { type: 'string', default: '4' },
       instances: { type: 'string', default: '1' },
       rows: { type: 'string', default: ROWS.join(',') },
+      topology: { type: 'string', default: TOPOLOGIES.join(',') },
       'cpu-prof': { type: 'string' },
       'gateway-main': { type: 'string' },
       out: { type: 'string' },
@@ -108,15 +122,21 @@ function parseOptions(argv: string[]): Options {
   const rows = values.rows.split(',');
   const unknown = rows.find((r) => !(ROWS as readonly string[]).includes(r));
   if (unknown) throw new Error(`--rows: unknown row "${unknown}" (rows: ${ROWS.join(', ')})`);
+  const topologies = values.topology.split(',');
+  const unknownTopology = topologies.find((t) => !(TOPOLOGIES as readonly string[]).includes(t));
+  if (unknownTopology)
+    throw new Error(`--topology: unknown "${unknownTopology}" (topologies: ${TOPOLOGIES.join(', ')})`);
   return {
     events: positiveInteger('events', values.events),
     callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
     durationSeconds: positiveInteger('duration', values.duration),
     warmupSeconds: positiveInteger('warmup', values.warmup),
+    pacedRate: values['paced-rate'] === '0' ? 0 : positiveInteger('paced-rate', values['paced-rate']),
     asyncConcurrency: positiveInteger('async-concurrency', values['async-concurrency']),
     shimConcurrency: positiveInteger('shim-concurrency', values['shim-concurrency']),
     instances: positiveInteger('instances', values.instances),
     rows: new Set(rows as Row[]),
+    topologies: topologies as Topology[],
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     gatewayMain: values['gateway-main'] === undefined ? undefined : resolve(values['gateway-main']),
     out: values.out,
@@ -135,14 +155,19 @@ interface WrkReport {
   timeouts: number;
 }
 
-/** A running wrk (one thread); `stop()` ends it early (SIGINT), after which it still reports. */
+/**
+ * A running wrk (one thread); `stop()` ends it early (SIGINT), after which it still reports.
+ * `pacedRate`: the callers send on one schedule of that many requests a second.
+ */
 function startWrk(
   url: string,
   callers: number,
   bound: { seconds: number } | { requests: number },
   headers: string[],
+  pacedRate?: number,
 ): { report: Promise<WrkReport>; stop(): void } {
   const byCount = 'requests' in bound;
+  const script = byCount ? countScript : pacedRate ? pacedScript : durationScript;
   let child: ChildProcess;
   const report = new Promise<WrkReport>((resolve, reject) => {
     child = execFile(
@@ -156,10 +181,16 @@ function startWrk(
         '10s',
         ...headers.flatMap((h) => ['-H', h]),
         '-s',
-        byCount ? countScript : durationScript,
+        script,
         url,
       ],
-      { env: { ...process.env, ...(byCount ? { WRK_REQUESTS: String(bound.requests) } : {}) } },
+      {
+        env: {
+          ...process.env,
+          ...(byCount ? { WRK_REQUESTS: String(bound.requests) } : {}),
+          ...(pacedRate ? { WRK_RATE: String(pacedRate) } : {}),
+        },
+      },
       (error, stdout) => {
         const line = stdout.split('\n').find((l) => l.startsWith('WRK_RESULT '));
         if (line) resolve(JSON.parse(line.slice('WRK_RESULT '.length)) as WrkReport);
@@ -170,8 +201,8 @@ function startWrk(
   return { report, stop: () => child.kill('SIGINT') };
 }
 
-const runWrk = (url: string, callers: number, seconds: number, headers: string[]) =>
-  startWrk(url, callers, { seconds }, headers).report;
+const runWrk = (url: string, callers: number, seconds: number, headers: string[], pacedRate?: number) =>
+  startWrk(url, callers, { seconds }, headers, pacedRate).report;
 
 const failures = (r: WrkReport) =>
   r.statusErrors + r.connectErrors + r.readErrors + r.writeErrors + r.timeouts;
@@ -183,29 +214,73 @@ interface AsyncCounters {
   deadLettered: number;
 }
 
-async function readCounters(gateway: RunningGateway): Promise<AsyncCounters> {
-  const text = await (await fetch(`${gateway.url}/metrics`)).text();
-  const sum = (metric: string) => {
-    let total = 0;
-    const pattern = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
-    for (const [, labels, value] of text.matchAll(pattern))
-      if (labels!.includes(`function="${FUNCTION}"`)) total += Number(value);
-    return total;
-  };
-  return {
-    enqueued: sum('hearth_async_events_enqueued_total'),
-    succeeded: sum('hearth_async_events_succeeded_total'),
-    deadLettered: sum('hearth_async_dead_lettered_total'),
-  };
+/**
+ * How the gateway runs: one process taking calls and running events (as `hearth dev` and the
+ * `all` role run it), or the Helm chart's split of an HTTP process and a worker process.
+ */
+interface Deployment {
+  label: string;
+  /** The process taking calls first; the counters are summed over all of them. */
+  processes: RunningGateway[];
+}
+
+const TOPOLOGIES = ['one-process', 'split'] as const;
+type Topology = (typeof TOPOLOGIES)[number];
+
+async function readCounters(deployment: Deployment): Promise<AsyncCounters> {
+  const total: AsyncCounters = { enqueued: 0, succeeded: 0, deadLettered: 0 };
+  for (const gateway of deployment.processes) {
+    const text = await (await fetch(`${gateway.url}/metrics`)).text();
+    const sum = (metric: string) => {
+      let sum = 0;
+      const pattern = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, 'gm');
+      for (const [, labels, value] of text.matchAll(pattern))
+        if (labels!.includes(`function="${FUNCTION}"`)) sum += Number(value);
+      return sum;
+    };
+    total.enqueued += sum('hearth_async_events_enqueued_total');
+    total.succeeded += sum('hearth_async_events_succeeded_total');
+    total.deadLettered += sum('hearth_async_dead_lettered_total');
+  }
+  return total;
+}
+
+/** Starts the gateway process(es) of `topology`, each running HEARTH_ASYNC_CONCURRENCY events at once. */
+async function deploy(fixture: GatewayFixture, topology: Topology, options: Options): Promise<Deployment> {
+  const start = (role: 'all' | 'http' | 'worker') =>
+    fixture.startGateway(
+      {
+        HEARTH_AUTH: 'false',
+        HEARTH_GATEWAY_ROLE: role,
+        HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency),
+      },
+      options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [],
+      ...(options.gatewayMain ? [options.gatewayMain] : []),
+    );
+  if (topology === 'one-process') {
+    return { label: 'one process (HTTP + workers)', processes: [await start('all')] };
+  }
+  return { label: 'HTTP process + worker process', processes: [await start('http'), await start('worker')] };
+}
+
+/** CPU µs the deployment's processes have used, if all could be read. */
+function deploymentCpuMicros(deployment: Deployment): number | undefined {
+  let total = 0;
+  for (const gateway of deployment.processes) {
+    const micros = processCpuMicros(gateway.process.pid);
+    if (micros === undefined) return undefined;
+    total += micros;
+  }
+  return total;
 }
 
 const finished = (c: AsyncCounters) => c.succeeded + c.deadLettered;
 
 /** Waits until every event the gateway accepted has run (or was dead-lettered). */
-async function untilDrained(gateway: RunningGateway, timeoutMs = 120_000): Promise<AsyncCounters> {
+async function untilDrained(deployment: Deployment, timeoutMs = 120_000): Promise<AsyncCounters> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const counters = await readCounters(gateway);
+    const counters = await readCounters(deployment);
     if (finished(counters) >= counters.enqueued) return counters;
     if (Date.now() > deadline)
       throw new Error(`the queue did not drain in ${timeoutMs / 1000} s: ${JSON.stringify(counters)}`);
@@ -215,13 +290,13 @@ async function untilDrained(gateway: RunningGateway, timeoutMs = 120_000): Promi
 
 /** Hearth end to end: N Event invokes by `callers` wrk connections, until all have run. */
 async function hearthEndToEnd(
-  gateway: RunningGateway,
+  deployment: Deployment,
   url: string,
   events: number,
   callers: number,
 ): Promise<EndToEndRow> {
-  const before = await untilDrained(gateway);
-  const cpuBefore = processCpuMicros(gateway.process.pid);
+  const before = await untilDrained(deployment);
+  const cpuBefore = deploymentCpuMicros(deployment);
   const start = performance.now();
   let acceptSeconds = 0;
   let sending = true;
@@ -238,7 +313,7 @@ async function hearthEndToEnd(
   while (performance.now() - start < END_TO_END_LIMIT_MS) {
     await sleep(pauseMs);
     const previous = now;
-    now = await readCounters(gateway);
+    now = await readCounters(deployment);
     // A scrape costs the gateway about as much CPU as a few events: read often only near the
     // end (within 100 ms of it), so that the reading does not weigh on what is measured.
     const elapsedMs = performance.now() - start;
@@ -258,11 +333,12 @@ async function hearthEndToEnd(
     }
   }
   const report = await sent;
-  const cpuAfter = processCpuMicros(gateway.process.pid);
+  const cpuAfter = deploymentCpuMicros(deployment);
   const accepted = now.enqueued - before.enqueued;
   const ran = now.succeeded - before.succeeded;
   return {
-    label: 'Hearth: gateway (HTTP + async workers) + shim',
+    label: `Hearth: ${deployment.label} + shim`,
+    deployment: deployment.label,
     accepted,
     failed: failures(report),
     acceptSeconds,
@@ -417,6 +493,8 @@ class BullmqFloor {
 
 const ms = (value: number) => value.toFixed(2);
 const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+const callersCell = (row: LatencyRow) =>
+  row.pacedRate === undefined ? String(row.callers) : `${row.callers}, paced at ${row.pacedRate}/s`;
 const perSecond = (row: EndToEndRow) =>
   row.totalSeconds === undefined ? undefined : row.accepted / row.totalSeconds;
 
@@ -433,7 +511,7 @@ function report(
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...[...latency, ...sync].map(
       (r) =>
-        `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
+        `| ${r.label} | ${callersCell(r)} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
     ),
     '',
     `### Async end to end: ${options.events} events sent by ${Math.max(...options.callers)} callers, until all have run`,
@@ -452,10 +530,9 @@ function report(
   ];
 
   const goals: string[] = [];
-  const hearth = endToEnd.find((r) => r.label.startsWith('Hearth'));
   const floor = endToEnd.find((r) => r.label.includes('floor'));
-  const hearthRate = hearth && perSecond(hearth);
-  if (hearth) {
+  for (const hearth of endToEnd.filter((r) => r.label.startsWith('Hearth'))) {
+    const hearthRate = perSecond(hearth);
     const floorRate = floor && perSecond(floor);
     const peak = Math.max(...options.callers);
     const syncPeak = sync.find((r) => r.callers === peak);
@@ -466,15 +543,17 @@ function report(
       .filter(Boolean)
       .join(', ');
     goals.push(
-      `| end to end >= ${GOAL_EVENTS_PER_SECOND} events/s | - | ${hearthRate === undefined ? 'unfinished' : hearthRate.toFixed(0)} ` +
+      `| end to end >= ${GOAL_EVENTS_PER_SECOND} events/s, ${hearth.deployment} | - | ${hearthRate === undefined ? 'unfinished' : hearthRate.toFixed(0)} ` +
         `(${((hearthRate ?? 0) / GOAL_EVENTS_PER_SECOND).toFixed(2)}x the goal; ${versus}) | ${verdict((hearthRate ?? 0) >= GOAL_EVENTS_PER_SECOND)} |`,
     );
   }
-  for (const row of latency.filter((r) => r.label.startsWith('Hearth'))) {
-    const floorRow = latency.find((r) => r.label.includes('floor') && r.callers === row.callers);
+  for (const row of latency.filter((r) => r.deployment !== undefined && r.label.includes('202'))) {
+    const floorRow = latency.find(
+      (r) => r.label.includes('floor') && r.callers === row.callers && row.pacedRate === undefined,
+    );
     const versus = floorRow ? `; floor queue.add p99 ${ms(floorRow.p99Ms)} ms` : '';
     goals.push(
-      `| 202 p99 < ${GOAL_202_P99_MS} ms | ${row.callers} | ${ms(row.p99Ms)} ms (${(row.p99Ms / GOAL_202_P99_MS).toFixed(2)}x the limit${versus}) | ${verdict(row.p99Ms < GOAL_202_P99_MS)} |`,
+      `| 202 p99 < ${GOAL_202_P99_MS} ms, ${row.deployment} | ${callersCell(row)} | ${ms(row.p99Ms)} ms (${(row.p99Ms / GOAL_202_P99_MS).toFixed(2)}x the limit${versus}) | ${verdict(row.p99Ms < GOAL_202_P99_MS)} |`,
     );
   }
   lines.push(
@@ -502,49 +581,57 @@ export async function main(argv: string[]): Promise<void> {
       spec: { concurrency: { perInstance: options.shimConcurrency } },
     });
     for (let i = 0; i < options.instances; i++) await fixture.addInstance(route, `${FUNCTION}-${i + 1}`);
-    const gateway = await fixture.startGateway(
-      { HEARTH_AUTH: 'false', HEARTH_ASYNC_CONCURRENCY: String(options.asyncConcurrency) },
-      options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [],
-      ...(options.gatewayMain ? [options.gatewayMain] : []),
-    );
-    const url = `${gateway.url}/2015-03-31/functions/${FUNCTION}/invocations`;
-    const probe = await fetch(url, { method: 'POST', body: '{}' });
-    if (probe.status !== 200) throw new Error(`a sync call answered ${probe.status}: ${await probe.text()}`);
-
     const latency: LatencyRow[] = [];
     const sync: LatencyRow[] = [];
-    const measure = async (label: string, callers: number, headers: string[]) => {
-      await runWrk(url, callers, options.warmupSeconds, headers);
-      await untilDrained(gateway);
-      const r = await runWrk(url, callers, options.durationSeconds, headers);
-      const row: LatencyRow = {
-        label,
-        callers,
-        okPerSecond: (r.requests - r.statusErrors) / (r.durationUs / 1e6),
-        p50Ms: r.p50Us / 1000,
-        p99Ms: r.p99Us / 1000,
-        failed: failures(r),
-      };
-      console.error(`  ${label} x${callers}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`);
-      // The next row starts with an empty queue: the events of this one do not load it.
-      await untilDrained(gateway);
-      return row;
-    };
     const endToEnd: EndToEndRow[] = [];
     const peakCallers = Math.max(...options.callers);
-    if (options.rows.has('latency'))
-      for (const callers of options.callers)
-        latency.push(await measure('Hearth Event invoke (202)', callers, [EVENT_HEADER]));
-    if (options.rows.has('end-to-end')) {
-      console.error(`end to end: ${options.events} events, ${peakCallers} callers`);
-      endToEnd.push(await hearthEndToEnd(gateway, url, options.events, peakCallers));
-      console.error(`  ${JSON.stringify(endToEnd[0])}`);
+    for (const topology of options.topologies) {
+      const deployment = await deploy(fixture, topology, options);
+      const url = `${deployment.processes[0]!.url}/2015-03-31/functions/${FUNCTION}/invocations`;
+      const probe = await fetch(url, { method: 'POST', body: '{}' });
+      if (probe.status !== 200)
+        throw new Error(`a sync call answered ${probe.status}: ${await probe.text()}`);
+      const measure = async (label: string, callers: number, headers: string[], pacedRate?: number) => {
+        await runWrk(url, callers, options.warmupSeconds, headers, pacedRate);
+        await untilDrained(deployment);
+        const r = await runWrk(url, callers, options.durationSeconds, headers, pacedRate);
+        const row: LatencyRow = {
+          label,
+          deployment: deployment.label,
+          callers,
+          ...(pacedRate ? { pacedRate } : {}),
+          okPerSecond: (r.requests - r.statusErrors) / (r.durationUs / 1e6),
+          p50Ms: r.p50Us / 1000,
+          p99Ms: r.p99Us / 1000,
+          failed: failures(r),
+        };
+        console.error(
+          `  ${label} x${callersCell(row)}: ${row.okPerSecond.toFixed(0)} ok/s, p99 ${ms(row.p99Ms)} ms`,
+        );
+        // The next row starts with an empty queue: the events of this one do not load it.
+        await untilDrained(deployment);
+        return row;
+      };
+      const eventLabel = `Hearth Event invoke (202), ${deployment.label}`;
+      if (options.rows.has('latency')) {
+        for (const callers of options.callers)
+          latency.push(await measure(eventLabel, callers, [EVENT_HEADER]));
+        if (options.pacedRate > 0)
+          latency.push(await measure(eventLabel, peakCallers, [EVENT_HEADER], options.pacedRate));
+      }
+      if (options.rows.has('end-to-end')) {
+        console.error(`end to end (${deployment.label}): ${options.events} events, ${peakCallers} callers`);
+        endToEnd.push(await hearthEndToEnd(deployment, url, options.events, peakCallers));
+        console.error(`  ${JSON.stringify(endToEnd.at(-1))}`);
+      }
+      // The sync path is the same HTTP process in every topology: measured once.
+      if (options.rows.has('sync') && sync.length === 0)
+        for (const callers of options.callers)
+          sync.push(await measure('Hearth sync invoke (200), same gateway', callers, []));
+      // Stopped before the next topology or the floor runs, so that each has the machine (and a
+      // profile shows this load alone).
+      for (const gateway of deployment.processes) await gateway.process.stop('SIGTERM', 3000);
     }
-    if (options.rows.has('sync'))
-      for (const callers of options.callers)
-        sync.push(await measure('Hearth sync invoke (200), same gateway', callers, []));
-    // Stopped before the floor runs, so that a profile shows the gateway's load alone.
-    if (options.cpuProfDir) await fixture.stop();
 
     if (options.rows.has('floor')) {
       const bare = (floor = new BullmqFloor(redis.url, options.asyncConcurrency));
