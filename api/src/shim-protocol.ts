@@ -60,8 +60,14 @@ export const ShimEnv = {
   port: 'HEARTH_PORT',
   host: 'HEARTH_HOST',
   region: 'HEARTH_REGION',
-  /** Calls the instance takes at once (`concurrency.perInstance`), one runtime process each. */
+  /** Calls the instance takes at once (`concurrency.perInstance`). */
   concurrency: 'HEARTH_CONCURRENCY',
+  /**
+   * Calls one runtime process takes at once (`concurrency.perRuntime`, default 1, as on Lambda;
+   * more is Lambda Managed Instances' multi-concurrency, given to the runtime as
+   * AWS_LAMBDA_MAX_CONCURRENCY): the instance runs ceil(concurrency / this) runtime processes.
+   */
+  perRuntime: 'HEARTH_PER_RUNTIME_CONCURRENCY',
   /** Where the shim keeps the instance's private /tmp image and scratch files. */
   stateDir: 'HEARTH_STATE_DIR',
   logLevel: 'HEARTH_LOG_LEVEL',

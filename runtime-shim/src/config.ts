@@ -19,6 +19,8 @@ export interface ShimConfig {
   port: number;
   region: string;
   concurrency: number;
+  /** Calls one runtime process takes at once (AWS_LAMBDA_MAX_CONCURRENCY when above 1). */
+  perRuntime: number;
   /** Undefined: a fresh temp dir, removed on exit. */
   stateDir: string | undefined;
   logLevel: string;
@@ -38,6 +40,24 @@ export interface ShimConfig {
 }
 
 export const MAX_CONCURRENCY = 64;
+/** Runtimes that can take several calls at once (AWS_LAMBDA_MAX_CONCURRENCY). */
+const MULTI_CONCURRENT_RUNTIMES: ReadonlySet<Runtime> = new Set<Runtime>([
+  'nodejs20.x',
+  'nodejs22.x',
+  'provided.al2023',
+]);
+
+/**
+ * How many calls each runtime process takes at once (pure): `concurrency` calls in runtimes of
+ * `perRuntime` each, the last one taking what is left.
+ */
+export function runtimeCapacities(config: Pick<ShimConfig, 'concurrency' | 'perRuntime'>): number[] {
+  const capacities: number[] = [];
+  for (let left = config.concurrency; left > 0; left -= config.perRuntime) {
+    capacities.push(Math.min(left, config.perRuntime));
+  }
+  return capacities;
+}
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 /** A setting the shim cannot start with; the message names the variable and what it accepts. */
@@ -126,6 +146,15 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   if (tmpDir !== undefined && tmpDir !== '' && (!isAbsolute(tmpDir) || resolve(tmpDir) === '/')) {
     throw new ConfigError(ShimEnv.tmpDir, `must be an absolute path other than /, got "${tmpDir}"`);
   }
+  const concurrency = integer(env, ShimEnv.concurrency, { min: 1, max: MAX_CONCURRENCY, default: 1 });
+  const perRuntime = integer(env, ShimEnv.perRuntime, { min: 1, max: MAX_CONCURRENCY, default: 1 });
+  if (perRuntime > 1 && !MULTI_CONCURRENT_RUNTIMES.has(runtime)) {
+    // As on Lambda Managed Instances, where Python runs a process per concurrent call.
+    throw new ConfigError(
+      ShimEnv.perRuntime,
+      `must be 1 for ${runtime}, whose runtime takes one call at a time: raise ${ShimEnv.concurrency} instead (got ${perRuntime})`,
+    );
+  }
   const runtimeArgv = argvSetting(env, ShimEnv.runtimeCommand);
   if (runtimeArgv && runtime !== 'provided.al2023') {
     throw new ConfigError(
@@ -156,7 +185,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
     host: env[ShimEnv.host] || '0.0.0.0',
     port: integer(env, ShimEnv.port, { min: 0, max: 65_535, default: 8080 }),
     region: env[ShimEnv.region] || 'us-east-1',
-    concurrency: integer(env, ShimEnv.concurrency, { min: 1, max: MAX_CONCURRENCY, default: 1 }),
+    concurrency,
+    perRuntime,
     stateDir: stateDir ? resolve(stateDir) : undefined,
     logLevel: oneOf(env, ShimEnv.logLevel, LOG_LEVELS, 'info'),
     isolation: oneOf<IsolationWish>(env, ShimEnv.isolation, ['auto', 'portable'], 'auto'),

@@ -17,7 +17,7 @@ import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { IsolationWish, ShimConfig } from './config.js';
+import { runtimeCapacities, type IsolationWish, type ShimConfig } from './config.js';
 import { TMP_READY_FD_VARIABLE } from './runtimes/launch-protocol.js';
 
 export type MemoryIsolation = 'cgroup-v1' | 'cgroup-v2' | 'rss-polling';
@@ -482,14 +482,14 @@ export interface PreparedIsolation {
   sandboxes: Sandbox[];
 }
 
-/** Detects what the host offers and makes the sandboxes of all `config.concurrency` slots. */
+/** Detects what the host offers and makes the sandboxes of all the instance's runtime slots. */
 export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsolation> {
   const facts = detectHostFacts();
   const plan = chooseIsolation(config.isolation, facts);
   const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), `${STATE_DIR_PREFIX}${process.pid}-`));
   const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
   const sandboxes = await Promise.all(
-    Array.from({ length: config.concurrency }, (_, slot) =>
+    Array.from({ length: runtimeCapacities(config).length }, (_, slot) =>
       Sandbox.create(plan, facts, stateDir, slot, limits, config.tmpDir),
     ),
   );

@@ -102,13 +102,24 @@ const TMP_POLL_EVERY = 5;
 
 /**
  * One execution environment: a language runtime process, the Runtime API it talks to, and the
- * limits around it. It runs one invocation at a time and restarts its runtime after a fault.
+ * limits around it. It runs `capacity` invocations at once (1, as on Lambda, unless the function
+ * asks for more: Lambda Managed Instances' AWS_LAMBDA_MAX_CONCURRENCY) and restarts its runtime
+ * after a fault.
  */
 export class RuntimeSlot implements RuntimeApiHandler {
   private phase: Phase = 'cold';
   private runtime: RuntimeProcess | undefined;
-  private current: Invocation | undefined;
-  private parkedNext: ParkedNext | undefined;
+  /** Invocations given to the runtime (or answered in its place), by request id. */
+  private readonly inFlight = new Map<string, Invocation>();
+  /** Invocations taken, waiting for a `/next` of the runtime's. */
+  private waitingDelivery: Invocation[] = [];
+  /** The runtime's `/next` requests waiting for events (one per event it can take at once). */
+  private parked: ParkedNext[] = [];
+  /**
+   * A call timed out while others ran beside it in the same runtime: it takes nothing more, and
+   * is replaced once those have ended (each is bounded by its own deadline).
+   */
+  private draining = false;
   private initTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private pendingInitDurationMs: number | undefined;
@@ -123,6 +134,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   private constructor(
     readonly index: number,
+    private readonly capacity: number,
     private readonly config: ShimConfig,
     private readonly sandbox: Sandbox,
     private readonly api: RuntimeApi,
@@ -136,6 +148,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
 
   static async create(
     index: number,
+    capacity: number,
     config: ShimConfig,
     sandbox: Sandbox,
     sink: LogSink,
@@ -152,13 +165,22 @@ export class RuntimeSlot implements RuntimeApiHandler {
       error: (id, body, type) => bound.slot!.error(id, body, type),
       initError: (body, type) => bound.slot!.initError(body, type),
     });
-    bound.slot = new RuntimeSlot(index, config, sandbox, api, sink, logger.child({ slot: index }), onFree);
+    bound.slot = new RuntimeSlot(
+      index,
+      capacity,
+      config,
+      sandbox,
+      api,
+      sink,
+      logger.child({ slot: index }),
+      onFree,
+    );
     return bound.slot;
   }
 
-  /** True when an invocation is assigned; a free slot takes the next one. */
+  /** True when the slot has all the invocations it can take; a free slot takes the next one. */
   get busy(): boolean {
-    return this.current !== undefined;
+    return this.draining || this.inFlight.size + this.waitingDelivery.length >= this.capacity;
   }
 
   /** Free with a runtime already waiting for work: the fastest place for an invocation. */
@@ -190,6 +212,8 @@ export class RuntimeSlot implements RuntimeApiHandler {
       // The instance's own /tmp needs no TMPDIR: code finds it at /tmp, as on Lambda.
       tmpDir: this.sandbox.tmpIsShared ? undefined : this.sandbox.tmpDir,
     });
+    // As on Lambda Managed Instances: the runtime may ask for this many events at once.
+    if (this.capacity > 1) env.AWS_LAMBDA_MAX_CONCURRENCY = String(this.capacity);
     const oomKillsAtStart = this.meter.oomKills();
     const spawnedAt = performance.now();
     const child = spawn(launch.command, launch.args, {
@@ -244,16 +268,18 @@ export class RuntimeSlot implements RuntimeApiHandler {
     return new Promise((resolve) => {
       const invocation: Invocation = { request, resolve, delivered: false, settled: false, startedAt: 0 };
       if (request.wantsLogTail) invocation.logChunks = [];
-      this.current = invocation;
+      this.waitingDelivery.push(invocation);
       switch (this.phase) {
         case 'failed':
+          this.waitingDelivery.pop();
+          this.inFlight.set(request.requestId, invocation);
           this.answerInitFailure(invocation);
           break;
         case 'cold':
           void this.start();
           break;
         case 'ready':
-          if (this.parkedNext) this.deliver();
+          this.deliverAll();
           break;
         default:
         // Starting or initializing: the runtime's first /next picks it up.
@@ -282,30 +308,39 @@ export class RuntimeSlot implements RuntimeApiHandler {
       next.destroy();
       return;
     }
-    this.parkedNext = next;
+    this.parked.push(next);
     next.onClose(() => {
-      if (this.parkedNext === next) this.parkedNext = undefined;
+      this.parked = this.parked.filter((p) => p !== next);
     });
-    if (this.current && !this.current.delivered) this.deliver();
+    this.deliverAll();
+  }
+
+  /** Pairs waiting invocations with the runtime's waiting `/next` requests. */
+  private deliverAll(): void {
+    while (!this.draining && this.waitingDelivery.length > 0 && this.parked.length > 0) {
+      const invocation = this.waitingDelivery.shift()!;
+      this.inFlight.set(invocation.request.requestId, invocation);
+      this.deliver(invocation, this.parked.shift()!);
+    }
   }
 
   canReport(requestId: string): ReportOutcome {
-    const current = this.current;
-    if (current?.delivered && current.request.requestId === requestId) {
+    const current = this.inFlight.get(requestId);
+    if (current?.delivered) {
       return current.settled ? 'already-reported' : 'accepted';
     }
     return this.finishedIds.has(requestId) ? 'already-reported' : 'unknown-id';
   }
 
   response(requestId: string, body: Buffer): void {
-    void this.complete(this.current!, { body }, { checkTmp: true });
+    void this.complete(this.inFlight.get(requestId)!, { body }, { checkTmp: true });
     this.logger.trace({ requestId }, 'response reported');
   }
 
   responseTooLarge(requestId: string): void {
     const error = responseTooLarge();
     void this.complete(
-      this.current!,
+      this.inFlight.get(requestId)!,
       { body: error.toBody(), errorType: error.errorType },
       { checkTmp: true },
     );
@@ -313,7 +348,9 @@ export class RuntimeSlot implements RuntimeApiHandler {
   }
 
   error(requestId: string, body: Buffer, errorTypeHeader: string | undefined): void {
-    void this.complete(this.current!, functionErrorOutcome(body, errorTypeHeader), { checkTmp: true });
+    void this.complete(this.inFlight.get(requestId)!, functionErrorOutcome(body, errorTypeHeader), {
+      checkTmp: true,
+    });
     this.logger.trace({ requestId }, 'error reported');
   }
 
@@ -330,10 +367,29 @@ export class RuntimeSlot implements RuntimeApiHandler {
   // --- invocation lifecycle ---
 
   private output(line: string): void {
-    const invocation = this.current?.delivered ? this.current : undefined;
+    const invocation = this.inFlight.size <= 1 ? this.onlyRunning() : this.namedIn(line);
     const text = tagLine(line, invocation?.request.requestId, new Date());
     this.sink.write(text);
     if (invocation?.logChunks) appendBounded(invocation.logChunks, text);
+  }
+
+  /** The invocation running, when at most one is. */
+  private onlyRunning(): Invocation | undefined {
+    const only: Invocation | undefined = this.inFlight.values().next().value;
+    return only?.delivered ? only : undefined;
+  }
+
+  /**
+   * With several invocations running in one runtime a line belongs to the one whose request id it
+   * carries in Lambda's log record format (`<time>\t<request id>\t<LEVEL>\t...`, as Hearth's and
+   * AWS's Node runtimes write); other lines belong to none of them.
+   */
+  private namedIn(line: string): Invocation | undefined {
+    const start = line.indexOf('\t') + 1;
+    const end = start > 0 ? line.indexOf('\t', start) : -1;
+    if (end < 0) return undefined;
+    const invocation = this.inFlight.get(line.slice(start, end));
+    return invocation?.delivered ? invocation : undefined;
   }
 
   private begin(invocation: Invocation): void {
@@ -343,10 +399,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     invocation.logChunks?.push(text);
   }
 
-  private deliver(): void {
-    const invocation = this.current!;
-    const next = this.parkedNext!;
-    this.parkedNext = undefined;
+  private deliver(invocation: Invocation, next: ParkedNext): void {
     const now = Date.now();
     const timeoutMs = this.config.timeoutSeconds * 1000;
     const deadlineMs = Math.min(invocation.request.deadlineMs, now + timeoutMs);
@@ -368,10 +421,19 @@ export class RuntimeSlot implements RuntimeApiHandler {
   }
 
   private deadlineReached(invocation: Invocation, allowedMs: number): void {
-    if (this.current !== invocation || invocation.settled) return;
-    if (this.runtime) this.kill(this.runtime, 'timeout');
+    if (this.inFlight.get(invocation.request.requestId) !== invocation || invocation.settled) return;
+    // The runtime is replaced; calls running beside this one in it may finish first.
+    if (this.runtime && !this.othersRunning(invocation)) this.kill(this.runtime, 'timeout');
+    else this.draining = true;
     const error = timedOut(invocation.request.requestId, allowedMs / 1000);
     void this.complete(invocation, { body: error.toBody(), errorType: error.errorType }, { checkTmp: false });
+  }
+
+  private othersRunning(invocation?: Invocation): boolean {
+    for (const other of this.inFlight.values()) {
+      if (other !== invocation && other.delivered && !other.settled) return true;
+    }
+    return false;
   }
 
   /** Ends an invocation: checks /tmp, writes END and REPORT, answers, frees the slot. */
@@ -380,7 +442,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     outcome: Outcome,
     options: { checkTmp: boolean },
   ): Promise<void> {
-    if (this.current !== invocation || invocation.settled) return;
+    if (this.inFlight.get(invocation.request.requestId) !== invocation || invocation.settled) return;
     invocation.settled = true;
     clearTimeout(invocation.timer);
     const runtime = this.runtime;
@@ -416,9 +478,11 @@ export class RuntimeSlot implements RuntimeApiHandler {
       invocation.logChunks.push(end, report);
       result.logTail = logTail(invocation.logChunks, Limits.logTailBytes);
     }
-    this.current = undefined;
+    this.inFlight.delete(requestId);
     invocation.resolve(result);
-    this.meter.resetPeak();
+    if (this.draining && runtime && !this.othersRunning()) this.kill(runtime, 'timeout');
+    // A peak is per invocation only while one runs at a time; otherwise per stretch of work.
+    if (this.inFlight.size === 0) this.meter.resetPeak();
     this.onFree(this);
   }
 
@@ -440,7 +504,10 @@ export class RuntimeSlot implements RuntimeApiHandler {
     this.initFailure = failure;
     this.phase = 'failed';
     this.settleFirstInit();
-    if (this.current && !this.current.delivered) this.answerInitFailure(this.current);
+    for (const invocation of this.waitingDelivery.splice(0)) {
+      this.inFlight.set(invocation.request.requestId, invocation);
+      this.answerInitFailure(invocation);
+    }
   }
 
   /** Answers with the stored init failure; the invocation after it starts a fresh runtime. */
@@ -462,10 +529,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     } catch {
       // already gone
     }
-    if (this.parkedNext) {
-      this.parkedNext.destroy();
-      this.parkedNext = undefined;
-    }
+    for (const next of this.parked.splice(0)) next.destroy();
   }
 
   private async runtimeExited(runtime: RuntimeProcess, code: number | null, signal: NodeJS.Signals | null) {
@@ -477,7 +541,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
       // the group is empty
     }
     this.runtime = undefined;
-    this.parkedNext = undefined;
+    this.parked = [];
     clearTimeout(this.initTimer);
     const reason = runtime.killReason;
     this.logger.info({ pid: runtime.pid, code, signal, reason }, 'runtime exited');
@@ -493,14 +557,23 @@ export class RuntimeSlot implements RuntimeApiHandler {
       });
       return;
     }
-    const invocation = this.current;
-    if (invocation?.delivered && !invocation.settled) {
-      const error = runtimeExited(invocation.request.requestId, exit, limit);
+    // Every call the runtime was running ends with it (the one that filled /tmp has its answer).
+    for (const invocation of [...this.inFlight.values()]) {
+      if (!invocation.delivered || invocation.settled) continue;
+      const requestId = invocation.request.requestId;
+      const error =
+        reason === 'tmp-full'
+          ? ephemeralStorageFull(requestId, this.config.ephemeralStorageMb)
+          : runtimeExited(requestId, exit, limit);
       await this.complete(
         invocation,
         { body: error.toBody(), errorType: error.errorType },
         { checkTmp: false },
       );
+    }
+    if (this.draining) {
+      this.draining = false;
+      this.onFree(this);
     }
     // A fresh runtime right away: the next invocation pays init again, as on Lambda.
     await this.start();
@@ -520,7 +593,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     let sampling = false;
     this.pollTimer = setInterval(() => {
       const runtime = this.runtime;
-      if (!this.current && this.phase !== 'initializing') {
+      if (this.inFlight.size === 0 && this.phase !== 'initializing') {
         clearInterval(this.pollTimer);
         this.pollTimer = undefined;
         return;
@@ -532,13 +605,18 @@ export class RuntimeSlot implements RuntimeApiHandler {
         this.kill(runtime, 'out-of-memory');
         return;
       }
-      const invocation = this.current;
+      const invocation = this.inFlight.values().next().value;
       if (pollTmp && invocation?.delivered && ++tick % TMP_POLL_EVERY === 0) {
         sampling = true;
         void this.sandbox
           .tmpFull(runtime.pid)
           .then((full) => {
-            if (full && !runtime.killReason && this.current === invocation) {
+            if (
+              full &&
+              !runtime.killReason &&
+              invocation &&
+              this.inFlight.get(invocation.request.requestId) === invocation
+            ) {
               void this.complete(invocation, this.tmpOverflow(invocation, runtime), { checkTmp: false });
             }
           })

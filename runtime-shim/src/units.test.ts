@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { parseConfig, ConfigError } from './config.js';
+import { parseConfig, ConfigError, runtimeCapacities } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { pickSlot } from './dispatcher.js';
 import { exitDescription } from './errors.js';
@@ -29,6 +29,20 @@ test('config: defaults as on Lambda, the function env is everything not HEARTH_'
   assert.deepEqual(config.functionEnv, { PATH: '/bin', MY_VAR: 'x' });
 });
 
+test('config: calls per runtime split the instance into runtimes, the last one taking what is left', () => {
+  const config = parseConfig({ ...BASE, HEARTH_CONCURRENCY: '5', HEARTH_PER_RUNTIME_CONCURRENCY: '2' });
+  assert.equal(config.perRuntime, 2);
+  assert.deepEqual(runtimeCapacities(config), [2, 2, 1]);
+  assert.deepEqual(runtimeCapacities(parseConfig({ ...BASE, HEARTH_CONCURRENCY: '3' })), [1, 1, 1]);
+  assert.deepEqual(runtimeCapacities({ concurrency: 2, perRuntime: 8 }), [2]);
+  const provided = parseConfig({
+    ...BASE,
+    HEARTH_RUNTIME: 'provided.al2023',
+    HEARTH_PER_RUNTIME_CONCURRENCY: '4',
+  });
+  assert.equal(provided.perRuntime, 4);
+});
+
 test('config: each bad setting names its variable and what it accepts', () => {
   const cases: [Record<string, string>, RegExp][] = [
     [
@@ -48,6 +62,14 @@ test('config: each bad setting names its variable and what it accepts', () => {
     [{ HEARTH_FUNCTION_NAME: '' }, /^HEARTH_FUNCTION_NAME: is required/],
     [{ HEARTH_CONCURRENCY: '0' }, /^HEARTH_CONCURRENCY: must be an integer from 1 to 64/],
     [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
+    [
+      { HEARTH_PER_RUNTIME_CONCURRENCY: '65' },
+      /^HEARTH_PER_RUNTIME_CONCURRENCY: must be an integer from 1 to 64/,
+    ],
+    [
+      { HEARTH_RUNTIME: 'python3.11', HEARTH_HANDLER: 'app.handler', HEARTH_PER_RUNTIME_CONCURRENCY: '2' },
+      /^HEARTH_PER_RUNTIME_CONCURRENCY: must be 1 for python3.11, whose runtime takes one call at a time: raise HEARTH_CONCURRENCY instead/,
+    ],
     [{ HEARTH_TMP_DIR: 'tmp' }, /^HEARTH_TMP_DIR: must be an absolute path/],
     [{ HEARTH_TMP_DIR: '/' }, /^HEARTH_TMP_DIR: must be an absolute path other than \//],
     [

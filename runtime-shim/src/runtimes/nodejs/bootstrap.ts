@@ -1,6 +1,8 @@
 /**
  * Hearth's Node.js runtime (nodejs20.x, nodejs22.x): loads the function's handler, then loops on
- * the Lambda Runtime API, running one invocation at a time, the way AWS's Node.js runtime does.
+ * the Lambda Runtime API, running one invocation at a time, the way AWS's Node.js runtime does;
+ * or, given AWS_LAMBDA_MAX_CONCURRENCY above 1 (Lambda Managed Instances), that many at once in
+ * this one process, each on its own connection (see serveConcurrently).
  *
  * An invocation ends when the handler's promise settles, when its callback is called (after the
  * event loop drains, unless `context.callbackWaitsForEmptyEventLoop` is false), when it calls
@@ -14,7 +16,7 @@ import { SANDBOX_FAILED_EXIT_CODE, TMP_READY_FD_VARIABLE } from '../launch-proto
 import { buildContext, functionSettingsFromEnv, type Completion } from './context.js';
 import { formatForLog, RuntimeError, toErrorReport } from './errors.js';
 import { loadHandler, type Handler } from './handler.js';
-import { patchConsole, setLogRequestId } from './logging.js';
+import { patchConsole, setLogRequestId, withLogRequestId } from './logging.js';
 import { RuntimeApiClient, type ErrorReport, type Invocation } from './runtime-api.js';
 
 /** AWS's Node.js runtime exits with this code after an uncaught error; so does this one. */
@@ -52,13 +54,27 @@ process.on('unhandledRejection', (reason) => {
   fail('Unhandled Promise Rejection', error);
 });
 
-/** Reports an error nothing caught against the invocation (or init) it belongs to, then exits. */
+/** Invocations running at once (concurrent mode), each with the connection that answers it. */
+const concurrentInvocations = new Map<string, RuntimeApiClient>();
+
+/**
+ * Reports an error nothing caught against the invocation (or init) it belongs to, then exits. In
+ * concurrent mode it cannot tell which invocation it came from: every running one fails with it.
+ */
 function fail(label: string, error: unknown) {
   if (exiting) return;
   exiting = true;
   onEmptyEventLoop = undefined;
   console.error(label, formatForLog(error));
-  const posted = initializing ? client.postInitError(toErrorReport(error)) : reportCurrent?.({ error });
+  const posted = initializing
+    ? client.postInitError(toErrorReport(error))
+    : concurrentInvocations.size > 0
+      ? Promise.all(
+          [...concurrentInvocations].map(([requestId, own]) =>
+            own.postError(requestId, toErrorReport(error)),
+          ),
+        )
+      : reportCurrent?.({ error });
   void Promise.resolve(posted)
     .catch(() => undefined)
     .then(() => process.exit(FATAL_EXIT_CODE));
@@ -70,6 +86,31 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 
 function serialise(result: unknown): string {
   return JSON.stringify(result) ?? 'null';
+}
+
+/** What goes back to the Runtime API for an outcome: the result as JSON, or an error report. */
+function answerOf(outcome: Outcome): { body: string } | { errorReport: ErrorReport } {
+  if (!('result' in outcome)) return { errorReport: toErrorReport(outcome.error) };
+  try {
+    return { body: serialise(outcome.result) };
+  } catch (cause) {
+    const error = new RuntimeError(
+      'Runtime.MarshalError',
+      `Unable to stringify response body: ${String(cause)}`,
+    );
+    console.error('Invoke Error', formatForLog(error));
+    return { errorReport: toErrorReport(error) };
+  }
+}
+
+function postAnswer(
+  own: RuntimeApiClient,
+  requestId: string,
+  answer: ReturnType<typeof answerOf>,
+): Promise<void> {
+  return 'body' in answer
+    ? own.postResponse(requestId, answer.body)
+    : own.postError(requestId, answer.errorReport);
 }
 
 function setInvocationEnvironment(requestId: string, headers: IncomingHttpHeaders) {
@@ -94,30 +135,12 @@ function invoke(handler: Handler, { requestId, headers, body }: Invocation): Pro
       reported = true;
       reportCurrent = undefined;
       onEmptyEventLoop = undefined;
-      let body: string | undefined;
-      let errorReport: ErrorReport | undefined;
-      if ('result' in outcome) {
-        try {
-          body = serialise(outcome.result);
-        } catch (cause) {
-          const error = new RuntimeError(
-            'Runtime.MarshalError',
-            `Unable to stringify response body: ${String(cause)}`,
-          );
-          console.error('Invoke Error', formatForLog(error));
-          errorReport = toErrorReport(error);
-        }
-      } else {
-        errorReport = toErrorReport(outcome.error);
-      }
+      const answer = answerOf(outcome);
       let posted!: Promise<void>;
       // The answer and the request for the next event leave in one write, unless this process
       // is on its way out after a fatal error.
       client.batch(() => {
-        posted =
-          body !== undefined
-            ? client.postResponse(requestId, body)
-            : client.postError(requestId, errorReport!);
+        posted = postAnswer(client, requestId, answer);
         if (!exiting) prefetchedNext = client.nextInvocation();
       });
       // Awaited by the main loop once this invocation is over; a failure shows there.
@@ -188,6 +211,79 @@ function waitForTmp() {
   }
 }
 
+/**
+ * Concurrent mode: `workers` loops on as many connections, each asking for an event, running it
+ * and answering with the next request in the same write, as the one-at-a-time loop does. The
+ * event loop is shared, so an invocation ends when its promise settles or it calls back or
+ * `context.done` (never "once the event loop is empty"); a handler that does none of these runs
+ * until its timeout. Trace ids are in `context` only: `_X_AMZN_TRACE_ID` would be one for all.
+ */
+async function serveConcurrently(handler: Handler, workers: number) {
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      const own = new RuntimeApiClient(runtimeApiAddress!);
+      let next = own.nextInvocation();
+      while (!exiting) {
+        const invocation = await next;
+        concurrentInvocations.set(invocation.requestId, own);
+        const outcome = await invokeConcurrently(handler, invocation);
+        if (exiting) return;
+        concurrentInvocations.delete(invocation.requestId);
+        const answer = withLogRequestId(invocation.requestId, () => answerOf(outcome));
+        let posted!: Promise<void>;
+        own.batch(() => {
+          posted = postAnswer(own, invocation.requestId, answer);
+          next = own.nextInvocation();
+        });
+        await posted;
+      }
+    }),
+  );
+}
+
+/** Runs one invocation beside others; resolves with its outcome. */
+function invokeConcurrently(handler: Handler, { requestId, headers, body }: Invocation): Promise<Outcome> {
+  return withLogRequestId(
+    requestId,
+    () =>
+      new Promise<Outcome>((resolve) => {
+        let reported = false;
+        const report = (outcome: Outcome) => {
+          if (reported) {
+            console.error(
+              'Invocation has already been reported as done. Cannot call complete more than once per invocation.',
+            );
+            return;
+          }
+          reported = true;
+          resolve(outcome);
+        };
+        const completion: Completion = {
+          callbackWaitsForEmptyEventLoop: false,
+          succeed: (result) => completion.done(null, result),
+          fail: (error) => completion.done(error ?? 'handled'),
+          done: (error, result) => {
+            if (error === undefined || error === null) return report({ result });
+            if (!reported) console.error('Invoke Error', formatForLog(error));
+            report({ error });
+          },
+        };
+        try {
+          const event: unknown = JSON.parse(body);
+          const returned = handler(
+            event,
+            buildContext(settings, requestId, headers, completion),
+            completion.done,
+          );
+          if (isPromiseLike(returned)) returned.then(completion.succeed, completion.fail);
+        } catch (error) {
+          console.error('Invoke Error', formatForLog(error));
+          report({ error });
+        }
+      }),
+  );
+}
+
 async function main() {
   waitForTmp();
   patchConsole();
@@ -199,6 +295,8 @@ async function main() {
     return;
   }
   initializing = false;
+  const maxConcurrency = Number(process.env.AWS_LAMBDA_MAX_CONCURRENCY) || 1;
+  if (maxConcurrency > 1) return serveConcurrently(handler, maxConcurrency);
   // After a fatal error the process is on its way out: it must not take another event.
   while (!exiting) {
     const next = prefetchedNext ?? client.nextInvocation();

@@ -3,18 +3,27 @@
  * `<ISO time>\t<request id>\t<LEVEL>\t<message>\n`. Newlines inside a message become `\r`, so a
  * stack trace or pretty-printed object stays one record for whoever splits the log into lines.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 
 // Before the first invocation AWS prints the literal `undefined` in the request id column.
 let currentRequestId = 'undefined';
+/** With several invocations at once, each one's code logs under its own request id. */
+const concurrentRequestId = new AsyncLocalStorage<string>();
 
 export function setLogRequestId(requestId: string) {
   currentRequestId = requestId;
 }
 
+/** Runs `work` (and whatever it starts) logging under `requestId`, beside other invocations. */
+export function withLogRequestId<T>(requestId: string, work: () => T): T {
+  return concurrentRequestId.run(requestId, work);
+}
+
 function writeRecord(level: string, args: unknown[]) {
   const message = format(...args).replace(/\r?\n/g, '\r');
-  process.stdout.write(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+  const requestId = concurrentRequestId.getStore() ?? currentRequestId;
+  process.stdout.write(`${new Date().toISOString()}\t${requestId}\t${level}\t${message}\n`);
 }
 
 export function patchConsole() {
