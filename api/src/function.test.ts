@@ -33,3 +33,23 @@ test('imageConfig needs an image, and an image needs the provided runtime; each 
     ['spec.imageConfig.workingDirectory'],
   );
 });
+
+test('calls per runtime: for runtimes that take several at once, and at most 64 runtimes an instance', () => {
+  const problems = (concurrency: unknown, runtime = 'nodejs20.x') =>
+    validateFunctionSpec({ runtime, code: { inline: { files: {} } }, concurrency }).problems;
+  assert.deepEqual(problems({ perInstance: 256, perRuntime: 64 }), []);
+  assert.deepEqual(problems({ perInstance: 4, perRuntime: 4 }, 'provided.al2023'), []);
+  const python = problems({ perInstance: 4, perRuntime: 2 }, 'python3.11');
+  assert.deepEqual(
+    python.map((p) => p.path),
+    ['spec.concurrency.perRuntime'],
+  );
+  assert.match(python[0]!.message, /must be 1 for python3.11.*raise spec.concurrency.perInstance instead/);
+  // Before calls per runtime, any perInstance over 64 made an instance that could not start.
+  const wide = problems({ perInstance: 100 });
+  assert.deepEqual(
+    wide.map((p) => p.path),
+    ['spec.concurrency.perInstance'],
+  );
+  assert.match(wide[0]!.message, /needs 100 runtime processes at 1 call\(s\) each.*at most 64/);
+});

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { Limits, Runtimes } from './lambda.js';
+import { Limits, MultiConcurrentRuntimes, Runtimes } from './lambda.js';
+import { MAX_RUNTIMES_PER_INSTANCE, runtimesPerInstance } from './shim-protocol.js';
 
 /**
  * The Function resource (`hearth.dev/v1alpha1`, kind Function): the one source of truth for its
@@ -130,7 +131,19 @@ export const FunctionSpecSchema = Type.Object(
         reserved: Type.Optional(
           Type.Integer({ minimum: 0, description: 'Reserved concurrency: a guarantee and a cap' }),
         ),
-        perInstance: Type.Integer({ minimum: 1, maximum: 1000, default: 1 }),
+        perInstance: Type.Integer({
+          minimum: 1,
+          maximum: 1000,
+          default: 1,
+          description: 'Calls one instance takes at once',
+        }),
+        perRuntime: Type.Integer({
+          minimum: 1,
+          maximum: 1000,
+          default: 1,
+          description:
+            'Calls one runtime process takes at once (AWS_LAMBDA_MAX_CONCURRENCY, as on Lambda Managed Instances); 1 as on Lambda',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -250,6 +263,20 @@ function crossFieldProblems(spec: FunctionSpec): SpecProblem[] {
     Limits.ephemeralStorageMb.min,
     Limits.ephemeralStorageMb.max,
   );
+  const { perInstance, perRuntime } = spec.concurrency;
+  if (perRuntime > 1 && !MultiConcurrentRuntimes.includes(spec.runtime)) {
+    problems.push({
+      path: 'spec.concurrency.perRuntime',
+      message: `must be 1 for ${spec.runtime}, whose runtime takes one call at a time: raise spec.concurrency.perInstance instead (got ${perRuntime})`,
+    });
+  }
+  const runtimes = runtimesPerInstance(spec.concurrency);
+  if (runtimes > MAX_RUNTIMES_PER_INSTANCE) {
+    problems.push({
+      path: 'spec.concurrency.perInstance',
+      message: `needs ${runtimes} runtime processes at ${perRuntime} call(s) each, and an instance runs at most ${MAX_RUNTIMES_PER_INSTANCE}: raise spec.concurrency.perRuntime, or lower this and let the pool grow (got ${perInstance})`,
+    });
+  }
   if (spec.scaling.minWarm > spec.scaling.maxInstances) {
     problems.push({ path: 'spec.scaling.minWarm', message: 'must not exceed spec.scaling.maxInstances' });
   }

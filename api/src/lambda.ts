@@ -18,6 +18,11 @@ export const Limits = {
 
 export const Runtimes = ['nodejs20.x', 'nodejs22.x', 'python3.11', 'provided.al2023'] as const;
 export type Runtime = (typeof Runtimes)[number];
+/**
+ * Runtimes whose process can run several calls at once when given AWS_LAMBDA_MAX_CONCURRENCY (as
+ * on Lambda Managed Instances, where Python instead runs a process per concurrent call).
+ */
+export const MultiConcurrentRuntimes: readonly Runtime[] = ['nodejs20.x', 'nodejs22.x', 'provided.al2023'];
 
 /** Error types a function invocation can end with (the body's errorType). */
 export const FunctionErrorType = {

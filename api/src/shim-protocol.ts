@@ -105,6 +105,29 @@ export const ShimEnv = {
  */
 export const FUNCTION_ENV_PREFIX = 'HEARTH_ENV_';
 
+/** Runtime processes one instance runs at most: ceil(perInstance / perRuntime). */
+export const MAX_RUNTIMES_PER_INSTANCE = 64;
+
+/**
+ * The shim settings of a function's `concurrency`. Calls per runtime only when above 1, so that
+ * an instance of a function without them starts exactly as before they existed.
+ */
+export function concurrencyEnv(concurrency: {
+  perInstance: number;
+  perRuntime?: number;
+}): Record<string, string> {
+  const perRuntime = concurrency.perRuntime ?? 1;
+  return {
+    [ShimEnv.concurrency]: String(concurrency.perInstance),
+    ...(perRuntime > 1 ? { [ShimEnv.perRuntime]: String(perRuntime) } : {}),
+  };
+}
+
+/** The runtime processes an instance needs for `perInstance` calls at `perRuntime` each. */
+export function runtimesPerInstance(concurrency: { perInstance: number; perRuntime: number }): number {
+  return Math.ceil(concurrency.perInstance / concurrency.perRuntime);
+}
+
 /** The name under which the shim's process is given the function's variable `name`. */
 export function shimEnvName(name: string): string {
   return name.startsWith('NODE_') ? FUNCTION_ENV_PREFIX + name : name;

@@ -87,6 +87,16 @@ test('the Deployment runs the shim locked down, sized from memory, /tmp capped, 
   assert.equal(env.HEARTH_ISOLATION, 'portable');
   assert.ok(c.volumeMounts!.some((m) => m.name === 'code' && m.readOnly));
   assert.deepEqual(d.spec!.selector.matchLabels, { [Labels.function]: 'echo', [Labels.revision]: revision });
+  assert.equal(env.HEARTH_CONCURRENCY, '1');
+  assert.equal(env.HEARTH_PER_RUNTIME_CONCURRENCY, undefined, 'pods of functions without it start as before');
+});
+
+test('calls per runtime reach the shim beside calls per instance', () => {
+  const f = fn({ runtime: 'nodejs20.x', code: inline, concurrency: { perInstance: 64, perRuntime: 32 } });
+  const d = desiredDeployment(f, revisionHash(f.spec), 1);
+  const env = Object.fromEntries(d.spec!.template.spec!.containers[0]!.env!.map((e) => [e.name, e.value]));
+  assert.equal(env.HEARTH_CONCURRENCY, '64');
+  assert.equal(env.HEARTH_PER_RUNTIME_CONCURRENCY, '32');
 });
 
 test("the function's NODE_* variables reach the shim renamed, so that its own Node does not act on them", () => {

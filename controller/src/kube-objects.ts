@@ -17,6 +17,7 @@ import {
   imageCommand,
   quantityToMb,
   ShimEnv,
+  concurrencyEnv,
   shimEnvName,
   ShimPaths,
   type FunctionResource,
@@ -294,7 +295,7 @@ export function desiredDeployment(
     [ShimEnv.ephemeralStorageMb]: String(storageMb),
     [ShimEnv.port]: String(SHIM_PORT),
     [ShimEnv.host]: '0.0.0.0',
-    [ShimEnv.concurrency]: String(spec.concurrency.perInstance),
+    ...concurrencyEnv(spec.concurrency),
     [ShimEnv.stateDir]: STATE_DIR,
     // The kubelet enforces memory and /tmp here; the shim need not try to mount anything.
     HEARTH_ISOLATION: 'portable',

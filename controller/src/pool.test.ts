@@ -6,7 +6,7 @@ const spec = (
   scaling: Partial<{ minWarm: number; maxInstances: number; idleSeconds: number }>,
   perInstance = 1,
 ) => ({
-  concurrency: { perInstance },
+  concurrency: { perInstance, perRuntime: 1 },
   scaling: { minWarm: 0, maxInstances: 100, idleSeconds: 60, ...scaling },
 });
 

@@ -14,6 +14,7 @@ import {
   quantityToMb,
   RedisKeys,
   ShimEnv,
+  concurrencyEnv,
   shimEnvName,
   ShimPaths,
   type FunctionRoute,
@@ -304,7 +305,7 @@ export async function startProcessController(options: ProcessControllerOptions):
       [ShimEnv.ephemeralStorageMb]: String(quantityToMb(spec.ephemeralStorage)),
       [ShimEnv.port]: String(port),
       [ShimEnv.host]: '127.0.0.1',
-      [ShimEnv.concurrency]: String(spec.concurrency.perInstance),
+      ...concurrencyEnv(spec.concurrency),
       [ShimEnv.stateDir]: join(stateDir, 'instances', id),
       [ShimEnv.stopWithStdin]: '1',
     });

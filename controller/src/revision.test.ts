@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateFunctionSpec, type FunctionSpec } from '@hearth/api';
-import { canonicalJson, revisionHash } from './revision.js';
+import { canonicalJson, instanceShape, revisionHash } from './revision.js';
 
 function spec(input: Record<string, unknown>): FunctionSpec {
   const result = validateFunctionSpec(input);
@@ -49,6 +49,7 @@ test('everything that shapes an instance changes the revision', () => {
     { ephemeralStorage: '1Gi' },
     { env: [{ name: 'A', value: '1' }] },
     { concurrency: { perInstance: 4 } },
+    { concurrency: { perInstance: 4, perRuntime: 4 } },
   ];
   const seen = new Set([original]);
   for (const change of changes) {
@@ -67,4 +68,13 @@ test('scaling, reserved concurrency and async settings keep the revision (no res
   ]) {
     assert.equal(revisionHash(spec({ ...base, ...change })), original, JSON.stringify(change));
   }
+});
+
+test('calls per runtime at their default leave the revision as it was before they existed', () => {
+  // Otherwise upgrading Hearth would restart every warm instance of every function.
+  assert.doesNotMatch(canonicalJson(instanceShape(spec(base))), /perRuntime/);
+  assert.match(
+    canonicalJson(instanceShape(spec({ ...base, concurrency: { perRuntime: 2 } }))),
+    /"perRuntime":2/,
+  );
 });

@@ -16,6 +16,8 @@ export function instanceShape(spec: FunctionSpec) {
     ephemeralStorage: spec.ephemeralStorage,
     env: spec.env ?? [],
     perInstance: spec.concurrency.perInstance,
+    // Left out at 1 (canonicalJson drops undefined), so revisions from before it existed stand.
+    perRuntime: spec.concurrency.perRuntime > 1 ? spec.concurrency.perRuntime : undefined,
   };
 }
 

@@ -1,6 +1,11 @@
 import { isAbsolute, resolve } from 'node:path';
-import { Limits, Runtimes, type Runtime } from '@hearth/api/lambda';
-import { FUNCTION_ENV_PREFIX, ShimEnv } from '@hearth/api/shim-protocol';
+import { Limits, MultiConcurrentRuntimes, Runtimes, type Runtime } from '@hearth/api/lambda';
+import {
+  FUNCTION_ENV_PREFIX,
+  MAX_RUNTIMES_PER_INSTANCE,
+  runtimesPerInstance,
+  ShimEnv,
+} from '@hearth/api/shim-protocol';
 
 export type IsolationWish = 'auto' | 'portable';
 
@@ -39,13 +44,8 @@ export interface ShimConfig {
   functionEnv: Record<string, string>;
 }
 
-export const MAX_CONCURRENCY = 64;
-/** Runtimes that can take several calls at once (AWS_LAMBDA_MAX_CONCURRENCY). */
-const MULTI_CONCURRENT_RUNTIMES: ReadonlySet<Runtime> = new Set<Runtime>([
-  'nodejs20.x',
-  'nodejs22.x',
-  'provided.al2023',
-]);
+/** As the Function resource allows for `concurrency.perInstance` and `perRuntime`. */
+const MAX_CONCURRENCY = 1000;
 
 /**
  * How many calls each runtime process takes at once (pure): `concurrency` calls in runtimes of
@@ -148,11 +148,18 @@ export function parseConfig(env: NodeJS.ProcessEnv): ShimConfig {
   }
   const concurrency = integer(env, ShimEnv.concurrency, { min: 1, max: MAX_CONCURRENCY, default: 1 });
   const perRuntime = integer(env, ShimEnv.perRuntime, { min: 1, max: MAX_CONCURRENCY, default: 1 });
-  if (perRuntime > 1 && !MULTI_CONCURRENT_RUNTIMES.has(runtime)) {
+  if (perRuntime > 1 && !MultiConcurrentRuntimes.includes(runtime)) {
     // As on Lambda Managed Instances, where Python runs a process per concurrent call.
     throw new ConfigError(
       ShimEnv.perRuntime,
       `must be 1 for ${runtime}, whose runtime takes one call at a time: raise ${ShimEnv.concurrency} instead (got ${perRuntime})`,
+    );
+  }
+  const runtimes = runtimesPerInstance({ perInstance: concurrency, perRuntime });
+  if (runtimes > MAX_RUNTIMES_PER_INSTANCE) {
+    throw new ConfigError(
+      ShimEnv.concurrency,
+      `needs ${runtimes} runtime processes at ${perRuntime} call(s) each (${ShimEnv.perRuntime}), at most ${MAX_RUNTIMES_PER_INSTANCE} (got ${concurrency})`,
     );
   }
   const runtimeArgv = argvSetting(env, ShimEnv.runtimeCommand);

@@ -41,6 +41,9 @@ test('config: calls per runtime split the instance into runtimes, the last one t
     HEARTH_PER_RUNTIME_CONCURRENCY: '4',
   });
   assert.equal(provided.perRuntime, 4);
+  // 256 calls at once fit in 4 runtimes of 64, not in 256 of one.
+  const wide = parseConfig({ ...BASE, HEARTH_CONCURRENCY: '256', HEARTH_PER_RUNTIME_CONCURRENCY: '64' });
+  assert.deepEqual(runtimeCapacities(wide), [64, 64, 64, 64]);
 });
 
 test('config: each bad setting names its variable and what it accepts', () => {
@@ -60,11 +63,15 @@ test('config: each bad setting names its variable and what it accepts', () => {
     [{ HEARTH_MEMORY_MB: '1.5' }, /^HEARTH_MEMORY_MB: must be an integer/],
     [{ HEARTH_CODE_DIR: 'relative/dir' }, /^HEARTH_CODE_DIR: must be an absolute path/],
     [{ HEARTH_FUNCTION_NAME: '' }, /^HEARTH_FUNCTION_NAME: is required/],
-    [{ HEARTH_CONCURRENCY: '0' }, /^HEARTH_CONCURRENCY: must be an integer from 1 to 64/],
+    [{ HEARTH_CONCURRENCY: '0' }, /^HEARTH_CONCURRENCY: must be an integer from 1 to 1000/],
+    [
+      { HEARTH_CONCURRENCY: '65' },
+      /^HEARTH_CONCURRENCY: needs 65 runtime processes at 1 call\(s\) each \(HEARTH_PER_RUNTIME_CONCURRENCY\), at most 64/,
+    ],
     [{ HEARTH_ISOLATION: 'strict' }, /^HEARTH_ISOLATION: must be one of auto, portable/],
     [
-      { HEARTH_PER_RUNTIME_CONCURRENCY: '65' },
-      /^HEARTH_PER_RUNTIME_CONCURRENCY: must be an integer from 1 to 64/,
+      { HEARTH_PER_RUNTIME_CONCURRENCY: '1001' },
+      /^HEARTH_PER_RUNTIME_CONCURRENCY: must be an integer from 1 to 1000/,
     ],
     [
       { HEARTH_RUNTIME: 'python3.11', HEARTH_HANDLER: 'app.handler', HEARTH_PER_RUNTIME_CONCURRENCY: '2' },

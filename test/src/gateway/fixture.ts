@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import {
   RedisKeys,
   ShimEnv,
+  concurrencyEnv,
   validateFunctionSpec,
   type FunctionRoute,
   type InstanceEndpoint,
@@ -114,7 +115,7 @@ export class GatewayFixture {
         [ShimEnv.handler]: route.spec.handler,
         [ShimEnv.codeDir]: codeDir,
         [ShimEnv.timeoutSeconds]: String(route.spec.timeoutSeconds),
-        [ShimEnv.concurrency]: String(route.spec.concurrency.perInstance),
+        ...concurrencyEnv(route.spec.concurrency),
         [ShimEnv.host]: '127.0.0.1',
         [ShimEnv.port]: String(port),
         [ShimEnv.isolation]: 'portable',
