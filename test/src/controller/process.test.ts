@@ -272,3 +272,23 @@ globalThis.preloaded = true;`,
     await teardown(w);
   }
 });
+
+test('concurrency.perRuntime: one runtime process of the instance runs its calls at once', async () => {
+  const fn = JSON.parse(manifest('together', 'v1', { minWarm: 1 })) as { spec: Record<string, unknown> };
+  fn.spec.concurrency = { perInstance: 4, perRuntime: 4 };
+  const w = await world({ 'together.json': JSON.stringify(fn) });
+  try {
+    const [instance] = await until('a ready instance', w, async () => {
+      const list = await instances(w, 'together');
+      return list.some((i) => i.ready) && list;
+    });
+    const began = performance.now();
+    const answers = await Promise.all([1, 2, 3, 4].map(() => invoke(instance!.url, { sleep: 500 })));
+    const elapsedMs = performance.now() - began;
+    for (const answer of answers) assert.equal(answer.status, 200);
+    assert.equal(new Set(answers.map((a) => a.body.pid)).size, 1, 'one runtime process');
+    assert.ok(elapsedMs < 1500, `4 calls of 500 ms took ${elapsedMs.toFixed(0)} ms: not at once`);
+  } finally {
+    await teardown(w);
+  }
+});
