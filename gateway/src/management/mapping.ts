@@ -526,8 +526,9 @@ function canonical(value: unknown): string {
  */
 function updatableParts(spec: FunctionSpec) {
   const { async: _async, concurrency, ...rest } = spec;
-  const { reserved: _reserved, ...perInstance } = concurrency;
-  return { ...rest, concurrency: perInstance };
+  const { reserved: _reserved, perRuntime, ...perInstance } = concurrency;
+  // perRuntime at its default is left out: digests written before it existed stay valid.
+  return { ...rest, concurrency: perRuntime > 1 ? { ...perInstance, perRuntime } : perInstance };
 }
 
 /** A short digest of the updatable parts, for the settled-at annotation. */
