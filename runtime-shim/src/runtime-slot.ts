@@ -268,13 +268,13 @@ export class RuntimeSlot implements RuntimeApiHandler {
     return new Promise((resolve) => {
       const invocation: Invocation = { request, resolve, delivered: false, settled: false, startedAt: 0 };
       if (request.wantsLogTail) invocation.logChunks = [];
+      if (this.phase === 'failed') {
+        this.inFlight.set(request.requestId, invocation);
+        this.answerInitFailure(invocation);
+        return;
+      }
       this.waitingDelivery.push(invocation);
       switch (this.phase) {
-        case 'failed':
-          this.waitingDelivery.pop();
-          this.inFlight.set(request.requestId, invocation);
-          this.answerInitFailure(invocation);
-          break;
         case 'cold':
           void this.start();
           break;
@@ -423,8 +423,8 @@ export class RuntimeSlot implements RuntimeApiHandler {
   private deadlineReached(invocation: Invocation, allowedMs: number): void {
     if (this.inFlight.get(invocation.request.requestId) !== invocation || invocation.settled) return;
     // The runtime is replaced; calls running beside this one in it may finish first.
-    if (this.runtime && !this.othersRunning(invocation)) this.kill(this.runtime, 'timeout');
-    else this.draining = true;
+    if (this.othersRunning(invocation)) this.draining = true;
+    else if (this.runtime) this.kill(this.runtime, 'timeout');
     const error = timedOut(invocation.request.requestId, allowedMs / 1000);
     void this.complete(invocation, { body: error.toBody(), errorType: error.errorType }, { checkTmp: false });
   }
