@@ -427,3 +427,44 @@ test('ListFunctions pages by name with an opaque marker', () => {
   assert.equal(last.nextMarker, undefined);
   rejects(() => pageOf(items, undefined, '0'), 'InvalidParameterValueException', /'MaxItems'/);
 });
+
+test("Lambda Managed Instances' CapacityProviderConfig: calls per instance, in one runtime (Node) or a process each (Python)", () => {
+  const arn = 'arn:aws:lambda:eu-west-1:123456789012:capacity-provider:fleet';
+  const config = (calls?: number) => ({
+    CapacityProviderConfig: {
+      LambdaManagedInstancesCapacityProviderConfig: {
+        CapacityProviderArn: arn,
+        ...(calls === undefined ? {} : { PerExecutionEnvironmentMaxConcurrency: calls }),
+      },
+    },
+  });
+  const node = created({ Runtime: 'nodejs20.x', Handler: 'index.handler', ...config(32) });
+  assert.deepEqual(node.spec.concurrency, { perInstance: 32, perRuntime: 32 });
+  assert.deepEqual(toFunctionConfiguration(node, undefined, context).CapacityProviderConfig, {
+    LambdaManagedInstancesCapacityProviderConfig: {
+      CapacityProviderArn: arn,
+      PerExecutionEnvironmentMaxConcurrency: 32,
+    },
+  });
+  // Python runs a process per concurrent call, as on Lambda; the defaults are Lambda's per vCPU.
+  assert.deepEqual(created(config(8)).spec.concurrency, { perInstance: 8, perRuntime: 1 });
+  assert.deepEqual(created(config()).spec.concurrency, { perInstance: 16, perRuntime: 1 });
+  assert.deepEqual(
+    created({ Runtime: 'nodejs22.x', Handler: 'index.handler', ...config() }).spec.concurrency,
+    { perInstance: 64, perRuntime: 64 },
+  );
+  // Reserved concurrency set before stays; a function without the config gives none back.
+  const reserved = applyReservedConcurrency(created(), { ReservedConcurrentExecutions: 5 }, 0, 1000, now);
+  assert.equal(applyUpdateConfiguration(reserved, config(4), now).spec.concurrency.reserved, 5);
+  assert.equal(toFunctionConfiguration(created(), undefined, context).CapacityProviderConfig, undefined);
+  rejects(
+    () => created(config(65)),
+    'InvalidParameterValueException',
+    /PerExecutionEnvironmentMaxConcurrency.*less than or equal to 64/,
+  );
+  rejects(
+    () => created({ CapacityProviderConfig: { LambdaManagedInstancesCapacityProviderConfig: {} } }),
+    'InvalidParameterValueException',
+    /CapacityProviderArn is required/,
+  );
+});

@@ -4,6 +4,7 @@ import {
   API_VERSION,
   functionArn,
   Limits,
+  MAX_RUNTIMES_PER_INSTANCE,
   quantityToMb,
   Runtimes,
   validateFunctionSpec,
@@ -33,6 +34,8 @@ export const Annotations = {
    * updatable parts are those of that generation, so its rollout is this spec's too.
    */
   settledAt: 'lambda.hearth.dev/settled-at',
+  /** The CapacityProviderArn of Lambda Managed Instances' config, kept to be given back. */
+  capacityProvider: 'lambda.hearth.dev/capacity-provider',
   managedBy: 'app.kubernetes.io/managed-by',
 } as const;
 export const MANAGED_BY = 'hearth-management-api';
@@ -174,10 +177,48 @@ function applyConfigurationFields(
     if (env.length > 0) spec.env = env;
     else delete spec.env;
   }
+  if (body.CapacityProviderConfig !== undefined)
+    applyCapacityProviderConfig(body.CapacityProviderConfig, spec, annotations);
   const description = optionalString(body, 'Description', 256);
   if (description !== undefined) annotations[Annotations.description] = description;
   const role = optionalString(body, 'Role', 2048);
   if (role !== undefined) annotations[Annotations.role] = role;
+}
+
+const MANAGED_INSTANCES_FIELD = 'CapacityProviderConfig.LambdaManagedInstancesCapacityProviderConfig';
+/** Lambda Managed Instances' default calls per execution environment for one vCPU (Node.js; Python 16). */
+const DEFAULT_ENVIRONMENT_CONCURRENCY = { 'python3.11': 16, other: 64 } as const;
+
+/**
+ * Lambda Managed Instances' CapacityProviderConfig. Hearth has no capacity providers (its pools run
+ * on the cluster's nodes), so the ARN is kept only to be given back. An instance is one execution
+ * environment taking PerExecutionEnvironmentMaxConcurrency calls at once: in one runtime process
+ * (`concurrency.perRuntime`), or for Python, as on Lambda, in a process per call.
+ */
+function applyCapacityProviderConfig(
+  value: unknown,
+  spec: Record<string, unknown>,
+  annotations: Record<string, string>,
+): void {
+  const config = (value as { LambdaManagedInstancesCapacityProviderConfig?: unknown } | null)
+    ?.LambdaManagedInstancesCapacityProviderConfig as Record<string, unknown> | undefined;
+  if (!config || typeof config !== 'object') throw invalid(`${MANAGED_INSTANCES_FIELD} is required.`);
+  const arn = config.CapacityProviderArn;
+  if (typeof arn !== 'string' || arn === '')
+    throw invalid(`${MANAGED_INSTANCES_FIELD}.CapacityProviderArn is required.`);
+  const python = spec.runtime === 'python3.11';
+  const calls =
+    config.PerExecutionEnvironmentMaxConcurrency === undefined
+      ? DEFAULT_ENVIRONMENT_CONCURRENCY[python ? 'python3.11' : 'other']
+      : integerIn(
+          config.PerExecutionEnvironmentMaxConcurrency,
+          `${MANAGED_INSTANCES_FIELD}.PerExecutionEnvironmentMaxConcurrency`,
+          1,
+          python ? MAX_RUNTIMES_PER_INSTANCE : 1000,
+        );
+  const concurrency = (spec.concurrency ?? {}) as Record<string, unknown>;
+  spec.concurrency = { ...concurrency, perInstance: calls, perRuntime: python ? 1 : calls };
+  annotations[Annotations.capacityProvider] = arn;
 }
 
 /** A list of strings Lambda's ImageConfig carries (EntryPoint, Command); empty means the default. */
@@ -678,7 +719,20 @@ export function toFunctionConfiguration(
       ? { ImageConfigResponse: { ImageConfig: lambdaImageConfig(spec.imageConfig) } }
       : {}),
     TracingConfig: { Mode: 'PassThrough' },
+    ...capacityProviderConfig(spec, annotations[Annotations.capacityProvider]),
     ...observedState(spec, route),
+  };
+}
+
+function capacityProviderConfig(spec: FunctionSpec, arn: string | undefined) {
+  if (arn === undefined) return {};
+  return {
+    CapacityProviderConfig: {
+      LambdaManagedInstancesCapacityProviderConfig: {
+        CapacityProviderArn: arn,
+        PerExecutionEnvironmentMaxConcurrency: spec.concurrency.perInstance,
+      },
+    },
   };
 }
 

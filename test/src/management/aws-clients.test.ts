@@ -343,6 +343,57 @@ describe('the AWS SDK v3 against hearth dev', () => {
     lambda.destroy();
   });
 
+  test('CapacityProviderConfig (Lambda Managed Instances): one environment takes its calls at once, and the config comes back', async () => {
+    const lambda = client();
+    const name = 'sdk-managed';
+    const arn = 'arn:aws:lambda:us-east-1:000000000000:capacity-provider:fleet';
+    await lambda.send(
+      new CreateFunctionCommand({
+        FunctionName: name,
+        Runtime: 'nodejs20.x',
+        Handler: 'index.handler',
+        Role: 'r',
+        Code: {
+          ZipFile: await zipOf({
+            'index.mjs': `export const handler = async (event) => {
+              await new Promise((resolve) => setTimeout(resolve, event.sleep));
+              return { pid: process.pid, max: process.env.AWS_LAMBDA_MAX_CONCURRENCY };
+            };`,
+          }),
+        },
+        CapacityProviderConfig: {
+          LambdaManagedInstancesCapacityProviderConfig: {
+            CapacityProviderArn: arn,
+            PerExecutionEnvironmentMaxConcurrency: 4,
+          },
+        },
+      }),
+    );
+    await waitUntilFunctionActiveV2(waiter(lambda), { FunctionName: name });
+    const config = await lambda.send(new GetFunctionCommand({ FunctionName: name }));
+    assert.deepEqual(config.Configuration?.CapacityProviderConfig, {
+      LambdaManagedInstancesCapacityProviderConfig: {
+        CapacityProviderArn: arn,
+        PerExecutionEnvironmentMaxConcurrency: 4,
+      },
+    });
+    // Warm first, so that the four calls below meet one ready environment.
+    await lambda.send(new InvokeCommand({ FunctionName: name, Payload: JSON.stringify({ sleep: 0 }) }));
+    const began = performance.now();
+    const answers = await Promise.all(
+      [1, 2, 3, 4].map(() =>
+        lambda.send(new InvokeCommand({ FunctionName: name, Payload: JSON.stringify({ sleep: 600 }) })),
+      ),
+    );
+    const elapsedMs = performance.now() - began;
+    const results = answers.map((a) => decode(a.Payload) as { pid: number; max: string });
+    assert.equal(new Set(results.map((r) => r.pid)).size, 1, 'one runtime process');
+    assert.deepEqual(new Set(results.map((r) => r.max)), new Set(['4']));
+    assert.ok(elapsedMs < 1800, `4 calls of 600 ms took ${elapsedMs.toFixed(0)} ms: not at once`);
+    await lambda.send(new DeleteFunctionCommand({ FunctionName: name }));
+    lambda.destroy();
+  });
+
   test('paths answer with and without a trailing slash', async () => {
     for (const path of [
       '/2015-03-31/functions',
