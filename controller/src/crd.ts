@@ -7,6 +7,8 @@ import {
   EventSourceMappingSpecSchema,
   FunctionSpecSchema,
   Limits,
+  MAX_RUNTIMES_PER_INSTANCE,
+  MultiConcurrentRuntimes,
   RESERVED_HTTP_PREFIXES,
 } from '@hearth/api';
 
@@ -110,6 +112,9 @@ function quantityRange(field: string, minMb: number, maxMb: number) {
 }
 
 /** The spec schema with the cross-field rules that JSON Schema cannot say, as CEL. */
+/** CEL: the spec's runtime is one that takes several calls at once. */
+const multiConcurrentRuntime = `self.runtime in [${MultiConcurrentRuntimes.map((r) => `'${r}'`).join(', ')}]`;
+
 export function specSchema(): CrdSchema {
   const spec = toStructural(FunctionSpecSchema as unknown as Record<string, unknown>);
   const props = spec.properties as Record<string, CrdSchema>;
@@ -128,6 +133,17 @@ export function specSchema(): CrdSchema {
       rule: "!has(self.code.image) || self.runtime == 'provided.al2023'",
       message:
         'spec.runtime must be provided.al2023 when spec.code.image is set: an image brings its own runtime',
+    },
+    {
+      rule: `!has(self.concurrency) || !has(self.concurrency.perRuntime) || self.concurrency.perRuntime == 1 || ${multiConcurrentRuntime}`,
+      message:
+        'spec.concurrency.perRuntime must be 1 for a runtime that takes one call at a time (python3.11): raise spec.concurrency.perInstance instead',
+    },
+  ];
+  props.concurrency!['x-kubernetes-validations'] = [
+    {
+      rule: `!has(self.perInstance) || !has(self.perRuntime) || (self.perInstance + self.perRuntime - 1) / self.perRuntime <= ${MAX_RUNTIMES_PER_INSTANCE}`,
+      message: `spec.concurrency.perInstance needs ceil(perInstance / perRuntime) runtime processes, and an instance runs at most ${MAX_RUNTIMES_PER_INSTANCE}: raise spec.concurrency.perRuntime, or lower perInstance and let the pool grow`,
     },
   ];
   // Quantities match ^[0-9]+(Mi|Gi)$; the bound keeps CEL's cost estimate small.

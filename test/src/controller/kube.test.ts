@@ -120,6 +120,14 @@ describe(
           /spec\.env\[0\]\.name/,
         ],
         [{ runtime: 'nodejs20.x', code: code('e'), handler: 'index handler' }, /spec\.handler/],
+        [
+          { runtime: 'python3.11', code: code('e'), concurrency: { perInstance: 4, perRuntime: 2 } },
+          /spec\.concurrency\.perRuntime must be 1/,
+        ],
+        [
+          { runtime: 'nodejs20.x', code: code('e'), concurrency: { perInstance: 65 } },
+          /spec\.concurrency\.perInstance needs ceil\(perInstance \/ perRuntime\) runtime processes/,
+        ],
       ];
       for (const [spec, field] of cases) {
         await assert.rejects(
@@ -129,6 +137,15 @@ describe(
         );
       }
       await assert.rejects(cp.kubectl(['-n', ns, 'get', 'fn', 'bad']), /NotFound/);
+      // 256 calls at once in four runtimes of 64 is fine.
+      await cp.kubectl(
+        ['-n', ns, 'apply', '-f', '-'],
+        manifest('wide', {
+          runtime: 'nodejs20.x',
+          code: code('e'),
+          concurrency: { perInstance: 256, perRuntime: 64 },
+        }),
+      );
     });
 
     test('a Function gets a Deployment, a Service and code per revision, owned by it, and a status', async () => {
