@@ -53,6 +53,19 @@ describe('the NATS JetStream source against a real nats-server', () => {
   });
 
   /** A stream of its own for each test, on subjects `<name>.>`. */
+  /**
+   * The consumer's info once its acknowledgements are counted (or after 5 s): the server counts
+   * them as its consumer takes them in, a moment after the flush that delivered them.
+   */
+  async function settledConsumer(name: string, consumer: string) {
+    let info = await manager.consumers.info(name, consumer);
+    for (let tries = 0; info.num_ack_pending > 0 && tries < 50; tries++) {
+      await sleep(100);
+      info = await manager.consumers.info(name, consumer);
+    }
+    return info;
+  }
+
   async function stream(): Promise<string> {
     const name = `s${++streams}`;
     await manager.streams.add({ name, subjects: [`${name}.>`] });
@@ -237,12 +250,7 @@ describe('the NATS JetStream source against a real nats-server', () => {
       [true, true, true, false, false, false],
     );
     await next.ack(records);
-    // The server counts acknowledgements as they reach it.
-    let info = await manager.consumers.info(name, 'crashing');
-    for (let tries = 0; info.num_ack_pending > 0 && tries < 50; tries++) {
-      await sleep(100);
-      info = await manager.consumers.info(name, 'crashing');
-    }
+    const info = await settledConsumer(name, 'crashing');
     assert.equal(info.num_ack_pending, 0);
     assert.equal(info.config.max_ack_pending, 20_000, 'max_ack_pending is back after recovery');
   });
@@ -266,7 +274,7 @@ describe('the NATS JetStream source against a real nats-server', () => {
     await sleep(1500); // past ack_wait: held records would come back now if the server had lost track
     assert.deepEqual(texts(await source.read(10, 300)), []);
     await source.ack([...held, ...after]);
-    assert.equal((await manager.consumers.info(name, 'survivor')).num_ack_pending, 0);
+    assert.equal((await settledConsumer(name, 'survivor')).num_ack_pending, 0);
   });
 
   test('records held longer than ack_wait are not handed out again, to this reader or another', async () => {
@@ -283,7 +291,7 @@ describe('the NATS JetStream source against a real nats-server', () => {
     assert.deepEqual(texts(rest), ['r4', 'r5']);
     assert.deepEqual(await holder.read(10, 300), [], 'no redelivery of r1..r3');
     await Promise.all([holder.ack(held), other.ack(rest)]);
-    const info = await manager.consumers.info(name, 'slow');
+    const info = await settledConsumer(name, 'slow');
     assert.equal(info.num_ack_pending, 0);
     assert.equal(info.config.max_ack_pending, 20_000, 'max_ack_pending is back');
   });
