@@ -3,6 +3,7 @@
  * on this workspace, so the shim's own tests carry this small process helper instead.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -283,11 +284,18 @@ export function removeFunction(dir: string): Promise<void> {
   return rm(dir, { recursive: true, force: true });
 }
 
-/** True while a process with this pid exists. */
+/** True while a process with this pid exists and has not exited. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  // A zombie has exited and runs nothing: it only waits for its parent (the shim) to reap it,
+  // which a busy machine can put off for longer than a test's margin.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
   } catch {
     return false;
   }

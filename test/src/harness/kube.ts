@@ -284,8 +284,20 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return stdout;
     };
     for (const crd of options.crds ?? []) await kubectl(['apply', '--server-side', '-f', crd]);
-    if (options.crds?.length)
-      await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
+    if (options.crds?.length) {
+      // A CRD the API server has not given a status yet makes `kubectl wait` fail at once
+      // (".status.conditions accessor error: <nil>") instead of waiting: ask again.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        try {
+          await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
+          break;
+        } catch (error) {
+          if (!/accessor error/.test(String(error)) || Date.now() > deadline) throw error;
+          await sleep(250);
+        }
+      }
+    }
     return {
       url,
       kubeconfig,
