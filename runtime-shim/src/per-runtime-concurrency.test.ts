@@ -6,9 +6,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { removeFunction, startShim, writeFunction, type RunningShim } from './testing.js';
 
 const HANDLER = `
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
+// /tmp by the loop mount is the literal /tmp; by directory, TMPDIR.
+const tmp = process.env.TMPDIR || '/tmp';
 export const handler = async (event, context) => {
   console.log('start ' + event.n);
   switch (event.case) {
+    case 'keep':
+      writeFileSync(tmp + '/keep', 'kept');
+      break;
+    case 'flood': {
+      // Past the 512 MB of /tmp, swallowing ENOSPC as careless code does: the shim finds it full.
+      const fd = openSync(tmp + '/flood', 'w');
+      const block = Buffer.alloc(4 * 1024 * 1024, 1);
+      try {
+        for (let i = 0; i < 140; i++) writeSync(fd, block);
+      } catch {}
+      closeSync(fd);
+      break;
+    }
+    case 'memory': {
+      const hold = [];
+      for (;;) hold.push(Buffer.alloc(16 * 1024 * 1024, 1));
+    }
     case 'sleep':
       await new Promise((resolve) => setTimeout(resolve, event.ms));
       break;
@@ -22,7 +42,12 @@ export const handler = async (event, context) => {
       break;
   }
   console.log('end ' + event.n);
-  return { pid: process.pid, n: event.n, max: process.env.AWS_LAMBDA_MAX_CONCURRENCY ?? null };
+  return {
+    pid: process.pid,
+    n: event.n,
+    max: process.env.AWS_LAMBDA_MAX_CONCURRENCY ?? null,
+    kept: existsSync(tmp + '/keep'),
+  };
 };
 `;
 
@@ -46,6 +71,16 @@ async function start(perRuntime: number, timeoutSeconds = 3) {
   });
   shims.push(shim);
   return shim;
+}
+
+/**
+ * Calls that sleep in the runtime for longer than the test lasts, started (their first line
+ * logged) before whatever comes next: only the fault that ends their runtime ends them.
+ */
+async function runningBeside(shim: RunningShim, ns: number[]) {
+  const calls = ns.map((n) => shim.invoke({ case: 'sleep', ms: 15_000, n }));
+  for (const n of ns) await shim.waitForStdout(new RegExp(`\\tINFO\\tstart ${n}\\n`));
+  return calls;
 }
 
 test('one runtime process runs its calls at once, each with its own log lines', async () => {
@@ -108,4 +143,41 @@ test('a runtime that dies fails every call it was running; the next call gets a 
   const next = await shim.invoke({ case: 'sleep', ms: 0, n: 4 });
   assert.equal(next.status, 200, next.text);
   assert.notEqual(next.json().pid, first.json().pid);
+});
+
+test('a /tmp overflow by one call fails every call in its runtime; /tmp is wiped for the fresh one', async () => {
+  const shim = await start(4, 20);
+  const first = await shim.invoke({ case: 'keep', n: 0 });
+  assert.equal(first.json().kept, true);
+  const beside = await runningBeside(shim, [1, 2]);
+  const answers = await Promise.all([shim.invoke({ case: 'flood', n: 3 }), ...beside]);
+  for (const answer of answers) {
+    assert.equal(answer.errorType, 'Runtime.EphemeralStorageFull', answer.text);
+    assert.match(answer.json().errorMessage, /\/tmp is full.*512 MB/);
+  }
+  const next = await shim.invoke({ case: 'sleep', ms: 0, n: 4 });
+  assert.equal(next.status, 200, next.text);
+  assert.notEqual(next.json().pid, first.json().pid, 'a fresh runtime');
+  assert.ok(next.initDurationMs! > 0, 'a fresh runtime reports its init');
+  assert.equal(next.json().kept, false, '/tmp was wiped');
+});
+
+test('a call past the memory limit fails every call in its runtime with out of memory', async () => {
+  const shim = await start(4, 20);
+  const first = await shim.invoke({ case: 'sleep', ms: 0, n: 0 });
+  const beside = await runningBeside(shim, [1, 2]);
+  const answers = await Promise.all([shim.invoke({ case: 'memory', n: 3 }), ...beside]);
+  for (const answer of answers) {
+    assert.equal(answer.errorType, 'Runtime.ExitError', answer.text);
+    assert.match(
+      answer.json().errorMessage,
+      /Runtime exited with error: signal: killed \(out of memory.*128 MB\)/,
+    );
+    // The runtime's peak while the calls overlapped.
+    assert.equal(answer.headers.get('x-hearth-max-memory-used-mb'), '128');
+  }
+  const next = await shim.invoke({ case: 'sleep', ms: 0, n: 4 });
+  assert.equal(next.status, 200, next.text);
+  assert.notEqual(next.json().pid, first.json().pid, 'a fresh runtime');
+  assert.ok(next.initDurationMs! > 0, 'a fresh runtime reports its init');
 });
