@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
-import { runtimeCapacities, type ShimConfig } from './config.js';
+import type { ShimConfig } from './config.js';
 import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
 import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
@@ -138,10 +138,9 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
   const { plan: isolation, stateDir } = prepared;
   const slots: RuntimeSlot[] = [];
   const dispatcher = new Dispatcher(slots, QUEUE_PER_SLOT * config.concurrency);
-  const capacities = runtimeCapacities(config);
-  for (const [index, sandbox] of prepared.sandboxes.entries()) {
+  for (const [index, { sandbox, capacity }] of prepared.slots.entries()) {
     slots.push(
-      await RuntimeSlot.create(index, capacities[index]!, config, sandbox, options.functionLog, logger, () =>
+      await RuntimeSlot.create(index, capacity, config, sandbox, options.functionLog, logger, () =>
         dispatcher.pump(),
       ),
     );

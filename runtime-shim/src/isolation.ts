@@ -474,26 +474,33 @@ export class Sandbox {
   }
 }
 
+/** One runtime slot as prepared: its sandbox and the invocations its runtime takes at once. */
+export interface PreparedSlot {
+  sandbox: Sandbox;
+  capacity: number;
+}
+
 /** The isolation chosen for this host and one sandbox per runtime slot, ready for its runtime. */
 export interface PreparedIsolation {
   plan: IsolationPlan;
   /** The shim's state directory (`HEARTH_STATE_DIR`, or a fresh temp dir). */
   stateDir: string;
-  sandboxes: Sandbox[];
+  slots: PreparedSlot[];
 }
 
-/** Detects what the host offers and makes the sandboxes of all the instance's runtime slots. */
+/** Detects what the host offers and prepares the instance's runtime slots, a sandbox for each. */
 export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsolation> {
   const facts = detectHostFacts();
   const plan = chooseIsolation(config.isolation, facts);
   const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), `${STATE_DIR_PREFIX}${process.pid}-`));
   const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
-  const sandboxes = await Promise.all(
-    Array.from({ length: runtimeCapacities(config).length }, (_, slot) =>
-      Sandbox.create(plan, facts, stateDir, slot, limits, config.tmpDir),
-    ),
+  const slots = await Promise.all(
+    runtimeCapacities(config).map(async (capacity, slot) => ({
+      sandbox: await Sandbox.create(plan, facts, stateDir, slot, limits, config.tmpDir),
+      capacity,
+    })),
   );
-  return { plan, stateDir, sandboxes };
+  return { plan, stateDir, slots };
 }
 
 /** Bytes a directory tree takes on disk. */
