@@ -125,7 +125,10 @@ export class RuntimeSlot implements RuntimeApiHandler {
   private pendingInitDurationMs: number | undefined;
   private initFailure: ((requestId: string) => Outcome) | undefined;
   private tmpNeedsWipe = false;
-  /** Recently finished ids, to tell a second report (403) from an unknown id (400). */
+  /**
+   * Recently finished ids, to tell a second report (403) from an unknown id (400), and lines about
+   * an ended invocation from those of the one running.
+   */
   private readonly finishedIds = new Set<string>();
   private readonly meter: MemoryMeter;
   private settleFirstInit!: () => void;
@@ -367,7 +370,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
   // --- invocation lifecycle ---
 
   private output(line: string): void {
-    const invocation = this.inFlight.size <= 1 ? this.onlyRunning() : this.namedIn(line);
+    const invocation = this.ownerOf(line);
     const text = tagLine(line, invocation?.request.requestId, new Date());
     this.sink.write(text);
     if (invocation?.logChunks) appendBounded(invocation.logChunks, text);
@@ -380,16 +383,22 @@ export class RuntimeSlot implements RuntimeApiHandler {
   }
 
   /**
-   * With several invocations running in one runtime a line belongs to the one whose request id it
-   * carries in Lambda's log record format (`<time>\t<request id>\t<LEVEL>\t...`, as Hearth's and
-   * AWS's Node runtimes write); other lines belong to none of them.
+   * A line belongs to the invocation whose request id it carries in Lambda's log record format
+   * (`<time>\t<request id>\t<LEVEL>\t...`, as Hearth's and AWS's Node runtimes write); other
+   * lines belong to the invocation running, only while it runs alone. A line naming one that has
+   * ended (the runtime's word on a report the Runtime API refused comes after the answer) is not
+   * the log of another that runs now.
    */
-  private namedIn(line: string): Invocation | undefined {
+  private ownerOf(line: string): Invocation | undefined {
     const start = line.indexOf('\t') + 1;
     const end = start > 0 ? line.indexOf('\t', start) : -1;
-    if (end < 0) return undefined;
-    const invocation = this.inFlight.get(line.slice(start, end));
-    return invocation?.delivered ? invocation : undefined;
+    const named = end < 0 ? undefined : line.slice(start, end);
+    if (named !== undefined) {
+      const invocation = this.inFlight.get(named);
+      if (invocation?.delivered) return invocation;
+      if (this.finishedIds.has(named)) return undefined;
+    }
+    return this.inFlight.size <= 1 ? this.onlyRunning() : undefined;
   }
 
   private begin(invocation: Invocation): void {
