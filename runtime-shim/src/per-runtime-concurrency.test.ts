@@ -29,6 +29,8 @@ export const handler = async (event, context) => {
       const hold = [];
       for (;;) hold.push(Buffer.alloc(16 * 1024 * 1024, 1));
     }
+    case 'big':
+      return 'x'.repeat(7 * 1024 * 1024);
     case 'sleep':
       await new Promise((resolve) => setTimeout(resolve, event.ms));
       break;
@@ -180,4 +182,20 @@ test('a call past the memory limit fails every call in its runtime with out of m
   assert.equal(next.status, 200, next.text);
   assert.notEqual(next.json().pid, first.json().pid, 'a fresh runtime');
   assert.ok(next.initDurationMs! > 0, 'a fresh runtime reports its init');
+});
+
+test("a response over 6 MB fails its own call alone, with the runtime's line about it in that call's log", async () => {
+  const shim = await start(4);
+  const first = await shim.invoke({ case: 'sleep', ms: 0, n: 0 });
+  const beside = shim.invoke({ case: 'sleep', ms: 1500, n: 1 }, { logTail: true, requestId: 'req-beside' });
+  await shim.waitForStdout(/\tINFO\tstart 1\n/);
+  const big = await shim.invoke({ case: 'big', n: 2 }, { logTail: true, requestId: 'req-big' });
+  assert.equal(big.errorType, 'Function.ResponseSizeTooLarge', big.text);
+  assert.match(big.logTail!, /\treq-big\tERROR\tResponse payload size \(\d+ bytes\) exceeded/);
+  const other = await beside;
+  assert.equal(other.errorType, null, other.text);
+  assert.equal(other.json().pid, first.json().pid, 'the runtime stays');
+  assert.doesNotMatch(other.logTail!, /req-big|exceeded/);
+  // The refusal itself reaches the runtime after the call's answer: in the log stream, under its id.
+  await shim.waitForStdout(/\treq-big\tERROR\tRuntime API answered 413: .*RequestEntityTooLarge/);
 });

@@ -71,7 +71,7 @@ function fail(label: string, error: unknown) {
     : concurrentInvocations.size > 0
       ? Promise.all(
           [...concurrentInvocations].map(([requestId, own]) =>
-            own.postError(requestId, toErrorReport(error)),
+            withLogRequestId(requestId, () => own.postError(requestId, toErrorReport(error))),
           ),
         )
       : reportCurrent?.({ error });
@@ -229,10 +229,13 @@ async function serveConcurrently(handler: Handler, workers: number) {
         const outcome = await invokeConcurrently(handler, invocation);
         if (exiting) return;
         concurrentInvocations.delete(invocation.requestId);
-        const answer = withLogRequestId(invocation.requestId, () => answerOf(outcome));
         let posted!: Promise<void>;
         own.batch(() => {
-          posted = postAnswer(own, invocation.requestId, answer);
+          // What the runtime says about this answer (it cannot be serialised, it is refused) is
+          // logged under its request id; the next event's wait is no invocation's.
+          posted = withLogRequestId(invocation.requestId, () =>
+            postAnswer(own, invocation.requestId, answerOf(outcome)),
+          );
           next = own.nextInvocation();
         });
         await posted;

@@ -20,7 +20,11 @@ export function withLogRequestId<T>(requestId: string, work: () => T): T {
   return concurrentRequestId.run(requestId, work);
 }
 
-function writeRecord(level: string, args: unknown[]) {
+/**
+ * One record under the invocation in progress: the function's console, and the runtime's own lines
+ * about that invocation (so that they are in its log beside others running at once).
+ */
+export function writeRecord(level: string, args: unknown[]) {
   const message = format(...args).replace(/\r?\n/g, '\r');
   const requestId = concurrentRequestId.getStore() ?? currentRequestId;
   process.stdout.write(`${new Date().toISOString()}\t${requestId}\t${level}\t${message}\n`);

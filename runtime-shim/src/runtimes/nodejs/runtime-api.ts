@@ -9,6 +9,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { createConnection, type Socket } from 'node:net';
+import { writeRecord } from './logging.js';
+
+/** Lambda's limit on an invocation's response: the Runtime API refuses a larger one with 413. */
+const RESPONSE_LIMIT_BYTES = 6_291_456;
 
 export interface Invocation {
   requestId: string;
@@ -261,17 +265,32 @@ export class RuntimeApiClient {
 
   async postResponse(requestId: string, body: string): Promise<void> {
     const path = `/2018-06-01/runtime/invocation/${encodeURIComponent(requestId)}/response`;
-    await this.expectAccepted(await this.call('POST', path, body));
+    const bytes = Buffer.from(body, 'utf8');
+    if (bytes.length > RESPONSE_LIMIT_BYTES) {
+      // Said before the response goes: the platform ends the invocation when it takes the report,
+      // so only what the runtime wrote before that is in the invocation's log tail.
+      writeRecord('ERROR', [
+        `Response payload size (${bytes.length} bytes) exceeded maximum allowed payload size (${RESPONSE_LIMIT_BYTES} bytes).`,
+      ]);
+    }
+    await this.expectAccepted(await this.call('POST', path, bytes));
   }
 
   async postError(requestId: string, report: ErrorReport): Promise<void> {
     const path = `/2018-06-01/runtime/invocation/${encodeURIComponent(requestId)}/error`;
-    await this.expectAccepted(await this.call('POST', path, JSON.stringify(report), report.errorType));
+    await this.expectAccepted(
+      await this.call('POST', path, Buffer.from(JSON.stringify(report)), report.errorType),
+    );
   }
 
   async postInitError(report: ErrorReport): Promise<void> {
     await this.expectAccepted(
-      await this.call('POST', '/2018-06-01/runtime/init/error', JSON.stringify(report), report.errorType),
+      await this.call(
+        'POST',
+        '/2018-06-01/runtime/init/error',
+        Buffer.from(JSON.stringify(report)),
+        report.errorType,
+      ),
     );
   }
 
@@ -281,18 +300,18 @@ export class RuntimeApiClient {
     // is broken, and the documented reaction is to exit.
     if (answer.status >= 500) throw new Error(`Runtime API answered ${answer.status}: ${answer.body}`);
     if (answer.status !== 202)
-      process.stderr.write(`Runtime API answered ${answer.status}: ${answer.body}\n`);
+      writeRecord('ERROR', [`Runtime API answered ${answer.status}: ${answer.body}`]);
   }
 
-  private call(method: string, path: string, body?: string, functionErrorType?: string): Promise<Answer> {
+  /** `body` is the UTF-8 of a JSON document. */
+  private call(method: string, path: string, body?: Buffer, functionErrorType?: string): Promise<Answer> {
     let request = `${method} ${path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n`;
     // Header values cannot carry control characters; an error type is a short identifier anyway.
     if (functionErrorType)
       request += `Lambda-Runtime-Function-Error-Type: ${functionErrorType.replace(/[^\x20-\x7e]/g, '')}\r\n`;
     if (body === undefined) return this.connection.send(request + '\r\n');
     // The body goes in the same write; latin1 keeps its UTF-8 bytes as they are.
-    const bytes = Buffer.from(body, 'utf8');
-    request += `Content-Type: application/json\r\nContent-Length: ${bytes.length}\r\n\r\n`;
-    return this.connection.send(request + bytes.toString('latin1'));
+    request += `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    return this.connection.send(request + body.toString('latin1'));
   }
 }
