@@ -98,6 +98,9 @@ await Promise.all([
     outfile: outputs.nodeRuntime,
     // handler.ts resolves packages relative to itself.
     define: { 'import.meta.url': '__importMetaUrl' },
-    banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+    // The directive first: esbuild's own "use strict" comes after the banner, where it is no directive.
+    banner: {
+      js: `"use strict";\nconst __importMetaUrl = require('node:url').pathToFileURL(__filename).href;`,
+    },
   }),
 ]);

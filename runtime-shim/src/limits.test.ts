@@ -5,7 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, nodeHandlerFunction, removeFunction, startShim, type RunningShim } from './testing.js';
+import {
+  isAlive,
+  nodeHandlerFunction,
+  removeFunction,
+  startShim,
+  writeFunction,
+  type RunningShim,
+} from './testing.js';
 
 // Each case is one handler behaviour; after the fault the same instance must serve `{}` again.
 const HANDLER = `
@@ -127,6 +134,32 @@ test('a memory bomb is killed at the memory limit with Runtime.ExitError saying 
   await assertServesAgain(shim);
 });
 
+test("Hearth's Node runtime has Lambda's heap limit, 90% of the memory, and so does a worker thread started at init", async () => {
+  const codeDir = await writeFunction({
+    'index.mjs': `
+import { getHeapStatistics } from 'node:v8';
+import { Worker } from 'node:worker_threads';
+const mb = (bytes) => Math.round(bytes / 1048576);
+const worker = new Worker(
+  "require('node:worker_threads').parentPort.postMessage(require('node:v8').getHeapStatistics().heap_size_limit)",
+  { eval: true },
+);
+const workerLimit = await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+await worker.terminate();
+export const handler = async () => ({ runtime: mb(getHeapStatistics().heap_size_limit), worker: mb(workerLimit) });
+`,
+  });
+  dirs.push(codeDir);
+  const shim = await startShim({ codeDir, runtime: 'nodejs20.x', handler: 'index.handler', memoryMb: 1024 });
+  shims.push(shim);
+  const answer = await shim.invoke({});
+  assert.equal(answer.errorType, null, answer.text);
+  const limits = answer.json() as { runtime: number; worker: number };
+  // The old space (921 MB) plus the young generation's few tens.
+  assert.ok(limits.runtime >= 921 && limits.runtime < 1024, `runtime heap limit ${limits.runtime} MB`);
+  assert.equal(limits.worker, limits.runtime, 'the worker thread has the same limit');
+});
+
 test('process.exit(1) ends the invocation with Runtime.ExitError "exit status 1"', async () => {
   const shim = await start();
   const answer = await shim.invoke({ case: 'exit' }, { requestId: 'req-exit' });
@@ -150,7 +183,7 @@ test('/tmp is private, survives warm calls, and overflowing it fails the call an
 
 test('portable isolation (no root needed): memory by RSS polling, /tmp as a watched TMPDIR', async () => {
   const shim = await start({ timeoutSeconds: 20, env: { HEARTH_ISOLATION: 'portable' } });
-  assert.match(shim.stderr(), /memory by rss-polling, \/tmp by directory/);
+  await shim.waitForStderr(/memory by rss-polling, \/tmp by directory/);
   const bomb = await shim.invoke({ case: 'memory' });
   assert.equal(bomb.errorType, 'Runtime.ExitError');
   assert.match(bomb.json().errorMessage, /signal: killed \(out of memory/);
@@ -171,7 +204,7 @@ test("portable isolation with HEARTH_TMP_DIR: the instance's own /tmp is watched
     timeoutSeconds: 20,
     env: { HEARTH_ISOLATION: 'portable', HEARTH_TMP_DIR: dir },
   });
-  assert.match(shim.stderr(), /\/tmp by directory \(.*the instance's own \/tmp, watched\)/);
+  await shim.waitForStderr(/\/tmp by directory \(.*the instance's own \/tmp, watched\)/);
   assert.deepEqual(readdirSync(dir), [], 'emptied at start');
   // No TMPDIR of the shim's own: the function's environment decides, as on Lambda.
   assert.equal((await shim.invoke({ case: 'tmpdir' })).json(), process.env.TMPDIR ?? null);

@@ -117,6 +117,8 @@ export interface RunningShim {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   invoke(event: unknown, options?: InvokeOptions): Promise<InvokeAnswer>;
   waitForStdout(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** The shim's own log is written asynchronously: a line may follow its readiness. */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** SIGTERM, then SIGKILL to the group after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -205,13 +207,8 @@ export async function startShim(settings: ShimSettings): Promise<RunningShim> {
     stdout: () => out.join(''),
     stderr: () => err.join(''),
     invoke: (event, options) => invoke(url, event, options),
-    async waitForStdout(pattern, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!pattern.test(out.join(''))) {
-        if (Date.now() > deadline) throw new Error(`shim stdout never matched ${pattern}:\n${out.join('')}`);
-        await sleep(10);
-      }
-    },
+    waitForStdout: (pattern, timeoutMs) => waitForOutput('stdout', out, pattern, timeoutMs),
+    waitForStderr: (pattern, timeoutMs) => waitForOutput('stderr', err, pattern, timeoutMs),
     async stop(graceMs = 5000) {
       if (hasExited) return;
       child.kill('SIGTERM');
@@ -241,6 +238,15 @@ export async function startShim(settings: ShimSettings): Promise<RunningShim> {
       throw new Error(`shim was not ready within 15 s:\n${shim.stderr()}`);
     }
     await sleep(20);
+  }
+}
+
+async function waitForOutput(stream: string, chunks: string[], pattern: RegExp, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(chunks.join(''))) {
+    if (Date.now() > deadline)
+      throw new Error(`shim ${stream} never matched ${pattern}:\n${chunks.join('')}`);
+    await sleep(10);
   }
 }
 

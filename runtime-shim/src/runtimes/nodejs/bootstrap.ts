@@ -10,6 +10,8 @@
  * empty. An uncaught exception or unhandled rejection fails the invocation and ends the process
  * (the platform starts a fresh one), since the module's state can no longer be trusted.
  */
+// First: it lets the rest load with Node.js's code cache (see code-cache.ts).
+import { startFunctionCode } from './code-cache.js';
 import { closeSync, readSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SANDBOX_FAILED_EXIT_CODE, TMP_READY_FD_VARIABLE } from '../launch-protocol.js';
@@ -288,6 +290,7 @@ function invokeConcurrently(handler: Handler, { requestId, headers, body }: Invo
 }
 
 async function main() {
+  await startFunctionCode();
   waitForTmp();
   patchConsole();
   let handler: Handler;

@@ -1,0 +1,1 @@
+// Imported once before the function's code: see code-cache.ts.

@@ -1,0 +1,2 @@
+// Imported once before the function's code: see code-cache.ts.
+export {};
