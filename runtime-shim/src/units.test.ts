@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { Limits } from '@hearth/api/lambda';
 import { parseConfig, ConfigError, runtimeCapacities } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { pickSlot } from './dispatcher.js';
 import { exitDescription } from './errors.js';
 import { chooseIsolation, launchCommand } from './isolation.js';
 import { billedDurationMs, LineSplitter, logTail, reportLine, tagLine } from './log-format.js';
+import { RESPONSE_LIMIT_BYTES } from './runtimes/nodejs/runtime-api.js';
 import { functionErrorOutcome } from './runtime-slot.js';
 import { nodeHeapLimitMb, runtimeCommand, runtimeEnvironment } from './runtime-command.js';
 
@@ -274,4 +276,8 @@ test('start-up logs written before pino is attached come out in order, with thei
     { msg: 'after attach', slot: 0, pid: undefined, memory: undefined, name: 'shim' },
     { msg: 'a child made after attach', slot: 1, pid: undefined, memory: undefined, name: 'shim' },
   ]);
+});
+
+test("the Node runtime's response limit is Lambda's, as the Runtime API enforces it", () => {
+  assert.equal(RESPONSE_LIMIT_BYTES, Limits.responseBytes);
 });

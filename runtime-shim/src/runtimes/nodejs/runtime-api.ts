@@ -11,8 +11,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { createConnection, type Socket } from 'node:net';
 import { writeRecord } from './logging.js';
 
-/** Lambda's limit on an invocation's response: the Runtime API refuses a larger one with 413. */
-const RESPONSE_LIMIT_BYTES = 6_291_456;
+/**
+ * Lambda's limit on an invocation's response: the Runtime API refuses a larger one with 413. Its
+ * own copy of @hearth/api's Limits.responseBytes (units.test.ts keeps them equal): the runtime's
+ * bundle takes nothing from @hearth/api.
+ */
+export const RESPONSE_LIMIT_BYTES = 6_291_456;
 
 export interface Invocation {
   requestId: string;
