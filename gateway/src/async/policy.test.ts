@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  BACKLOG_DEPTH_MARGIN,
+  BACKLOG_READING_MS,
+  BACKLOG_READING_STORES,
+  backlogReadingSuffices,
   LAMBDA_REQUEUE_BACKOFF,
   LAMBDA_RETRY_DELAYS_MS,
   functionErrorRetryDelayMs,
@@ -10,6 +14,7 @@ import {
   REQUEUE_JITTER,
   requeueBackoffMs,
   type AsyncPolicy,
+  type BacklogReading,
 } from './policy.js';
 
 const lambda: AsyncPolicy = {
@@ -150,4 +155,42 @@ test('request ids with a colon or only digits cannot be job ids', () => {
   assert.equal(isUsableRequestId('a:b'), false);
   assert.equal(isUsableRequestId('12345'), false);
   assert.equal(isUsableRequestId(''), false);
+});
+
+test('far from its limits an Event call stores on a recent backlog reading; near them, or on an old or much-used one, it reserves', () => {
+  const limits = { maxDepth: 100_000, maxOldestAgeSeconds: 3600 };
+  const reading = (changes: Partial<BacklogReading> = {}): BacklogReading => ({
+    readAt: 1_000,
+    depth: 50,
+    oldestWaitingAgeMs: 2_000,
+    storedSince: 0,
+    ...changes,
+  });
+  assert.equal(backlogReadingSuffices(reading(), limits, 1_000), true);
+  assert.equal(backlogReadingSuffices(reading(), limits, 1_000 + BACKLOG_READING_MS - 1), true);
+  assert.equal(backlogReadingSuffices(reading(), limits, 1_000 + BACKLOG_READING_MS), false, 'too old');
+  assert.equal(backlogReadingSuffices(reading(), limits, 999), false, 'the clock went back');
+  assert.equal(
+    backlogReadingSuffices(reading({ storedSince: BACKLOG_READING_STORES - 1 }), limits, 1_000),
+    true,
+  );
+  assert.equal(
+    backlogReadingSuffices(reading({ storedSince: BACKLOG_READING_STORES }), limits, 1_000),
+    false,
+    'used up',
+  );
+  // Depth: what other gateways may have stored meanwhile must still fit under the limit.
+  const edge = limits.maxDepth - BACKLOG_DEPTH_MARGIN;
+  assert.equal(backlogReadingSuffices(reading({ depth: edge - 1 }), limits, 1_000), true);
+  assert.equal(backlogReadingSuffices(reading({ depth: edge }), limits, 1_000), false);
+  assert.equal(backlogReadingSuffices(reading({ depth: edge - 10, storedSince: 10 }), limits, 1_000), false);
+  assert.equal(
+    backlogReadingSuffices(reading({ depth: 0 }), { maxDepth: 25, maxOldestAgeSeconds: 3600 }, 1_000),
+    false,
+    'a small limit is always checked in Redis',
+  );
+  // Age: the oldest waiting event has aged by the time since the reading, no more.
+  const oldest = reading({ oldestWaitingAgeMs: 3_600_000 - 50 });
+  assert.equal(backlogReadingSuffices(oldest, limits, 1_050), true);
+  assert.equal(backlogReadingSuffices(oldest, limits, 1_051), false);
 });

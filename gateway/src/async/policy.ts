@@ -134,3 +134,47 @@ export function isUsableRequestId(requestId: string): boolean {
     requestId.length > 0 && requestId.length <= 128 && !requestId.includes(':') && !/^[0-9]+$/.test(requestId)
   );
 }
+
+/**
+ * What a gateway last learnt of a function's backlog from Redis (a reservation's answer), and
+ * how many events it has stored since without asking again.
+ */
+export interface BacklogReading {
+  /** When it was read (ms, the gateway's clock). */
+  readAt: number;
+  /** Events accepted and not finished then, reservations included, the reading's own event too. */
+  depth: number;
+  /** Age of the oldest waiting event then (0: none waited). */
+  oldestWaitingAgeMs: number;
+  /** Events this gateway has stored since, without a reservation. */
+  storedSince: number;
+}
+
+/**
+ * Far from both limits an Event call needs no reservation of its own (a Redis script ahead of the
+ * store, as much work in Redis as the store itself): a reading at most this old, with at most
+ * BACKLOG_READING_STORES stored on it, decides. Each gateway can then add at most that many
+ * events that the others do not see, so a depth within BACKLOG_DEPTH_MARGIN of its limit always
+ * takes the exact path: the limit holds for up to ten gateways storing at full speed at once.
+ */
+export const BACKLOG_READING_MS = 100;
+export const BACKLOG_READING_STORES = 1000;
+export const BACKLOG_DEPTH_MARGIN = 10 * BACKLOG_READING_STORES;
+
+/**
+ * Whether an Event call may store its event on `reading` instead of reserving a place. The age of
+ * the oldest waiting event can only have grown by the time since the reading (an event stored
+ * later is younger), so that bound is exact; the depth may also have grown by what other gateways
+ * stored since, which BACKLOG_DEPTH_MARGIN covers.
+ */
+export function backlogReadingSuffices(
+  reading: BacklogReading,
+  limits: { maxDepth: number; maxOldestAgeSeconds: number },
+  now: number,
+): boolean {
+  const elapsed = now - reading.readAt;
+  if (elapsed < 0 || elapsed >= BACKLOG_READING_MS || reading.storedSince >= BACKLOG_READING_STORES)
+    return false;
+  if (reading.depth + reading.storedSince + BACKLOG_DEPTH_MARGIN >= limits.maxDepth) return false;
+  return reading.oldestWaitingAgeMs + elapsed <= limits.maxOldestAgeSeconds * 1000;
+}

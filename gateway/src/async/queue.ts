@@ -5,7 +5,7 @@ import { Limits, RedisKeys, functionArn } from '@hearth/api';
 import { DeferredRemovals } from '../core/deferred-removals.js';
 import { GatewayError } from '../core/errors.js';
 import type { Discovery } from '../core/discovery.js';
-import { isUsableRequestId } from './policy.js';
+import { backlogReadingSuffices, isUsableRequestId, type BacklogReading } from './policy.js';
 import { asyncMetrics, registerBacklogGauges, type AsyncMetrics, type BacklogSnapshot } from './metrics.js';
 import {
   ASYNC_FUNCTIONS_KEY,
@@ -131,6 +131,8 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
 
   const queues = new Map<string, Queue>();
   const registered = new Set<string>();
+  /** Per function: the backlog as the last reservation saw it (backlogReadingSuffices). */
+  const readings = new Map<string, BacklogReading>();
   const metrics: AsyncMetrics | undefined = options.metricsRegistry
     ? asyncMetrics(options.metricsRegistry)
     : undefined;
@@ -208,27 +210,39 @@ export function createAsyncQueue(options: AsyncQueueOptions): AsyncQueue {
     try {
       await connected();
       givenBack.flush();
-      const { granted, backlog: current } = await reserveBacklogPlace(
-        connection,
-        queue,
-        functionName,
-        requestId,
-        limits,
-        Date.now(),
-      );
-      if (!granted) {
-        const overDepth = current.depth >= limits.maxDepth;
-        metrics?.rejected.inc({ function: functionName, reason: overDepth ? 'depth' : 'age' });
-        throw new GatewayError(
-          'TooManyRequestsException',
-          overDepth
-            ? `Rate exceeded: ${current.depth} async events of ${functionName} are waiting (limit ${limits.maxDepth})`
-            : `Rate exceeded: the oldest waiting async event of ${functionName} is ${Math.round(current.oldestWaitingAgeMs / 1000)} s old (limit ${limits.maxOldestAgeSeconds} s)`,
-          { Reason: 'AsyncBacklogLimitExceeded' },
-          1,
+      const now = Date.now();
+      const reading = readings.get(functionName);
+      if (reading && backlogReadingSuffices(reading, limits, now)) {
+        reading.storedSince++;
+      } else {
+        const { granted, backlog: current } = await reserveBacklogPlace(
+          connection,
+          queue,
+          functionName,
+          requestId,
+          limits,
+          now,
         );
+        readings.set(functionName, {
+          readAt: now,
+          depth: current.depth + (granted ? 1 : 0),
+          oldestWaitingAgeMs: current.oldestWaitingAgeMs,
+          storedSince: 0,
+        });
+        if (!granted) {
+          const overDepth = current.depth >= limits.maxDepth;
+          metrics?.rejected.inc({ function: functionName, reason: overDepth ? 'depth' : 'age' });
+          throw new GatewayError(
+            'TooManyRequestsException',
+            overDepth
+              ? `Rate exceeded: ${current.depth} async events of ${functionName} are waiting (limit ${limits.maxDepth})`
+              : `Rate exceeded: the oldest waiting async event of ${functionName} is ${Math.round(current.oldestWaitingAgeMs / 1000)} s old (limit ${limits.maxOldestAgeSeconds} s)`,
+            { Reason: 'AsyncBacklogLimitExceeded' },
+            1,
+          );
+        }
+        reserved = true;
       }
-      reserved = true;
       if (!registered.has(functionName)) {
         await connection.sadd(ASYNC_FUNCTIONS_KEY, functionName);
         registered.add(functionName);
