@@ -5,6 +5,7 @@ import {
   functionArn,
   Limits,
   MAX_RUNTIMES_PER_INSTANCE,
+  MultiConcurrentRuntimes,
   quantityToMb,
   Runtimes,
   validateFunctionSpec,
@@ -12,6 +13,7 @@ import {
   type FunctionResource,
   type FunctionRoute,
   type FunctionSpec,
+  type Runtime,
 } from '@hearth/api';
 import { GatewayError } from '../core/errors.js';
 
@@ -186,14 +188,18 @@ function applyConfigurationFields(
 }
 
 const MANAGED_INSTANCES_FIELD = 'CapacityProviderConfig.LambdaManagedInstancesCapacityProviderConfig';
-/** Lambda Managed Instances' default calls per execution environment for one vCPU (Node.js; Python 16). */
-const DEFAULT_ENVIRONMENT_CONCURRENCY = { 'python3.11': 16, other: 64 } as const;
+/**
+ * Lambda Managed Instances' default calls per execution environment for one vCPU: 64 for Node.js,
+ * 16 for Python, the runtime that takes one call per process.
+ */
+const DEFAULT_ENVIRONMENT_CONCURRENCY = { processPerCall: 16, oneProcess: 64 } as const;
 
 /**
  * Lambda Managed Instances' CapacityProviderConfig. Hearth has no capacity providers (its pools run
  * on the cluster's nodes), so the ARN is kept only to be given back. An instance is one execution
  * environment taking PerExecutionEnvironmentMaxConcurrency calls at once: in one runtime process
- * (`concurrency.perRuntime`), or for Python, as on Lambda, in a process per call.
+ * (`concurrency.perRuntime`), or, for a runtime that takes one call at a time (Python, as on
+ * Lambda), in a process per call.
  */
 function applyCapacityProviderConfig(
   value: unknown,
@@ -206,18 +212,18 @@ function applyCapacityProviderConfig(
   const arn = config.CapacityProviderArn;
   if (typeof arn !== 'string' || arn === '')
     throw invalid(`${MANAGED_INSTANCES_FIELD}.CapacityProviderArn is required.`);
-  const python = spec.runtime === 'python3.11';
+  const processPerCall = !MultiConcurrentRuntimes.includes(spec.runtime as Runtime);
   const calls =
     config.PerExecutionEnvironmentMaxConcurrency === undefined
-      ? DEFAULT_ENVIRONMENT_CONCURRENCY[python ? 'python3.11' : 'other']
+      ? DEFAULT_ENVIRONMENT_CONCURRENCY[processPerCall ? 'processPerCall' : 'oneProcess']
       : integerIn(
           config.PerExecutionEnvironmentMaxConcurrency,
           `${MANAGED_INSTANCES_FIELD}.PerExecutionEnvironmentMaxConcurrency`,
           1,
-          python ? MAX_RUNTIMES_PER_INSTANCE : 1000,
+          processPerCall ? MAX_RUNTIMES_PER_INSTANCE : 1000,
         );
   const concurrency = (spec.concurrency ?? {}) as Record<string, unknown>;
-  spec.concurrency = { ...concurrency, perInstance: calls, perRuntime: python ? 1 : calls };
+  spec.concurrency = { ...concurrency, perInstance: calls, perRuntime: processPerCall ? 1 : calls };
   annotations[Annotations.capacityProvider] = arn;
 }
 
