@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ShimConfig } from './config.js';
+import { NODE_HEAP_LIMIT_FLAG } from './runtimes/launch-protocol.js';
 
 /** The shim's own dist/ directory: the language bootstraps are found relative to it. */
 const DIST_DIR = fileURLToPath(new URL('.', import.meta.url));
@@ -48,7 +49,10 @@ export function runtimeCommand(
       return {
         command: process.execPath,
         // bootstrap.ts and its modules in one CommonJS file (build.mjs): the fastest for Node to start.
-        args: [`--max-old-space-size=${nodeHeapLimitMb(config.memoryMb)}`, join(runtimeDir, 'bootstrap.cjs')],
+        args: [
+          `${NODE_HEAP_LIMIT_FLAG}=${nodeHeapLimitMb(config.memoryMb)}`,
+          join(runtimeDir, 'bootstrap.cjs'),
+        ],
         runtimeDir,
         waitsForTmp: !nodeStartsWithFunctionSettings(config.functionEnv),
       };

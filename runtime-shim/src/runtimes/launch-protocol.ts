@@ -8,3 +8,9 @@ export const TMP_READY_FD_VARIABLE = 'HEARTH_TMP_READY_FD';
 
 /** The launcher's exit code when the sandbox could not be made. */
 export const SANDBOX_FAILED_EXIT_CODE = 125;
+
+/**
+ * The V8 flag with which the shim gives Hearth's Node runtime its heap limit
+ * (`<flag>=<MB>`); the runtime finds it among its arguments (nodejs/code-cache.ts).
+ */
+export const NODE_HEAP_LIMIT_FLAG = '--max-old-space-size';

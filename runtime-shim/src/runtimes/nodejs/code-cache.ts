@@ -14,11 +14,12 @@
  * themselves.
  */
 import { setFlagsFromString } from 'node:v8';
+import { NODE_HEAP_LIMIT_FLAG } from '../launch-protocol.js';
 
 const heapLimitFlag = process.env.NODE_OPTIONS
   ? undefined
-  : process.execArgv.find((arg) => arg.startsWith('--max-old-space-size='));
-if (heapLimitFlag) setFlagsFromString('--max-old-space-size=0');
+  : process.execArgv.find((arg) => arg.startsWith(`${NODE_HEAP_LIMIT_FLAG}=`));
+if (heapLimitFlag) setFlagsFromString(`${NODE_HEAP_LIMIT_FLAG}=0`);
 
 /**
  * Runs the module loader once over two empty modules of the runtime's own (one ES module, one
