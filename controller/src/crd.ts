@@ -111,10 +111,10 @@ function quantityRange(field: string, minMb: number, maxMb: number) {
   };
 }
 
-/** The spec schema with the cross-field rules that JSON Schema cannot say, as CEL. */
 /** CEL: the spec's runtime is one that takes several calls at once. */
 const multiConcurrentRuntime = `self.runtime in [${MultiConcurrentRuntimes.map((r) => `'${r}'`).join(', ')}]`;
 
+/** The spec schema with the cross-field rules that JSON Schema cannot say, as CEL. */
 export function specSchema(): CrdSchema {
   const spec = toStructural(FunctionSpecSchema as unknown as Record<string, unknown>);
   const props = spec.properties as Record<string, CrdSchema>;

@@ -63,6 +63,9 @@ describe(
       await cp.kubectl(['create', 'namespace', ns]);
       return ns;
     }
+    /** Creates or updates the Function `name` in `ns` with `spec`, as `kubectl apply` does. */
+    const applyFunction = (ns: string, name: string, spec: Record<string, unknown>) =>
+      cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest(name, spec));
     const getJson = async <T>(ns: string, ...what: string[]) =>
       JSON.parse(await cp.kubectl(['-n', ns, 'get', ...what, '-o', 'json'])) as T;
     const fnOf = (ns: string, name: string) => getJson<FunctionResource>(ns, 'fn', name);
@@ -130,35 +133,25 @@ describe(
         ],
       ];
       for (const [spec, field] of cases) {
-        await assert.rejects(
-          cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest('bad', spec)),
-          field,
-          JSON.stringify(spec),
-        );
+        await assert.rejects(applyFunction(ns, 'bad', spec), field, JSON.stringify(spec));
       }
       await assert.rejects(cp.kubectl(['-n', ns, 'get', 'fn', 'bad']), /NotFound/);
       // 256 calls at once in four runtimes of 64 is fine.
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('wide', {
-          runtime: 'nodejs20.x',
-          code: code('e'),
-          concurrency: { perInstance: 256, perRuntime: 64 },
-        }),
-      );
+      await applyFunction(ns, 'wide', {
+        runtime: 'nodejs20.x',
+        code: code('e'),
+        concurrency: { perInstance: 256, perRuntime: 64 },
+      });
     });
 
     test('a Function gets a Deployment, a Service and code per revision, owned by it, and a status', async () => {
       const ns = await namespace();
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('echo', {
-          runtime: 'nodejs20.x',
-          memory: '256Mi',
-          code: code('e'),
-          scaling: { minWarm: 2 },
-        }),
-      );
+      await applyFunction(ns, 'echo', {
+        runtime: 'nodejs20.x',
+        memory: '256Mi',
+        code: code('e'),
+        scaling: { minWarm: 2 },
+      });
       const fn = await until('a status for generation 1', async () => {
         const f = await fnOf(ns, 'echo');
         return (
@@ -209,10 +202,7 @@ describe(
     test('a code change makes a new revision; the old one stays until the new one serves', async () => {
       const ns = await namespace();
       const apply = (body: string, scaling: Record<string, number>) =>
-        cp.kubectl(
-          ['-n', ns, 'apply', '-f', '-'],
-          manifest('roll', { runtime: 'nodejs20.x', code: code(body), scaling }),
-        );
+        applyFunction(ns, 'roll', { runtime: 'nodejs20.x', code: code(body), scaling });
       await apply('1', { minWarm: 1 });
       const first = await until('revision 1', async () => (await fnOf(ns, 'roll')).status?.revision);
       await apply('2', { minWarm: 1 });
@@ -252,15 +242,12 @@ describe(
 
     test('an image function runs its own image behind the shim; a missing code source is recorded in status, and its appearing noticed', async () => {
       const ns = await namespace();
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('img', {
-          runtime: 'provided.al2023',
-          handler: 'app.handler',
-          code: { image: 'repo/fn:1' },
-          scaling: { minWarm: 1 },
-        }),
-      );
+      await applyFunction(ns, 'img', {
+        runtime: 'provided.al2023',
+        handler: 'app.handler',
+        code: { image: 'repo/fn:1' },
+        scaling: { minWarm: 1 },
+      });
       const pod = await until('a Deployment for the image', async () => {
         const found = await getJson<{ items: V1Deployment[] }>(ns, 'deployments');
         return found.items[0]?.spec?.template.spec;
@@ -269,10 +256,7 @@ describe(
       assert.equal(pod.initContainers?.[0]?.name, 'install-shim');
       const env = Object.fromEntries((pod.containers[0]!.env ?? []).map((e) => [e.name, e.value]));
       assert.equal(env.HEARTH_RUNTIME_COMMAND, '["/lambda-entrypoint.sh","app.handler"]');
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('cm', { runtime: 'nodejs20.x', code: { configMap: { name: 'cm-code' } } }),
-      );
+      await applyFunction(ns, 'cm', { runtime: 'nodejs20.x', code: { configMap: { name: 'cm-code' } } });
       const missing = await until('CodeReady False', async () => {
         const f = await fnOf(ns, 'cm');
         return f.status?.conditions?.find((c) => c.type === 'CodeReady' && c.status === 'False');
@@ -300,15 +284,12 @@ describe(
 
     test("the Deployment follows the gateways' demand: up at once, down to zero after idleSeconds", async () => {
       const ns = await namespace();
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('busy', {
-          runtime: 'nodejs20.x',
-          code: code('e'),
-          scaling: { minWarm: 0, idleSeconds: 2 },
-          concurrency: { perInstance: 2 },
-        }),
-      );
+      await applyFunction(ns, 'busy', {
+        runtime: 'nodejs20.x',
+        code: code('e'),
+        scaling: { minWarm: 0, idleSeconds: 2 },
+        concurrency: { perInstance: 2 },
+      });
       const replicas = async () => (await deployments(ns))[0]?.spec.replicas;
       await until('a Deployment at zero', async () => (await replicas()) === 0);
       let demand = { inFlight: 2, waiting: 3 };
@@ -335,14 +316,11 @@ describe(
 
     test('deleting a Function lets Kubernetes collect everything made for it', async () => {
       const ns = await namespace();
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest('gone', {
-          runtime: 'python3.11',
-          handler: 'app.handler',
-          code: { inline: { files: { 'app.py': 'def handler(e, c): return e' } } },
-        }),
-      );
+      await applyFunction(ns, 'gone', {
+        runtime: 'python3.11',
+        handler: 'app.handler',
+        code: { inline: { files: { 'app.py': 'def handler(e, c): return e' } } },
+      });
       await until('a Deployment', async () => (await deployments(ns)).length === 1);
       assert.deepEqual((await fnOf(ns, 'gone')).metadata.finalizers, [CLEANUP_FINALIZER]);
       // Returns once the Function is gone: the controller released its finalizer.
@@ -374,7 +352,7 @@ describe(
       };
       const createAndDelete = async (resourceName: string) => {
         const name = `${resourceName}.${ns}`;
-        await cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest(resourceName, spec));
+        await applyFunction(ns, resourceName, spec);
         await until('the finalizer', async () =>
           ((await fnOf(ns, resourceName)).metadata.finalizers as string[] | undefined)?.includes(
             CLEANUP_FINALIZER,
@@ -401,7 +379,7 @@ describe(
       );
 
       const back = await createAndDelete('back');
-      await cp.kubectl(['-n', ns, 'apply', '-f', '-'], manifest('back', spec));
+      await applyFunction(ns, 'back', spec);
       await until('the route again', async () => redisClient.exists(RedisKeys.function(back)));
       await until(
         'the tombstone dropped',
@@ -416,10 +394,7 @@ describe(
       const resourceName = `routed-${Date.now().toString(36)}`;
       // Outside the default namespace a Function is invoked as name.namespace.
       const name = `${resourceName}.${ns}`;
-      await cp.kubectl(
-        ['-n', ns, 'apply', '-f', '-'],
-        manifest(resourceName, { runtime: 'nodejs20.x', code: code('e') }),
-      );
+      await applyFunction(ns, resourceName, { runtime: 'nodejs20.x', code: code('e') });
       const fn = await until('a revision in status', async () => {
         const f = await fnOf(ns, resourceName);
         return f.status?.revision ? f : undefined;
@@ -505,10 +480,7 @@ describe(
     test('same-named Functions in two namespaces keep apart in the registry: name and name.namespace', async () => {
       const other = await namespace();
       const apply = (ns: string, body: string) =>
-        cp.kubectl(
-          ['-n', ns, 'apply', '-f', '-'],
-          manifest('twin', { runtime: 'nodejs20.x', code: code(body) }),
-        );
+        applyFunction(ns, 'twin', { runtime: 'nodejs20.x', code: code(body) });
       await apply('default', '"in default"');
       await apply(other, `"in ${other}"`);
       const revisionOf = (ns: string) =>

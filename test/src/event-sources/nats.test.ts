@@ -52,7 +52,6 @@ describe('the NATS JetStream source against a real nats-server', () => {
     await nats?.stop();
   });
 
-  /** A stream of its own for each test, on subjects `<name>.>`. */
   /**
    * The consumer's info once its acknowledgements are counted (or after 5 s): the server counts
    * them as its consumer takes them in, a moment after the flush that delivered them.
@@ -66,6 +65,7 @@ describe('the NATS JetStream source against a real nats-server', () => {
     return info;
   }
 
+  /** A stream of its own for each test, on subjects `<name>.>`. */
   async function stream(): Promise<string> {
     const name = `s${++streams}`;
     await manager.streams.add({ name, subjects: [`${name}.>`] });
