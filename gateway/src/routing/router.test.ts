@@ -140,6 +140,31 @@ test('a call waiting while the only instance is skipped gets it once the skip en
   router.close();
 });
 
+test('a skip that ends between the failed look and the next timer still serves the waiting call', async (t) => {
+  // The wall clock the router reads, moved by hand: its skip timer fires when the clock still says
+  // 1 ms before the skip ends, and the clock reaches that end right after the failed look.
+  let clock = 1_000_000;
+  const reads: number[] = [];
+  t.mock.method(Date, 'now', () => reads.shift() ?? clock);
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, {
+    coldStartBudgetMs: 500,
+    onWaiting: () => {},
+    refusedSkipMs: 20,
+  });
+  const r = route();
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a')]);
+  (await router.lease(r)).release(true);
+  const waiting = router.lease(r);
+  reads.push(clock + 19);
+  clock += 20;
+  const again = await waiting;
+  assert.equal(again.endpoint.id, 'a');
+  again.release();
+  router.close();
+});
+
 test('when every instance stays busy past the budget, the call is throttled (429)', async () => {
   const discovery = new StaticDiscovery();
   const router = new InstanceRouter(discovery, { coldStartBudgetMs: 50, onWaiting: () => {} });

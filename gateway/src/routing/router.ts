@@ -137,9 +137,10 @@ export class InstanceRouter {
     waitUntil = Date.now() + this.options.coldStartBudgetMs,
   ): Promise<InstanceLease> {
     const pool = this.pool(route);
-    const slot = pickInstance(pool.slots.values(), route.revision, pool.perInstance, Date.now());
+    const now = Date.now();
+    const slot = pickInstance(pool.slots.values(), route.revision, pool.perInstance, now);
     if (slot) return Promise.resolve(this.take(pool, slot));
-    return this.wait(pool, Math.max(0, waitUntil - Date.now()), signal);
+    return this.wait(pool, Math.max(0, waitUntil - now), now, signal);
   }
 
   /** Per-function load, for metrics and demand reports; `resetPeaks` starts a new reporting window. */
@@ -227,7 +228,13 @@ export class InstanceRouter {
     };
   }
 
-  private wait(pool: FunctionPool, budgetMs: number, signal?: AbortSignal): Promise<InstanceLease> {
+  /** Queues a call that found no instance at `lookedAt`, for at most `budgetMs`. */
+  private wait(
+    pool: FunctionPool,
+    budgetMs: number,
+    lookedAt: number,
+    signal?: AbortSignal,
+  ): Promise<InstanceLease> {
     return new Promise<InstanceLease>((resolve, reject) => {
       const remove = () => {
         const index = pool.waiters.indexOf(waiter);
@@ -258,7 +265,7 @@ export class InstanceRouter {
       signal?.addEventListener('abort', onAbort, { once: true });
       pool.waiters.push(waiter);
       if (pool.waiters.length > pool.peakWaiting) pool.peakWaiting = pool.waiters.length;
-      this.recheckWhenSkipEnds(pool);
+      this.recheckWhenSkipEnds(pool, lookedAt);
       this.options.onWaiting(pool.route.name);
     });
   }
@@ -266,10 +273,12 @@ export class InstanceRouter {
   /**
    * Skipped instances come back by time alone, with no event to announce it: while calls wait,
    * one timer per pool looks again when the first skip ends (not a timer per waiting call).
+   * `now` is the time of the look that found no instance: a skip that has ended since (a timer
+   * fires by the loop's clock, a moment before the wall clock's) gets a look at once, rather than
+   * none at all.
    */
-  private recheckWhenSkipEnds(pool: FunctionPool): void {
+  private recheckWhenSkipEnds(pool: FunctionPool, now: number): void {
     if (pool.skipTimer || pool.waiters.length === 0) return;
-    const now = Date.now();
     let firstBack = Infinity;
     for (const slot of pool.slots.values()) {
       if (slot.skipUntil > now && slot.skipUntil < firstBack) firstBack = slot.skipUntil;
@@ -286,7 +295,7 @@ export class InstanceRouter {
     while (pool.waiters.length > 0) {
       const slot = pickInstance(pool.slots.values(), pool.route.revision, pool.perInstance, now);
       if (!slot) {
-        this.recheckWhenSkipEnds(pool);
+        this.recheckWhenSkipEnds(pool, now);
         return;
       }
       const waiter = pool.waiters.shift()!;
