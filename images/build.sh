@@ -95,7 +95,7 @@ node22_binary() {
 # Fills $root for image $1; prints the buildah config flags (one per line).
 stage() {
   local name="$1" root="$2"
-  local shim=(--cmd '["node","/opt/hearth/runtime-shim/dist/main.js"]' --port 8080)
+  local shim=(--cmd '["node","/opt/hearth/runtime-shim/dist/main.cjs"]' --port 8080)
   case "$name" in
     pause)
       mkdir -p "$root"

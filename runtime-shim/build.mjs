@@ -2,14 +2,15 @@
 // Bundles what `tsc -b` wrote into dist/ into the files a cold start loads (`npm run build` runs
 // both; so do `npm test`, `npm run bench` and scripts/run-tests.mjs):
 //
-//   dist/main.js                       the shim's process (from dist/shim-main.js), one ES module
-//   dist/vendor/pino.js                pino, imported by main.js once the runtimes are spawned
-//   dist/runtimes/nodejs/bootstrap.cjs the Node.js runtime (from bootstrap.js), one CommonJS file
+//   dist/main.cjs                      the shim's process (from dist/shim-main.js)
+//   dist/vendor/pino.cjs               pino, required by main.cjs once the runtimes are spawned
+//   dist/runtimes/nodejs/bootstrap.cjs the Node.js runtime (from bootstrap.js)
 //
-// One file each instead of about twenty modules resolved and read one by one, and a CommonJS
-// runtime, which Node starts faster than an ES module (docs/benchmarks.md has the numbers).
+// One file each instead of about twenty modules resolved and read one by one, and CommonJS, which
+// Node starts faster than an ES module: the ES module loader is not started (docs/benchmarks.md
+// has the numbers).
 //
-// main.js refuses to start when dist/ was built again by tsc after it was bundled: it would run
+// main.cjs refuses to start when dist/ was built again by tsc after it was bundled: it would run
 // the code of the earlier build. `--clean` removes the bundles (`npm run clean`).
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -19,8 +20,8 @@ import { build } from 'esbuild';
 const packageDir = dirname(fileURLToPath(import.meta.url));
 const dist = join(packageDir, 'dist');
 const outputs = {
-  main: join(dist, 'main.js'),
-  pino: join(dist, 'vendor', 'pino.js'),
+  main: join(dist, 'main.cjs'),
+  pino: join(dist, 'vendor', 'pino.cjs'),
   nodeRuntime: join(dist, 'runtimes', 'nodejs', 'bootstrap.cjs'),
 };
 
@@ -36,7 +37,7 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 
-// The TypeScript builds whose output goes into main.js: runtime-shim's and @hearth/api's. tsc
+// The TypeScript builds whose output goes into main.cjs: runtime-shim's and @hearth/api's. tsc
 // writes their build info whenever it builds them again.
 const buildInfos = [join(dist, '.tsbuildinfo'), join(packageDir, '..', 'api', 'dist', '.tsbuildinfo')];
 const built = Object.fromEntries(
@@ -49,17 +50,16 @@ const built = Object.fromEntries(
 );
 // Checked where the build info is (a repository: two stat calls); an installed shim has none
 // (images/bundle.mjs leaves it out).
-const staleCheck = `import { statSync as __stat } from 'node:fs';
-for (const [__file, [__size, __mtimeMs]] of Object.entries(${JSON.stringify(built)})) {
-  const __info = __stat(new URL(__file, import.meta.url), { throwIfNoEntry: false });
+const staleCheck = `for (const [__file, [__size, __mtimeMs]] of Object.entries(${JSON.stringify(built)})) {
+  const __path = require('node:path').join(__dirname, __file);
+  const __info = require('node:fs').statSync(__path, { throwIfNoEntry: false });
   if (__info && (__info.size !== __size || __info.mtimeMs !== __mtimeMs)) {
-    process.stderr.write(\`hearth-shim: \${new URL(__file, import.meta.url).pathname} changed since this file was bundled: run "npm run build"\\n\`);
+    process.stderr.write(\`hearth-shim: \${__path} changed since this file was bundled: run "npm run build"\\n\`);
     process.exit(2);
   }
 }`;
-// pino and its dependencies are CommonJS: their require() of Node's modules needs a require.
-const requireForCommonJs = `import { createRequire as __createRequire } from 'node:module';
-const require = __createRequire(import.meta.url);`;
+// The bundles' modules are ES modules that find files relative to themselves.
+const importMetaUrl = `const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;`;
 
 const common = {
   bundle: true,
@@ -68,28 +68,32 @@ const common = {
   logLevel: 'warning',
   absWorkingDir: packageDir,
 };
+// Each bundle starts with the directive: esbuild's own "use strict" would come after the banner,
+// where it is no directive.
 await Promise.all([
   build({
     ...common,
-    format: 'esm',
+    format: 'cjs',
     entryPoints: [entry],
     outfile: outputs.main,
-    banner: { js: staleCheck },
+    define: { 'import.meta.url': '__importMetaUrl' },
+    banner: { js: `"use strict";\n${importMetaUrl}\n${staleCheck}` },
+    // pino's import() becomes a require() of its own bundle, next to main.cjs.
+    supported: { 'dynamic-import': false },
     plugins: [
       {
         name: 'pino-apart',
         setup(esbuild) {
-          esbuild.onResolve({ filter: /^pino$/ }, () => ({ path: './vendor/pino.js', external: true }));
+          esbuild.onResolve({ filter: /^pino$/ }, () => ({ path: './vendor/pino.cjs', external: true }));
         },
       },
     ],
   }),
   build({
     ...common,
-    format: 'esm',
+    format: 'cjs',
     entryPoints: ['pino'],
     outfile: outputs.pino,
-    banner: { js: requireForCommonJs },
   }),
   build({
     ...common,
@@ -98,9 +102,6 @@ await Promise.all([
     outfile: outputs.nodeRuntime,
     // handler.ts resolves packages relative to itself.
     define: { 'import.meta.url': '__importMetaUrl' },
-    // The directive first: esbuild's own "use strict" comes after the banner, where it is no directive.
-    banner: {
-      js: `"use strict";\nconst __importMetaUrl = require('node:url').pathToFileURL(__filename).href;`,
-    },
+    banner: { js: `"use strict";\n${importMetaUrl}` },
   }),
 ]);

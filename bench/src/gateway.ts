@@ -32,7 +32,7 @@ const benchDir = join(repoRoot, 'bench');
 const handlerDir = join(benchDir, 'fixtures', 'noop');
 const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
 const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
-const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.cjs');
 const gatewayMain = join(repoRoot, 'gateway', 'dist', 'main.js');
 const BENCH_KEY = 'bench-key';
 

@@ -28,7 +28,7 @@ import { spawnServer } from './server-process.js';
 
 const FUNCTION = 'noop';
 const handlerDir = join(repoRoot, 'bench', 'fixtures', 'noop');
-const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.cjs');
 const GOAL_MS = 300;
 const FISSION_P50_MS = 110;
 

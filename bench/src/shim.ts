@@ -10,7 +10,7 @@
  * also takes every call at once in one process.
  *
  * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
- *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--shim-main runtime-shim/dist/main.js] [--only hearth,hearth-per-runtime,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
+ *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--shim-main runtime-shim/dist/main.cjs] [--only hearth,hearth-per-runtime,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -30,7 +30,7 @@ const benchDir = join(repoRoot, 'bench');
 const handlerDir = join(benchDir, 'fixtures', 'noop');
 const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
 const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
-const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.cjs');
 const shimNodeBootstrap = join(repoRoot, 'runtime-shim', 'dist', 'runtimes', 'nodejs', 'bootstrap.cjs');
 const expectedResult = { ok: true };
 

@@ -64,7 +64,7 @@ test('the Deployment runs the shim locked down, sized from memory, /tmp capped, 
   assert.deepEqual(pod.securityContext!.seccompProfile, { type: 'RuntimeDefault' });
   assert.equal(pod.terminationGracePeriodSeconds, 40, 'long enough to finish a 30 s call');
   const c = pod.containers[0]!;
-  assert.deepEqual(c.command, ['node', '/opt/hearth/runtime-shim/dist/main.js']);
+  assert.deepEqual(c.command, ['node', '/opt/hearth/runtime-shim/dist/main.cjs']);
   assert.equal(c.securityContext!.readOnlyRootFilesystem, true);
   assert.equal(c.securityContext!.allowPrivilegeEscalation, false);
   assert.deepEqual(c.securityContext!.capabilities, { drop: ['ALL'] });

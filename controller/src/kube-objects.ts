@@ -78,7 +78,7 @@ export const defaultKubeOptions: KubeBackendOptions = {
     'python3.11': 'localhost/hearth-runtime-python311:0.1.0',
     'provided.al2023': 'localhost/hearth-runtime-provided:0.1.0',
   },
-  shimCommand: ['node', '/opt/hearth/runtime-shim/dist/main.js'],
+  shimCommand: ['node', '/opt/hearth/runtime-shim/dist/main.cjs'],
   codeFetcherImage: 'localhost/hearth-controller:0.1.0',
   codeFetcherCommand: ['node', '/opt/hearth/controller/dist/fetch-code.js'],
   imagePullPolicy: 'IfNotPresent',
@@ -265,7 +265,7 @@ const installedShimCommand = [
   '--library-path',
   `${SHIM_INSTALL_DIR}/portable/lib`,
   `${SHIM_INSTALL_DIR}/portable/node`,
-  `${SHIM_INSTALL_DIR}/runtime-shim/dist/main.js`,
+  `${SHIM_INSTALL_DIR}/runtime-shim/dist/main.cjs`,
 ];
 
 /** The Deployment running one revision's warm pool. */

@@ -38,7 +38,7 @@ export interface ProcessControllerOptions {
   functionsDir: string;
   /** Code and instance scratch directories; a fresh temp dir (removed on stop) by default. */
   stateDir?: string;
-  /** The runtime shim's main module; by default the workspace's runtime-shim/dist/main.js. */
+  /** The runtime shim's main module; by default the workspace's runtime-shim/dist/main.cjs. */
   shimEntry?: string;
   /** Passed to every shim as HEARTH_ISOLATION. */
   isolation?: 'auto' | 'portable';

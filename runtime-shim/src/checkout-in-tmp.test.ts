@@ -38,7 +38,7 @@ test('a shim installed under /tmp runs Node and Python functions whose code is u
     [nodeCode, 'nodejs20.x', 'index.handler', { node: 2 }],
     [pythonCode, 'python3.11', 'app.handler', { python: 2 }],
   ] as const) {
-    const shim = await startShim({ codeDir, runtime, handler, entry: join(shimCopy, 'dist', 'main.js') });
+    const shim = await startShim({ codeDir, runtime, handler, entry: join(shimCopy, 'dist', 'main.cjs') });
     shims.push(shim);
     const answer = await shim.invoke({ n: 1 });
     assert.equal(answer.errorType, null, `${runtime}: ${answer.text}\n${shim.stdout()}`);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ShimEnv, ShimHeaders } from '@hearth/api';
 
-export const SHIM_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+export const SHIM_MAIN = fileURLToPath(new URL('./main.cjs', import.meta.url));
 
 /**
  * A minimal Runtime API client in plain Node, used as a `provided.al2023` bootstrap: it imports

@@ -14,7 +14,7 @@ import { freePort, startProcess, type RunningProcess } from '../harness/index.js
 import { repoRoot, requirePeer } from './peers.js';
 
 const codeDir = join(repoRoot, 'test', 'src', 'conformance', 'fixtures', 'node');
-const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.js');
+const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.cjs');
 const FUNCTION_NAME = 'ric-conformance';
 const TIMEOUT_SECONDS = 5;
 

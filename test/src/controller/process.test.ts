@@ -244,7 +244,7 @@ test('a bad manifest is reported naming the field and never stops the good ones;
 // the shim, a Node process too, must not load the file (here it would throw).
 test("a function's NODE_OPTIONS reaches its runtime, not the shim's own Node", async () => {
   const files = {
-    'pre.cjs': `if (process.argv[1].endsWith('main.js')) throw new Error('loaded into the shim');
+    'pre.cjs': `if (process.argv[1].endsWith('main.cjs')) throw new Error('loaded into the shim');
 globalThis.preloaded = true;`,
     'index.mjs': `export const handler = async () => ({ preloaded: globalThis.preloaded === true, version: 'v1', pid: process.pid });`,
   };
