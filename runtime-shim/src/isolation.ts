@@ -10,6 +10,7 @@ import {
   readSync,
   rmdirSync,
   statfsSync,
+  write,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -33,6 +34,8 @@ export interface HostFacts {
   /** Where to create memory cgroups (v1: a memory controller directory; v2: a unified directory). */
   cgroupV1Parent?: string;
   cgroupV2Parent?: string;
+  /** cgroup.procs of the group the shim itself is in, when it may write it (GroupMovePrimer). */
+  ownGroupProcs?: string;
   hasUnshare: boolean;
   hasMkfsExt4: boolean;
 }
@@ -101,9 +104,7 @@ function onPath(command: string): boolean {
 function cgroupV1Parent(): string | undefined {
   const mount = '/sys/fs/cgroup/memory';
   if (!canWrite(join(mount, 'cgroup.procs'))) return undefined;
-  const self = readSmallFile('/proc/self/cgroup');
-  const own = self.split('\n').find((line) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(line));
-  const ownPath = own?.slice(own.lastIndexOf(':') + 1);
+  const ownPath = ownGroupPath(readSmallFile('/proc/self/cgroup'), 'v1');
   if (ownPath && canWrite(join(mount, ownPath))) return join(mount, ownPath);
   return mount;
 }
@@ -114,6 +115,23 @@ function cgroupV2Parent(): string | undefined {
   const subtree = readSmallFile(join(root, 'cgroup.subtree_control'));
   if (!subtree.split(/\s+/).includes('memory') || !canWrite(root)) return undefined;
   return root;
+}
+
+/**
+ * The shim's own group, from /proc/self/cgroup: in the memory hierarchy (v1) or the unified one
+ * (v2, the line `0::/path`).
+ */
+export function ownGroupPath(procSelfCgroup: string, version: 'v1' | 'v2'): string | undefined {
+  const pattern = version === 'v1' ? /^\d+:([^:]*,)?memory(,[^:]*)?:/ : /^0::/;
+  const line = procSelfCgroup.split('\n').find((l) => pattern.test(l));
+  return line?.slice(line.lastIndexOf(':') + 1) || undefined;
+}
+
+function ownGroupProcs(version: 'v1' | 'v2'): string | undefined {
+  const path = ownGroupPath(readSmallFile('/proc/self/cgroup'), version);
+  if (!path) return undefined;
+  const file = join(version === 'v1' ? '/sys/fs/cgroup/memory' : '/sys/fs/cgroup', path, 'cgroup.procs');
+  return canWrite(file) ? file : undefined;
 }
 
 /** The default state dirs: `hearth-shim-<pid>-<random>` in the system's temp dir. */
@@ -174,6 +192,8 @@ export function detectHostFacts(): HostFacts {
   if (parent) removeStaleGroups(parent);
   if (v1) facts.cgroupV1Parent = v1;
   else if (v2) facts.cgroupV2Parent = v2;
+  const own = parent && ownGroupProcs(v1 ? 'v1' : 'v2');
+  if (own) facts.ownGroupProcs = own;
   return facts;
 }
 
@@ -244,6 +264,32 @@ export function launchCommand(
   return { command: argv[0]!, args: argv.slice(1) };
 }
 
+/**
+ * Moving a process into a cgroup waits for an RCU grace period (the kernel's
+ * cgroup_threadgroup_rwsem: 7-12 ms on our machines) unless another move came just before: for
+ * some tens of milliseconds after one, the next takes well under a millisecond. The launcher's
+ * move of the runtime into its memory group is on the cold start's path, so as the shim spawns
+ * the launcher it moves itself into the group it is already in (nothing changes), written from
+ * the thread pool so that its event loop does not wait. The launcher moves a few milliseconds
+ * later (after unshare and sh) and finds the wait over. A failed write only costs the speed-up.
+ */
+export class GroupMovePrimer {
+  private readonly pid = String(process.pid);
+  private constructor(private readonly fd: number) {}
+
+  static open(ownGroupProcs: string): GroupMovePrimer | undefined {
+    try {
+      return new GroupMovePrimer(openSync(ownGroupProcs, 'w'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  prime(): void {
+    write(this.fd, this.pid, () => undefined);
+  }
+}
+
 /** Bytes in a cgroup file such as memory.max_usage_in_bytes, re-read in place. */
 class CgroupCounter {
   private readonly buffer = Buffer.alloc(64);
@@ -296,6 +342,7 @@ export class Sandbox {
     private readonly storageMb: number,
     /** The tmp directory is the instance's own /tmp (HEARTH_TMP_DIR): wipe its contents, keep it. */
     private readonly sharedTmp: { keep: string | undefined } | undefined,
+    private readonly primer: GroupMovePrimer | undefined,
   ) {}
 
   private tmpImageDue = true;
@@ -304,6 +351,7 @@ export class Sandbox {
    * Creates the slot's cgroup (limit `memoryMb`) and /tmp (capacity `storageMb`) under `stateDir`.
    * With `tmpDir` (HEARTH_TMP_DIR) and /tmp by directory, that directory is the slot's /tmp
    * instead: the instance's own /tmp, watched and emptied in place (never removed itself).
+   * `primer` is shared by the shim's sandboxes.
    */
   static async create(
     plan: IsolationPlan,
@@ -311,8 +359,9 @@ export class Sandbox {
     stateDir: string,
     slot: number,
     limits: { memoryMb: number; storageMb: number },
-    tmpDirSetting?: string,
+    host: { tmpDirSetting?: string; primer?: GroupMovePrimer },
   ): Promise<Sandbox> {
+    const { tmpDirSetting } = host;
     const dir = join(stateDir, `slot-${slot}`);
     mkdirSync(dir, { recursive: true });
     let cgroupDir: string | undefined;
@@ -347,7 +396,17 @@ export class Sandbox {
         inside && !inside.startsWith('..') && !isAbsolute(inside) ? inside.split('/')[0] : undefined;
       sharedTmp = { keep };
     } else tmpDir = join(dir, 'tmp');
-    const sandbox = new Sandbox(plan, dir, tmpImage, tmpDir, cgroupDir, peak, limits.storageMb, sharedTmp);
+    const sandbox = new Sandbox(
+      plan,
+      dir,
+      tmpImage,
+      tmpDir,
+      cgroupDir,
+      peak,
+      limits.storageMb,
+      sharedTmp,
+      cgroupDir ? host.primer : undefined,
+    );
     // A /tmp image is made by the runtime's launcher (launchSettings); a directory is made here.
     if (!tmpImage) await sandbox.resetTmp();
     return sandbox;
@@ -355,6 +414,11 @@ export class Sandbox {
 
   get cgroupProcsFile(): string | undefined {
     return this.cgroupDir && join(this.cgroupDir, 'cgroup.procs');
+  }
+
+  /** Called as the runtime's launcher is spawned: its move into the memory group is next. */
+  primeGroupMove(): void {
+    this.primer?.prime();
   }
 
   /**
@@ -494,9 +558,12 @@ export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsol
   const plan = chooseIsolation(config.isolation, facts);
   const stateDir = config.stateDir ?? mkdtempSync(join(tmpdir(), `${STATE_DIR_PREFIX}${process.pid}-`));
   const limits = { memoryMb: config.memoryMb, storageMb: config.ephemeralStorageMb };
+  const usesGroups = plan.memory === 'cgroup-v1' || plan.memory === 'cgroup-v2';
+  const primer = usesGroups && facts.ownGroupProcs ? GroupMovePrimer.open(facts.ownGroupProcs) : undefined;
+  const host = { tmpDirSetting: config.tmpDir, primer };
   const slots = await Promise.all(
     runtimeCapacities(config).map(async (capacity, slot) => ({
-      sandbox: await Sandbox.create(plan, facts, stateDir, slot, limits, config.tmpDir),
+      sandbox: await Sandbox.create(plan, facts, stateDir, slot, limits, host),
       capacity,
     })),
   );

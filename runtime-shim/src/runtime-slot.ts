@@ -219,6 +219,7 @@ export class RuntimeSlot implements RuntimeApiHandler {
     if (this.capacity > 1) env.AWS_LAMBDA_MAX_CONCURRENCY = String(this.capacity);
     const oomKillsAtStart = this.meter.oomKills();
     const spawnedAt = performance.now();
+    this.sandbox.primeGroupMove();
     const child = spawn(launch.command, launch.args, {
       cwd: this.config.codeDir,
       env,

@@ -7,7 +7,7 @@ import { parseConfig, ConfigError, runtimeCapacities } from './config.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { pickSlot } from './dispatcher.js';
 import { exitDescription } from './errors.js';
-import { chooseIsolation, launchCommand } from './isolation.js';
+import { chooseIsolation, launchCommand, ownGroupPath } from './isolation.js';
 import { billedDurationMs, LineSplitter, logTail, reportLine, tagLine } from './log-format.js';
 import { RESPONSE_LIMIT_BYTES } from './runtimes/nodejs/runtime-api.js';
 import { functionErrorOutcome } from './runtime-slot.js';
@@ -171,6 +171,15 @@ test('isolation: the strongest the host allows, portable when asked or not root'
       tmp: 'directory',
     },
   );
+});
+
+test("isolation: the shim's own group, in the memory hierarchy or the unified one", () => {
+  const v1Host = '12:pids:/a\n4:cpu,memory:/process_api/f00\n1:name=systemd:/\n0::/\n';
+  assert.equal(ownGroupPath(v1Host, 'v1'), '/process_api/f00');
+  assert.equal(ownGroupPath('0::/kubepods/pod1/c2\n', 'v2'), '/kubepods/pod1/c2');
+  assert.equal(ownGroupPath('0::/\n', 'v2'), '/');
+  assert.equal(ownGroupPath('0::/only-unified\n', 'v1'), undefined);
+  assert.equal(ownGroupPath('4:memory:\n', 'v1'), undefined);
 });
 
 test('launch command: makes /tmp when asked, joins the cgroup and mounts /tmp before becoming the runtime', () => {
