@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { functionArn, Limits } from '@hearth/api/lambda';
 import { SHIM_UNAVAILABLE, ShimHeaders, ShimPaths } from '@hearth/api/shim-protocol';
 import type { ShimConfig } from './config.js';
+import { fsPromises, nodeCrypto } from './deferred-builtins.js';
 import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
 import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
@@ -45,7 +44,7 @@ export function parseInvokeRequest(
   const deadline = Number(headers[ShimHeaders.deadlineMs]);
   const clientContext = headers[ShimHeaders.clientContext];
   const request: InvokeRequest = {
-    requestId: headers[ShimHeaders.requestId] || randomUUID(),
+    requestId: headers[ShimHeaders.requestId] || nodeCrypto().randomUUID(),
     event,
     deadlineMs: deadline > 0 ? deadline : Infinity,
     invokedFunctionArn:
@@ -251,7 +250,7 @@ export async function createShim(config: ShimConfig, options: ShimOptions): Prom
       for (const connection of connections) connection.destroy();
       for (const socket of arrivedEarly ?? []) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
-      if (!config.stateDir) await rm(stateDir, { recursive: true, force: true });
+      if (!config.stateDir) await fsPromises().rm(stateDir, { recursive: true, force: true });
     },
   };
 }

@@ -14,11 +14,11 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, isAbsolute } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runtimeCapacities, type IsolationWish, type ShimConfig } from './config.js';
+import { fsPromises } from './deferred-builtins.js';
 import { TMP_READY_FD_VARIABLE } from './runtimes/launch-protocol.js';
 
 export type MemoryIsolation = 'cgroup-v1' | 'cgroup-v2' | 'rss-polling';
@@ -143,6 +143,7 @@ const STATE_DIR_PREFIX = 'hearth-shim-';
  * runtimes are spawned: it is no part of a cold start.
  */
 export async function removeStaleStateDirs(parent = tmpdir()): Promise<void> {
+  const { readdir, rm } = fsPromises();
   const names = await readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
     if (!name.startsWith(STATE_DIR_PREFIX)) continue;
@@ -452,6 +453,7 @@ export class Sandbox {
    * lazy inode tables: about 10 ms whatever the size, made by the launcher), or an emptied directory.
    */
   async resetTmp(): Promise<void> {
+    const { mkdir, readdir, rm } = fsPromises();
     if (this.tmpImage) {
       this.tmpImageDue = true;
     } else if (this.tmpDir && this.sharedTmp) {
@@ -520,6 +522,7 @@ export class Sandbox {
   }
 
   async destroy(): Promise<void> {
+    const { rm, rmdir } = fsPromises();
     this.peak?.close();
     if (this.cgroupDir) {
       // The kernel removes a group only once its last process is gone, a moment after SIGKILL.
@@ -572,6 +575,7 @@ export async function prepareIsolation(config: ShimConfig): Promise<PreparedIsol
 
 /** Bytes a directory tree takes on disk. */
 async function directoryBytes(dir: string): Promise<number> {
+  const { readdir, stat } = fsPromises();
   let total = 0;
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ShimConfig } from './config.js';
@@ -68,10 +67,19 @@ export function runtimeCommand(
   }
 }
 
-/** Lambda's log stream name: `YYYY/MM/DD/[$LATEST]<32 hex>`, one per execution environment. */
+/**
+ * Lambda's log stream name: `YYYY/MM/DD/[$LATEST]<32 hex>`, one per execution environment. The
+ * hex digits name the environment and guard no secret: Math.random draws them, so that the
+ * runtime's spawn does not wait for node:crypto to load (deferred-builtins.ts).
+ */
 export function logStreamName(version: string, now = new Date()): string {
   const day = now.toISOString().slice(0, 10).replaceAll('-', '/');
-  return `${day}/[${version}]${randomBytes(16).toString('hex')}`;
+  let hex = '';
+  while (hex.length < 32)
+    hex += Math.floor(Math.random() * 2 ** 32)
+      .toString(16)
+      .padStart(8, '0');
+  return `${day}/[${version}]${hex}`;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { FunctionErrorType, Limits } from '@hearth/api/lambda';
 import type { ShimConfig } from './config.js';
+import { nodeCrypto } from './deferred-builtins.js';
 import type { ShimLogger } from './deferred-logger.js';
 import {
   ephemeralStorageFull,
@@ -685,7 +685,7 @@ let randomOffset = randomPool.length;
 /** An X-Ray style trace id, as Lambda passes one even when tracing is off. */
 function newTraceId(nowMs: number): string {
   if (randomOffset + 20 > randomPool.length) {
-    randomFillSync(randomPool);
+    nodeCrypto().randomFillSync(randomPool);
     randomOffset = 0;
   }
   const random = randomPool.toString('hex', randomOffset, (randomOffset += 20));

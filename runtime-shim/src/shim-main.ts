@@ -5,6 +5,7 @@
 // no top-level await, hence main().
 import { createShim, type Shim } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
+import { loadDeferredBuiltins } from './deferred-builtins.js';
 import { DeferredLogger } from './deferred-logger.js';
 import { FunctionLog } from './function-log.js';
 import { removeStaleStateDirs } from './isolation.js';
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   }
   const started = shim.start();
   await started.catch(() => undefined);
+  loadDeferredBuiltins();
   void removeStaleStateDirs();
 
   const { default: pino } = await import('pino');
