@@ -97,24 +97,24 @@ function onPath(command: string): boolean {
   return false;
 }
 
+const CGROUP_V1_MEMORY = '/sys/fs/cgroup/memory';
+const CGROUP_V2_ROOT = '/sys/fs/cgroup';
+
 /**
  * The cgroup v1 memory directory to nest the runtimes' groups in: the shim's own group, so that
  * whatever limits the shim (a pod) also covers its runtimes.
  */
-function cgroupV1Parent(): string | undefined {
-  const mount = '/sys/fs/cgroup/memory';
-  if (!canWrite(join(mount, 'cgroup.procs'))) return undefined;
-  const ownPath = ownGroupPath(readSmallFile('/proc/self/cgroup'), 'v1');
-  if (ownPath && canWrite(join(mount, ownPath))) return join(mount, ownPath);
-  return mount;
+function cgroupV1Parent(ownGroup: string | undefined): string | undefined {
+  if (!canWrite(join(CGROUP_V1_MEMORY, 'cgroup.procs'))) return undefined;
+  if (ownGroup && canWrite(ownGroup)) return ownGroup;
+  return CGROUP_V1_MEMORY;
 }
 
 /** cgroup v2: groups directly under the root, where the memory controller is delegated to children. */
 function cgroupV2Parent(): string | undefined {
-  const root = '/sys/fs/cgroup';
-  const subtree = readSmallFile(join(root, 'cgroup.subtree_control'));
-  if (!subtree.split(/\s+/).includes('memory') || !canWrite(root)) return undefined;
-  return root;
+  const subtree = readSmallFile(join(CGROUP_V2_ROOT, 'cgroup.subtree_control'));
+  if (!subtree.split(/\s+/).includes('memory') || !canWrite(CGROUP_V2_ROOT)) return undefined;
+  return CGROUP_V2_ROOT;
 }
 
 /**
@@ -127,11 +127,10 @@ export function ownGroupPath(procSelfCgroup: string, version: 'v1' | 'v2'): stri
   return line?.slice(line.lastIndexOf(':') + 1) || undefined;
 }
 
-function ownGroupProcs(version: 'v1' | 'v2'): string | undefined {
-  const path = ownGroupPath(readSmallFile('/proc/self/cgroup'), version);
-  if (!path) return undefined;
-  const file = join(version === 'v1' ? '/sys/fs/cgroup/memory' : '/sys/fs/cgroup', path, 'cgroup.procs');
-  return canWrite(file) ? file : undefined;
+/** The directory of the shim's own group, in the hierarchy `version` names. */
+function ownGroupDir(procSelfCgroup: string, version: 'v1' | 'v2'): string | undefined {
+  const path = ownGroupPath(procSelfCgroup, version);
+  return path && join(version === 'v1' ? CGROUP_V1_MEMORY : CGROUP_V2_ROOT, path);
 }
 
 /** The default state dirs: `hearth-shim-<pid>-<random>` in the system's temp dir. */
@@ -184,7 +183,8 @@ function processExists(pid: number): boolean {
 export function detectHostFacts(): HostFacts {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
-  const v1 = cgroupV1Parent();
+  const procSelfCgroup = readSmallFile('/proc/self/cgroup');
+  const v1 = cgroupV1Parent(ownGroupDir(procSelfCgroup, 'v1'));
   const v2 = v1 ? undefined : cgroupV2Parent();
   const hasUnshare = onPath('unshare');
   const hasMkfsExt4 = onPath('mkfs.ext4');
@@ -193,8 +193,9 @@ export function detectHostFacts(): HostFacts {
   if (parent) removeStaleGroups(parent);
   if (v1) facts.cgroupV1Parent = v1;
   else if (v2) facts.cgroupV2Parent = v2;
-  const own = parent && ownGroupProcs(v1 ? 'v1' : 'v2');
-  if (own) facts.ownGroupProcs = own;
+  const ownDir = parent && ownGroupDir(procSelfCgroup, v1 ? 'v1' : 'v2');
+  const ownProcs = ownDir && join(ownDir, 'cgroup.procs');
+  if (ownProcs && canWrite(ownProcs)) facts.ownGroupProcs = ownProcs;
   return facts;
 }
 
@@ -406,7 +407,7 @@ export class Sandbox {
       peak,
       limits.storageMb,
       sharedTmp,
-      cgroupDir ? host.primer : undefined,
+      host.primer,
     );
     // A /tmp image is made by the runtime's launcher (launchSettings); a directory is made here.
     if (!tmpImage) await sandbox.resetTmp();
