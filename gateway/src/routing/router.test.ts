@@ -120,17 +120,19 @@ test('draining and removed instances take no new calls; a refused instance is sk
   router.close();
 });
 
-test('a call waiting while the only instance is skipped gets it once the skip ends', async () => {
+/** A router whose only instance, 'a', has just refused a call: skipped for `refusedSkipMs`. */
+async function onlyInstanceSkipped(options: { coldStartBudgetMs: number; refusedSkipMs: number }) {
   const discovery = new StaticDiscovery();
-  const router = new InstanceRouter(discovery, {
-    coldStartBudgetMs: 2000,
-    onWaiting: () => {},
-    refusedSkipMs: 50,
-  });
+  const router = new InstanceRouter(discovery, { ...options, onWaiting: () => {} });
   const r = route();
   discovery.setFunction(r);
   discovery.setInstances('f', [instance('a')]);
   (await router.lease(r)).release(true);
+  return { router, r };
+}
+
+test('a call waiting while the only instance is skipped gets it once the skip ends', async () => {
+  const { router, r } = await onlyInstanceSkipped({ coldStartBudgetMs: 2000, refusedSkipMs: 50 });
   const started = Date.now();
   const again = await router.lease(r);
   assert.equal(again.endpoint.id, 'a');
@@ -146,16 +148,7 @@ test('a skip that ends between the failed look and the next timer still serves t
   let clock = 1_000_000;
   const reads: number[] = [];
   t.mock.method(Date, 'now', () => reads.shift() ?? clock);
-  const discovery = new StaticDiscovery();
-  const router = new InstanceRouter(discovery, {
-    coldStartBudgetMs: 500,
-    onWaiting: () => {},
-    refusedSkipMs: 20,
-  });
-  const r = route();
-  discovery.setFunction(r);
-  discovery.setInstances('f', [instance('a')]);
-  (await router.lease(r)).release(true);
+  const { router, r } = await onlyInstanceSkipped({ coldStartBudgetMs: 500, refusedSkipMs: 20 });
   const waiting = router.lease(r);
   reads.push(clock + 19);
   clock += 20;
