@@ -9,7 +9,11 @@
  * Managed Instances' AWS_LAMBDA_MAX_CONCURRENCY): the model of of-watchdog's Node server, which
  * also takes every call at once in one process.
  *
- * Usage: node bench/dist/index.js shim [--duration 8] [--warmup 2] [--callers 1,32]
+ * Warm cells are measured in rounds (every target once per round, then the next round) and each
+ * cell reports the median of its rounds: this machine's speed drifts within minutes, and a
+ * comparison of two targets measured minutes apart would measure the drift.
+ *
+ * Usage: node bench/dist/index.js shim [--duration 5] [--warmup 2] [--rounds 3] [--callers 1,32]
  *   [--cold-runs 7] [--cold-only] [--hearth-concurrency 1] [--shim-main runtime-shim/dist/main.cjs] [--only hearth,hearth-per-runtime,hearth-portable,of-watchdog,rie,rie-hearth-bootstrap,floor] [--out results.md]
  */
 import { execFileSync } from 'node:child_process';
@@ -52,6 +56,8 @@ interface Options {
   durationSeconds: number;
   warmupSeconds: number;
   callers: number[];
+  /** Warm rounds: every target's cells once per round; a cell reports its rounds' medians. */
+  rounds: number;
   coldRuns: number;
   /** Skip the warm cells: only the cold starts. */
   coldOnly: boolean;
@@ -69,6 +75,11 @@ interface WarmResult {
   p50Ms: number;
   p99Ms: number;
   failed: number;
+}
+
+/** A warm cell over its rounds: the medians, the failures of all rounds, each round's ok/s. */
+interface WarmCell extends WarmResult {
+  roundsOkPerSecond: number[];
 }
 
 interface ColdResult {
@@ -96,8 +107,9 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
-      duration: { type: 'string', default: '8' },
+      duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '2' },
+      rounds: { type: 'string', default: '3' },
       callers: { type: 'string', default: '1,32' },
       'cold-runs': { type: 'string', default: '7' },
       'cold-only': { type: 'boolean', default: false },
@@ -111,6 +123,7 @@ function parseOptions(argv: string[]): Options {
     durationSeconds: positiveInteger('duration', values.duration),
     warmupSeconds: positiveInteger('warmup', values.warmup),
     callers: values.callers.split(',').map((c) => positiveInteger('callers', c)),
+    rounds: positiveInteger('rounds', values.rounds),
     coldRuns: positiveInteger('cold-runs', values['cold-runs']),
     coldOnly: values['cold-only'],
     hearthConcurrency: positiveInteger('hearth-concurrency', values['hearth-concurrency']),
@@ -397,34 +410,68 @@ async function measureCold(targets: Target[], runs: number): Promise<ColdResult[
   }
   return targets.map((target) => {
     const runsMs = times.get(target)!;
-    const sorted = [...runsMs].sort((x, y) => x - y);
     return {
       target,
-      medianMs: sorted[Math.floor(sorted.length / 2)]!,
-      minMs: sorted[0]!,
-      maxMs: sorted.at(-1)!,
+      medianMs: median(runsMs),
+      minMs: Math.min(...runsMs),
+      maxMs: Math.max(...runsMs),
       runsMs,
     };
   });
 }
 
+/** The middle value (the upper middle of an even count). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** Each target's cells, measured once per round in turns; a cell is the median of its rounds. */
+async function measureWarmRounds(targets: Target[], options: Options): Promise<WarmCell[]> {
+  const rounds: WarmResult[] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    for (const target of targets) {
+      console.error(`warm: round ${round + 1} of ${options.rounds}: ${target.label}`);
+      rounds.push(...(await measureWarm(target, options)));
+    }
+  }
+  const cells: WarmCell[] = [];
+  for (const target of targets) {
+    for (const callers of options.callers) {
+      const runs = rounds.filter((r) => r.target === target && r.callers === callers);
+      if (runs.length === 0) continue;
+      cells.push({
+        target,
+        callers,
+        okPerSecond: median(runs.map((r) => r.okPerSecond)),
+        p50Ms: median(runs.map((r) => r.p50Ms)),
+        p99Ms: median(runs.map((r) => r.p99Ms)),
+        failed: runs.reduce((sum, r) => sum + r.failed, 0),
+        roundsOkPerSecond: runs.map((r) => r.okPerSecond),
+      });
+    }
+  }
+  return cells;
+}
+
 const ms = (value: number) => value.toFixed(2);
 const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 
-function report(warm: WarmResult[], cold: ColdResult[], skipped: Target[], options: Options): string {
+function report(warm: WarmCell[], cold: ColdResult[], skipped: Target[], options: Options): string {
   const lines: string[] = [];
   const cpus = execFileSync('nproc', { encoding: 'utf8' }).trim();
   if (warm.length > 0) {
     lines.push(
-      `### Shim benchmark: no-op Node handler, warm (${options.durationSeconds} s per cell after ${options.warmupSeconds} s warm-up, wrk, ${cpus} CPUs, Node ${process.version})`,
+      `### Shim benchmark: no-op Node handler, warm (medians of ${options.rounds} rounds taken in turns; ${options.durationSeconds} s per cell after ${options.warmupSeconds} s warm-up, wrk, ${cpus} CPUs, Node ${process.version})`,
       '',
-      '| target | callers | ok req/s | p50 ms | p99 ms | failed |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| target | callers | ok req/s | p50 ms | p99 ms | failed | ok req/s by round |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
     );
   }
   for (const r of warm) {
+    const rounds = r.roundsOkPerSecond.map((value) => value.toFixed(0)).join(', ');
     lines.push(
-      `| ${r.target.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} |`,
+      `| ${r.target.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${r.failed} | ${rounds} |`,
     );
   }
   if (cold.length > 0) {
@@ -534,11 +581,7 @@ export async function main(argv: string[]): Promise<void> {
     const all = targets(options, stateDir);
     const available = all.filter((t) => !t.missing);
     const skipped = all.filter((t) => t.missing);
-    const warm: WarmResult[] = [];
-    for (const target of options.coldOnly ? [] : available) {
-      console.error(`warm: ${target.label}`);
-      warm.push(...(await measureWarm(target, options)));
-    }
+    const warm = options.coldOnly ? [] : await measureWarmRounds(available, options);
     const cold = await measureCold(
       available.filter((t) => !t.warmOnly),
       options.coldRuns,
