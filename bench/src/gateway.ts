@@ -5,12 +5,16 @@
  * >= 60% of the direct-to-shim throughput. Auth is off (as in `hearth dev`) unless --auth, which
  * sends a Bearer key.
  *
- * Each row also reports the CPU time the gateway, Redis (the admissions the gateway causes) and
- * the shim (with its runtimes) spent per call, read from /proc (Linux): on a shared, noisy machine
- * wall-clock numbers swing with the other work, CPU per call much less.
+ * A reference row puts HAProxy (http mode, one thread) where the gateway was, passing at most
+ * as many calls at once to the shim as the gateway does (the function's perInstance): what an
+ * HTTP hop written in C costs on the same machine. It is measured when `haproxy` is installed.
+ *
+ * Each row also reports the CPU time the hop (the gateway, or HAProxy), Redis (the admissions
+ * the gateway causes) and the shim (with its runtimes) spent per call, read from /proc (Linux): on
+ * a shared, noisy machine wall-clock numbers swing with the other work, CPU per call much less.
  *
  * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
- *   [--shim-concurrency 4] [--auth] [--targets gateway,direct,floor] [--cpu-prof dir] [--gateway-main path]
+ *   [--shim-concurrency 4] [--auth] [--targets gateway,haproxy,direct,floor] [--cpu-prof dir] [--gateway-main path]
  *   [--out results.md]
  * `--cpu-prof dir` runs the gateway under `node --cpu-prof` and leaves the profile in `dir`;
  * `--gateway-main` measures another build of the gateway (an older commit's `gateway/dist/main.js`).
@@ -43,8 +47,8 @@ interface Row {
   p50Ms: number;
   p99Ms: number;
   failed: number;
-  /** CPU µs per successful call of the gateway's, Redis's and the shim's process groups; undefined without /proc. */
-  gatewayCpuUs: number | undefined;
+  /** CPU µs per successful call of the hop's (gateway or HAProxy), Redis's and the shim's process groups; undefined without /proc. */
+  hopCpuUs: number | undefined;
   redisCpuUs: number | undefined;
   shimCpuUs: number | undefined;
 }
@@ -114,6 +118,45 @@ function findPid(match: (cmdline: string[], environ: string) => boolean): number
   return undefined;
 }
 
+/** Why `command` cannot run here (not installed), or undefined when it can. */
+function missingBinary(command: string, args: string[]): string | undefined {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return `${command} is not installed (Debian package ${command})`;
+    return undefined;
+  }
+}
+
+/**
+ * HAProxy in front of the shim as the gateway stands in front of it: HTTP keep-alive on both
+ * sides, one thread, and at most `perInstance` calls at once on the shim (the rest queue in
+ * HAProxy, as they wait in the gateway's router).
+ */
+function haproxyConfigText(port: number, shimPort: number, perInstance: number): string {
+  return [
+    'global',
+    '  nbthread 1',
+    '  maxconn 4096',
+    'defaults',
+    '  mode http',
+    '  timeout connect 5s',
+    '  timeout client 30s',
+    '  timeout server 30s',
+    '  timeout queue 30s',
+    '  option http-keep-alive',
+    '  http-reuse always',
+    'frontend calls',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend shim',
+    'backend shim',
+    `  server shim 127.0.0.1:${shimPort} maxconn ${perInstance}`,
+    '',
+  ].join('\n');
+}
+
 function runWrk(
   url: string,
   callers: number,
@@ -176,7 +219,7 @@ export async function main(argv: string[]): Promise<void> {
       callers: { type: 'string', default: '1,64' },
       'shim-concurrency': { type: 'string', default: '4' },
       auth: { type: 'boolean', default: false },
-      targets: { type: 'string', default: 'gateway,direct,floor' },
+      targets: { type: 'string', default: 'gateway,haproxy,direct,floor' },
       'cpu-prof': { type: 'string' },
       'gateway-main': { type: 'string' },
       out: { type: 'string' },
@@ -195,7 +238,12 @@ export async function main(argv: string[]): Promise<void> {
   // Plays the controller: writes the function and its one instance into the registry.
   const registry = new GatewayFixture(redis.url);
   try {
-    const [shimPort, gatewayPort, floorPort] = [await freePort(), await freePort(), await freePort()];
+    const [shimPort, gatewayPort, floorPort, haproxyPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const shim = spawnServer({
       logDir: stateDir,
       name: 'hearth-shim',
@@ -260,6 +308,20 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
     processes.push(floor);
+    const haproxyConfig = join(stateDir, 'haproxy.cfg');
+    const haproxyMissing = wanted.has('haproxy') ? missingBinary('haproxy', ['-v']) : undefined;
+    if (wanted.has('haproxy') && !haproxyMissing) {
+      await writeFile(haproxyConfig, haproxyConfigText(haproxyPort, shimPort, shimConcurrency));
+      processes.push(
+        spawnServer({
+          logDir: stateDir,
+          name: 'haproxy',
+          command: 'haproxy',
+          args: ['-db', '-f', haproxyConfig],
+          env: { PATH: process.env.PATH },
+        }),
+      );
+    }
 
     const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
     const gatewayPid = findPid(
@@ -268,27 +330,40 @@ export async function main(argv: string[]): Promise<void> {
     const shimPid = findPid(
       (cmdline, environ) => cmdline.includes(shimMain) && environ.includes(`${ShimEnv.port}=${shimPort}\0`),
     );
+    const haproxyPid = haproxyMissing
+      ? undefined
+      : findPid((cmdline) => cmdline[0] === 'haproxy' && cmdline.includes(haproxyConfig));
     const allTargets = [
       {
         key: 'gateway',
         label: 'gateway + shim + Node runtime',
         url: `http://127.0.0.1:${gatewayPort}/2015-03-31/functions/noop/invocations`,
         headers: authHeaders,
+        hopPid: gatewayPid,
+      },
+      {
+        key: 'haproxy',
+        label: `HAProxy (reference hop, ${shimConcurrency} calls at once to the shim) + shim + Node runtime`,
+        url: `http://127.0.0.1:${haproxyPort}${ShimPaths.invoke}`,
+        headers: {},
+        hopPid: haproxyPid,
       },
       {
         key: 'direct',
         label: 'shim + Node runtime (direct)',
         url: `http://127.0.0.1:${shimPort}${ShimPaths.invoke}`,
         headers: {},
+        hopPid: undefined,
       },
       {
         key: 'floor',
         label: 'plain Node server (floor)',
         url: `http://127.0.0.1:${floorPort}/`,
         headers: {},
+        hopPid: undefined,
       },
     ];
-    const targets = allTargets.filter((t) => wanted.has(t.key));
+    const targets = allTargets.filter((t) => wanted.has(t.key) && !(t.key === 'haproxy' && haproxyMissing));
     for (const target of targets) await untilAnswers(target.url, processes, target.headers);
 
     const rows: Row[] = [];
@@ -296,7 +371,7 @@ export async function main(argv: string[]): Promise<void> {
       for (const target of targets) {
         const headers = Object.entries(target.headers).map(([k, v]) => `${k}: ${v}`);
         runWrk(target.url, callers, warmup, headers);
-        const gatewayBefore = treeCpuMicros(gatewayPid);
+        const hopBefore = treeCpuMicros(target.hopPid);
         const redisBefore = treeCpuMicros(redis.process.pid);
         const shimBefore = treeCpuMicros(shimPid);
         const result = runWrk(target.url, callers, duration, headers);
@@ -307,14 +382,14 @@ export async function main(argv: string[]): Promise<void> {
           label: target.label,
           callers,
           ...result,
-          gatewayCpuUs: perCall(gatewayBefore, treeCpuMicros(gatewayPid)),
+          hopCpuUs: perCall(hopBefore, treeCpuMicros(target.hopPid)),
           redisCpuUs: perCall(redisBefore, treeCpuMicros(redis.process.pid)),
           shimCpuUs: perCall(shimBefore, treeCpuMicros(shimPid)),
         };
         rows.push(row);
         console.error(
           `  ${target.label} x${callers}: ${result.okPerSecond.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(3)} ms, ` +
-            `CPU/call gateway ${micros(row.gatewayCpuUs)} µs, redis ${micros(row.redisCpuUs)} µs, shim ${micros(row.shimCpuUs)} µs`,
+            `CPU/call hop ${micros(row.hopCpuUs)} µs, redis ${micros(row.redisCpuUs)} µs, shim ${micros(row.shimCpuUs)} µs`,
         );
       }
     }
@@ -322,23 +397,29 @@ export async function main(argv: string[]): Promise<void> {
     const lines = [
       `Gateway benchmark: no-op Node handler, ${duration} s per row after ${warmup} s warm-up, shim concurrency ${shimConcurrency}, auth ${values.auth ? 'Bearer' : 'off'}.`,
       '',
-      '| target | callers | ok/s | p50 ms | p99 ms | failed | gateway CPU µs/call | redis CPU µs/call | shim CPU µs/call |',
+      '| target | callers | ok/s | p50 ms | p99 ms | failed | hop CPU µs/call | redis CPU µs/call | shim CPU µs/call |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows.map(
         (r) =>
-          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} | ${micros(r.gatewayCpuUs)} | ${micros(r.redisCpuUs)} | ${micros(r.shimCpuUs)} |`,
+          `| ${r.label} | ${r.callers} | ${r.okPerSecond.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.failed} | ${micros(r.hopCpuUs)} | ${micros(r.redisCpuUs)} | ${micros(r.shimCpuUs)} |`,
       ),
       '',
     ];
     for (const callers of callerCounts) {
       const via = rows.find((r) => r.callers === callers && r.label.startsWith('gateway'));
+      const reference = rows.find((r) => r.callers === callers && r.label.startsWith('HAProxy'));
       const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'));
       if (!via || !direct) continue;
+      const share = (row: Row) => `${((100 * row.okPerSecond) / direct.okPerSecond).toFixed(0)}%`;
       lines.push(
         `- ${callers} caller(s): gateway hop ${(via.p50Ms - direct.p50Ms).toFixed(3)} ms at p50 (goal <= 1 ms), ` +
-          `${((100 * via.okPerSecond) / direct.okPerSecond).toFixed(0)}% of direct-to-shim throughput (goal >= 60%)`,
+          `${share(via)} of direct-to-shim throughput (goal >= 60%)` +
+          (reference
+            ? `; HAProxy's hop ${(reference.p50Ms - direct.p50Ms).toFixed(3)} ms, ${share(reference)} of direct`
+            : ''),
       );
     }
+    if (haproxyMissing) lines.push(`- Not measured: HAProxy (reference hop): ${haproxyMissing}.`);
     const table = lines.join('\n');
     console.log(table);
     if (values.out) await writeFile(values.out, `${table}\n`);
