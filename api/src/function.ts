@@ -173,6 +173,25 @@ export const FunctionSpecSchema = Type.Object(
 );
 export type FunctionSpec = Static<typeof FunctionSpecSchema>;
 
+/**
+ * What `GET /hearth/v1/functions/{name}` answers: the parts of a Function that Lambda's
+ * GetFunction has no field for (how many calls an instance and a runtime process take, the pool's
+ * bounds) and the instances serving it now, as this gateway's discovery sees them.
+ */
+export interface FunctionDetails {
+  name: string;
+  concurrency: { perInstance: number; perRuntime: number; reserved?: number };
+  scaling: FunctionSpec['scaling'];
+  instances: {
+    /** Ready instances of the current revision: the ones calls go to. */
+    ready: number;
+    /** Started, not ready yet (a cold start, or a new revision rolling out). */
+    starting: number;
+    /** Finishing their calls before they stop, or serving an earlier revision until they do. */
+    draining: number;
+  };
+}
+
 export interface Condition {
   type: 'Ready' | 'CodeReady' | 'PoolReady';
   status: 'True' | 'False' | 'Unknown';

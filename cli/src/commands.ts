@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import type { Runtime } from '@hearth/api';
+import type { FunctionDetails, Runtime } from '@hearth/api';
 import { humanLine } from './children.js';
 import { GatewayClient, serviceError } from './client.js';
 import { CliError, ExitCode } from './errors.js';
@@ -317,23 +317,40 @@ function table(rows: string[][]): string {
 
 export async function get(settings: Settings, name: string): Promise<void> {
   const client = new GatewayClient(settings);
-  const result = await client.json<{
-    Configuration: FunctionConfiguration & Record<string, unknown>;
-    Concurrency?: { ReservedConcurrentExecutions: number };
-  }>('GET', fn(name));
+  const [result, details] = await Promise.all([
+    client.json<{
+      Configuration: FunctionConfiguration & Record<string, unknown>;
+      Concurrency?: { ReservedConcurrentExecutions: number };
+    }>('GET', fn(name)),
+    client.json<FunctionDetails>('GET', `/hearth/v1/functions/${encodeURIComponent(name)}`),
+  ]);
   const c = result.Configuration;
-  print(settings, result, () =>
+  print(settings, { ...result, Hearth: details }, () =>
     [
       `${c.FunctionName}`,
       `  state          ${stateOf(c)}${c.StateReason ? ` - ${c.StateReason}` : ''}${c.LastUpdateStatusReason ? ` - ${c.LastUpdateStatusReason}` : ''}`,
       `  runtime        ${c.Runtime ?? 'image'}${c.Handler ? ` (${c.Handler})` : ''}`,
       `  memory         ${c.MemorySize} MB, timeout ${c.Timeout} s`,
       `  code           ${kb(c.CodeSize)}, sha256 ${c.CodeSha256}`,
-      `  concurrency    ${result.Concurrency ? `${result.Concurrency.ReservedConcurrentExecutions} reserved` : 'unreserved'}`,
+      `  concurrency    ${concurrencyLine(details.concurrency)}`,
+      `  instances      ${instancesLine(details)}`,
       `  last modified  ${c.LastModified}`,
       `  invoke         ${settings.url}/function/${c.FunctionName}`,
     ].join('\n'),
   );
+}
+
+function concurrencyLine({ reserved, perInstance, perRuntime }: FunctionDetails['concurrency']): string {
+  const calls = (n: number) => (n === 1 ? '1 call' : `${n} calls`);
+  const perProcess = perInstance === 1 ? '' : ` (${calls(perRuntime)} per runtime process)`;
+  return `${reserved === undefined ? 'unreserved' : `${reserved} reserved`}, ${calls(perInstance)} at once per instance${perProcess}`;
+}
+
+function instancesLine({ instances, scaling }: FunctionDetails): string {
+  const now = [`${instances.ready} ready`];
+  if (instances.starting > 0) now.push(`${instances.starting} starting`);
+  if (instances.draining > 0) now.push(`${instances.draining} draining`);
+  return `${now.join(', ')} (${scaling.minWarm} to ${scaling.maxInstances}, idle ones stop after ${scaling.idleSeconds} s)`;
 }
 
 export async function remove(settings: Settings, name: string): Promise<void> {

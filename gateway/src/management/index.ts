@@ -55,6 +55,7 @@ export function createManagement(
     codeBaseUrl: settings.codeBaseUrl,
     authenticator: parts.authenticator,
     logs,
+    discovery: parts.discovery,
     accountConcurrency: config.accountConcurrency,
     context: { region: config.region, accountId: config.accountId },
   });

@@ -2,12 +2,14 @@ import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { CodeArchiveLimits, functionArn, type FunctionResource, type FunctionSpec } from '@hearth/api';
 import type { Authenticator } from '../auth/authenticate.js';
+import type { Discovery } from '../core/discovery.js';
 import { GatewayError } from '../core/errors.js';
 import { BodyTooLargeError, readBody } from '../http/body.js';
 import { parseFunctionReference } from '../http/invoke-request.js';
 import { checkZip, zipTooLarge } from '../code-store/zip-check.js';
 import { STORED_ZIP, type CodeStore } from '../code-store/store.js';
 import type { FunctionBackend, FunctionRecord } from './backend.js';
+import { functionDetails } from './details.js';
 import type { FunctionLogSource } from './function-logs.js';
 import { eventSourceMappingRoutes } from './event-source-mapping-routes.js';
 import type { MappingBackend } from './event-source-mappings.js';
@@ -40,6 +42,8 @@ export interface ManagementOptions {
   authenticator: Authenticator;
   /** Where `hearth logs` reads from: the Redis stream (process mode) or the function's pods. */
   logs: FunctionLogSource;
+  /** The revision served and the instances serving it, for a function's details. */
+  discovery: Pick<Discovery, 'getFunction' | 'instances'>;
   accountConcurrency: number;
   context: AccountContext;
 }
@@ -48,6 +52,7 @@ export interface ManagementOptions {
  * Lambda's management API (LAMBDA.md section 2) plus what the hearth CLI needs besides:
  *
  *   GET /hearth/v1/code/{sha256}.zip           stored code, for the controller and function pods
+ *   GET /hearth/v1/functions/{name}            concurrency, scaling and instances (no Lambda field holds them)
  *   GET /hearth/v1/functions/{name}/logs       the last lines of the function's output
  *
  * Changes are serialized (one at a time per gateway): each reads the Function, decides, writes.
@@ -312,6 +317,15 @@ export function managementRoutes(options: ManagementOptions): Router {
       throw new GatewayError('ResourceNotFoundException', `No stored code ${String(req.params.file)}.`);
     res.setHeader('Content-Type', 'application/zip');
     await pipeline(zip, res);
+  });
+
+  route('get', '/hearth/v1/functions/:name', async (req, res) => {
+    const name = nameOf(req);
+    const { resource } = await existing(name);
+    const { discovery } = options;
+    res.json(
+      functionDetails(name, resource.spec, discovery.getFunction(name)?.revision, discovery.instances(name)),
+    );
   });
 
   route('get', '/hearth/v1/functions/:name/logs', async (req, res) => {

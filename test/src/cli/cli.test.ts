@@ -134,6 +134,9 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
   const shown = succeeded(await hearth(['get', 'greeter']), 'get').stdout;
   assert.match(shown, /state\s+Active/);
   assert.match(shown, /runtime\s+nodejs20\.x \(index\.handler\)/);
+  // Not in Lambda's GetFunction: from the gateway's /hearth/v1/functions/{name}.
+  assert.match(shown, /concurrency\s+unreserved, 1 call at once per instance\n/);
+  assert.match(shown, /instances\s+[1-9]\d* ready.* \(0 to 100, idle ones stop after 300 s\)/);
 
   const logs = succeeded(await hearth(['logs', 'greeter', '--lines', '1000']), 'logs').stdout;
   assert.match(logs, /greeting ada/);
@@ -151,10 +154,13 @@ test('init, deploy with node_modules, invoke, ls, get, logs, function errors, rm
     await hearth(['get', 'greeter'], { env: { HEARTH_URL: '', HEARTH_CONFIG: config } }),
     'get with a config file',
   );
-  assert.equal(
-    (JSON.parse(fromFile.stdout) as { Configuration: { FunctionName: string } }).Configuration.FunctionName,
-    'greeter',
-  );
+  const shownAsJson = JSON.parse(fromFile.stdout) as {
+    Configuration: { FunctionName: string };
+    Hearth: { concurrency: { perInstance: number }; instances: { ready: number } };
+  };
+  assert.equal(shownAsJson.Configuration.FunctionName, 'greeter');
+  assert.equal(shownAsJson.Hearth.concurrency.perInstance, 1);
+  assert.ok(shownAsJson.Hearth.instances.ready >= 1, fromFile.stdout);
 
   // A second deploy updates configuration and code; the next call runs the new code.
   await writeFile(
