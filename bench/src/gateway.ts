@@ -5,16 +5,18 @@
  * >= 60% of the direct-to-shim throughput. Auth is off (as in `hearth dev`) unless --auth, which
  * sends a Bearer key.
  *
- * A reference row puts HAProxy (http mode, one thread) where the gateway was, passing at most
- * as many calls at once to the shim as the gateway does (the function's perInstance): what an
- * HTTP hop written in C costs on the same machine. It is measured when `haproxy` is installed.
+ * Two reference rows put another hop where the gateway was, each passing at most as many calls
+ * at once to the shim as the gateway does (the function's perInstance): HAProxy (http mode, one
+ * thread; measured when `haproxy` is installed), what an HTTP hop written in C costs on the same
+ * machine, and the least a hop in Node.js does (bench/fixtures/node-hop.mjs: Node's HTTP server
+ * and kept-alive sockets, nothing else), what Node's machinery alone costs.
  *
  * Each row also reports the CPU time the hop (the gateway, or HAProxy), Redis (the admissions
  * the gateway causes) and the shim (with its runtimes) spent per call, read from /proc (Linux): on
  * a shared, noisy machine wall-clock numbers swing with the other work, CPU per call much less.
  *
  * Usage: node bench/dist/index.js gateway [--duration 8] [--warmup 2] [--callers 1,64]
- *   [--shim-concurrency 4] [--auth] [--targets gateway,haproxy,direct,floor] [--cpu-prof dir] [--gateway-main path]
+ *   [--shim-concurrency 4] [--auth] [--targets gateway,haproxy,node-hop,direct,floor] [--cpu-prof dir] [--gateway-main path]
  *   [--out results.md]
  * `--cpu-prof dir` runs the gateway under `node --cpu-prof` and leaves the profile in `dir`;
  * `--gateway-main` measures another build of the gateway (an older commit's `gateway/dist/main.js`).
@@ -35,6 +37,7 @@ import { spawnServer, type ServerProcess } from './server-process.js';
 const benchDir = join(repoRoot, 'bench');
 const handlerDir = join(benchDir, 'fixtures', 'noop');
 const directServer = join(benchDir, 'fixtures', 'direct-server.mjs');
+const nodeHop = join(benchDir, 'fixtures', 'node-hop.mjs');
 const wrkScript = join(benchDir, 'wrk', 'post-json.lua');
 const shimMain = join(repoRoot, 'runtime-shim', 'dist', 'main.cjs');
 const gatewayMain = join(repoRoot, 'gateway', 'dist', 'main.js');
@@ -219,7 +222,7 @@ export async function main(argv: string[]): Promise<void> {
       callers: { type: 'string', default: '1,64' },
       'shim-concurrency': { type: 'string', default: '4' },
       auth: { type: 'boolean', default: false },
-      targets: { type: 'string', default: 'gateway,haproxy,direct,floor' },
+      targets: { type: 'string', default: 'gateway,haproxy,node-hop,direct,floor' },
       'cpu-prof': { type: 'string' },
       'gateway-main': { type: 'string' },
       out: { type: 'string' },
@@ -238,7 +241,8 @@ export async function main(argv: string[]): Promise<void> {
   // Plays the controller: writes the function and its one instance into the registry.
   const registry = new GatewayFixture(redis.url);
   try {
-    const [shimPort, gatewayPort, floorPort, haproxyPort] = [
+    const [shimPort, gatewayPort, floorPort, haproxyPort, nodeHopPort] = [
+      await freePort(),
       await freePort(),
       await freePort(),
       await freePort(),
@@ -323,12 +327,32 @@ export async function main(argv: string[]): Promise<void> {
       );
     }
 
+    if (wanted.has('node-hop')) {
+      processes.push(
+        spawnServer({
+          logDir: stateDir,
+          name: 'node-hop',
+          command: process.execPath,
+          args: [nodeHop],
+          env: {
+            PATH: process.env.PATH,
+            SERVER_PORT: String(nodeHopPort),
+            SHIM_PORT: String(shimPort),
+            MAX_IN_FLIGHT: String(shimConcurrency),
+          },
+        }),
+      );
+    }
+
     const authHeaders: Record<string, string> = values.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
     const gatewayPid = findPid(
       (cmdline) => cmdline.includes(gatewayProgram) && cmdline.includes(`--port=${gatewayPort}`),
     );
     const shimPid = findPid(
       (cmdline, environ) => cmdline.includes(shimMain) && environ.includes(`${ShimEnv.port}=${shimPort}\0`),
+    );
+    const nodeHopPid = findPid(
+      (cmdline, environ) => cmdline.includes(nodeHop) && environ.includes(`SERVER_PORT=${nodeHopPort}\0`),
     );
     const haproxyPid = haproxyMissing
       ? undefined
@@ -347,6 +371,13 @@ export async function main(argv: string[]): Promise<void> {
         url: `http://127.0.0.1:${haproxyPort}${ShimPaths.invoke}`,
         headers: {},
         hopPid: haproxyPid,
+      },
+      {
+        key: 'node-hop',
+        label: `least Node.js hop (reference, ${shimConcurrency} calls at once to the shim) + shim + Node runtime`,
+        url: `http://127.0.0.1:${nodeHopPort}/`,
+        headers: {},
+        hopPid: nodeHopPid,
       },
       {
         key: 'direct',
@@ -408,6 +439,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const callers of callerCounts) {
       const via = rows.find((r) => r.callers === callers && r.label.startsWith('gateway'));
       const reference = rows.find((r) => r.callers === callers && r.label.startsWith('HAProxy'));
+      const leastNode = rows.find((r) => r.callers === callers && r.label.startsWith('least Node.js hop'));
       const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'));
       if (!via || !direct) continue;
       const share = (row: Row) => `${((100 * row.okPerSecond) / direct.okPerSecond).toFixed(0)}%`;
@@ -416,6 +448,9 @@ export async function main(argv: string[]): Promise<void> {
           `${share(via)} of direct-to-shim throughput (goal >= 60%)` +
           (reference
             ? `; HAProxy's hop ${(reference.p50Ms - direct.p50Ms).toFixed(3)} ms, ${share(reference)} of direct`
+            : '') +
+          (leastNode
+            ? `; the least Node.js hop's ${(leastNode.p50Ms - direct.p50Ms).toFixed(3)} ms, ${share(leastNode)} of direct`
             : ''),
       );
     }
