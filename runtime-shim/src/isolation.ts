@@ -34,7 +34,7 @@ export interface HostFacts {
   /** Where to create memory cgroups (v1: a memory controller directory; v2: a unified directory). */
   cgroupV1Parent?: string;
   cgroupV2Parent?: string;
-  /** cgroup.procs of the group the shim itself is in, when it may write it (GroupMovePrimer). */
+  /** cgroup.procs of the group the shim itself is in, where its runtimes' groups are (GroupMovePrimer). */
   ownGroupProcs?: string;
   hasUnshare: boolean;
   hasMkfsExt4: boolean;
@@ -184,7 +184,8 @@ export function detectHostFacts(): HostFacts {
   const isRoot = process.getuid?.() === 0;
   if (!isRoot) return { isRoot, hasUnshare: false, hasMkfsExt4: false };
   const procSelfCgroup = readSmallFile('/proc/self/cgroup');
-  const v1 = cgroupV1Parent(ownGroupDir(procSelfCgroup, 'v1'));
+  const ownV1Group = ownGroupDir(procSelfCgroup, 'v1');
+  const v1 = cgroupV1Parent(ownV1Group);
   const v2 = v1 ? undefined : cgroupV2Parent();
   const hasUnshare = onPath('unshare');
   const hasMkfsExt4 = onPath('mkfs.ext4');
@@ -193,9 +194,9 @@ export function detectHostFacts(): HostFacts {
   if (parent) removeStaleGroups(parent);
   if (v1) facts.cgroupV1Parent = v1;
   else if (v2) facts.cgroupV2Parent = v2;
-  const ownDir = parent && ownGroupDir(procSelfCgroup, v1 ? 'v1' : 'v2');
-  const ownProcs = ownDir && join(ownDir, 'cgroup.procs');
-  if (ownProcs && canWrite(ownProcs)) facts.ownGroupProcs = ownProcs;
+  // Whether the shim may write it is for GroupMovePrimer.open to find out.
+  const ownDir = v1 ? ownV1Group : v2 && ownGroupDir(procSelfCgroup, 'v2');
+  if (ownDir) facts.ownGroupProcs = join(ownDir, 'cgroup.procs');
   return facts;
 }
 
@@ -266,6 +267,15 @@ export function launchCommand(
   return { command: argv[0]!, args: argv.slice(1) };
 }
 
+/** A descriptor on a cgroup file, or undefined where it cannot be opened (no such group, no permission). */
+function openOrUndefined(path: string, flags: string): number | undefined {
+  try {
+    return openSync(path, flags);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Moving a process into a cgroup waits for an RCU grace period (the kernel's
  * cgroup_threadgroup_rwsem: 7-12 ms on our machines) unless another move came just before: for
@@ -280,11 +290,8 @@ export class GroupMovePrimer {
   private constructor(private readonly fd: number) {}
 
   static open(ownGroupProcs: string): GroupMovePrimer | undefined {
-    try {
-      return new GroupMovePrimer(openSync(ownGroupProcs, 'w'));
-    } catch {
-      return undefined;
-    }
+    const fd = openOrUndefined(ownGroupProcs, 'w');
+    return fd === undefined ? undefined : new GroupMovePrimer(fd);
   }
 
   prime(): void {
@@ -298,11 +305,8 @@ class CgroupCounter {
   private constructor(private readonly fd: number) {}
 
   static open(path: string): CgroupCounter | undefined {
-    try {
-      return new CgroupCounter(openSync(path, 'r+'));
-    } catch {
-      return undefined;
-    }
+    const fd = openOrUndefined(path, 'r+');
+    return fd === undefined ? undefined : new CgroupCounter(fd);
   }
 
   read(): number {
