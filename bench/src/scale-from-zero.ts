@@ -10,7 +10,7 @@
  * isolation hearth dev uses). The peer figure is Fission's published one, 110 ms p50 cold start
  * from its warm pool on an 8-core machine: a published number, not measured here.
  *
- * Usage: node bench/dist/index.js scale-from-zero [--runs 7] [--shim-main runtime-shim/dist/main.js]
+ * Usage: node bench/dist/index.js scale-from-zero [--runs 7] [--shim-main runtime-shim/dist/main.cjs]
  *   [--out results.md]
  * (--shim-main: another build of the shim to measure, for both paths, to compare builds.)
  */

@@ -15,7 +15,7 @@ interface Pending {
 
 /**
  * Stands in for the shim's pino logger while the shim starts: the runtimes are spawned first and
- * pino (a file of its own, dist/vendor/pino.js) is loaded while they boot, off the cold start's
+ * pino (a file of its own, dist/vendor/pino.cjs) is loaded while they boot, off the cold start's
  * critical path.
  * What is logged meanwhile (a line or two) is kept in order and written through the real logger
  * once it is attached; children made before that get the real logger's children.
