@@ -127,3 +127,36 @@ test('a 503 is a refusal, a refused connection unreachable, a connection dropped
     refusing.server.close();
   }
 });
+
+test('an instance that never answers fails the call soon after its deadline; an idle connection is closed before the shim would', async () => {
+  const silent = await rawServer(() => []);
+  const answering = await rawServer(() => [Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}')]);
+  const closedAfter = new Promise<number>((resolve) => {
+    answering.server.on('connection', (socket: Socket) => {
+      let answeredAt = 0;
+      socket.on('data', () => setImmediate(() => (answeredAt = Date.now())));
+      socket.on('close', () => resolve(Date.now() - answeredAt));
+    });
+  });
+  const client = new ShimClient();
+  try {
+    // A deadline 4.8 s gone leaves 0.2 s of the 5 s grace the gateway gives the shim's own timeout answer.
+    const started = Date.now();
+    await assert.rejects(
+      client.invoke(silent.url, { ...call(), deadlineMs: started - 4800 }),
+      (e) => e instanceof ShimCallError && e.kind === 'failed' && /no answer/.test(e.message),
+    );
+    const waited = Date.now() - started;
+    assert.ok(waited >= 190 && waited < 1500, `gave up after ${waited} ms`);
+
+    await client.invoke(answering.url, call());
+    const idleMs = await closedAfter;
+    // Before a keep-alive timeout of Node's default 5 s: the gateway closes first, so a call is
+    // never written to a connection the instance is closing.
+    assert.ok(idleMs >= 1900 && idleMs < 4000, `idle connection closed after ${idleMs} ms`);
+  } finally {
+    client.close();
+    silent.server.close();
+    answering.server.close();
+  }
+});

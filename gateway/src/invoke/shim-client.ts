@@ -39,22 +39,30 @@ const MAX_ANSWER_BYTES = Limits.responseBytes + 64 * 1024;
 /** Status line and headers of an answer; the shim's are a few hundred bytes. */
 const MAX_HEAD_BYTES = 64 * 1024;
 /**
- * Idle connections are closed after 2 s, before the shim's own keep-alive timeout (Node's 5 s)
- * could close one just as a call is written to it: such a failure could not be told apart from
- * an instance dying mid-call, and a call is never sent twice. Running calls are not limited by it.
+ * Idle connections are closed after 2-2.5 s, before an instance's keep-alive timeout could close
+ * one just as a call is written to it (the shim's is 65 s, but Node's HTTP servers default to 5 s):
+ * such a failure could not be told apart from an instance dying mid-call, and a call is never
+ * sent twice. Running calls are not limited by it.
  */
 const IDLE_TIMEOUT_MS = 2000;
+/**
+ * How often one timer looks for calls past their deadline (and its grace) and idle connections:
+ * a timer set and cleared per call was a measurable share of a no-op call's CPU, and neither
+ * limit needs to be kept to the millisecond.
+ */
+const SWEEP_INTERVAL_MS = 500;
 const CRLF = Buffer.from('\r\n');
 /** States of a chunked body besides "bytes left of a chunk". */
 const SIZE_LINE = -1;
 const TRAILER = -2;
 const CHUNKS_DONE = -3;
 const HEAD_END = Buffer.from('\r\n\r\n');
+const STATUS_LINE = /^HTTP\/1\.[01] \d{3}(?![^ \r])/;
 
-/** An answer as read off the wire: status, lower-cased headers, body. */
+/** An answer as read off the wire: status, headers, body. */
 interface RawAnswer {
   status: number;
-  headers: Map<string, string>;
+  headers: AnswerHeaders;
   body: Buffer;
 }
 
@@ -64,6 +72,8 @@ interface PendingCall {
   reject(error: ShimCallError): void;
   /** False until the first byte of the answer: a refused connect can still be retried elsewhere. */
   answered: boolean;
+  /** Epoch ms after which the call is given up: its deadline and DEADLINE_GRACE_MS. */
+  giveUpAt: number;
 }
 
 /**
@@ -78,13 +88,13 @@ class ShimConnection {
   private connected = false;
   private call: PendingCall | undefined;
   private buffer: Buffer | undefined;
-  private head:
-    { status: number; headers: Map<string, string>; length: number | 'chunked' | 'close' } | undefined;
+  private head: AnswerHead | undefined;
   private chunks: Buffer[] = [];
   private bodySize = 0;
   /** Chunked bodies: bytes left of the current chunk with its CRLF, or one of the states below. */
   private chunkLeft = SIZE_LINE;
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** Epoch ms of the last answer, while the connection waits in its pool for a call. */
+  private idleSince: number | undefined;
   closed = false;
 
   constructor(
@@ -101,7 +111,7 @@ class ShimConnection {
 
   /** Sends a request; `head` is the request line and headers, `body` the payload. */
   send(head: string, body: Buffer, call: PendingCall): void {
-    clearTimeout(this.idleTimer);
+    this.idleSince = undefined;
     this.call = call;
     if (body.length <= 16 * 1024) {
       // One buffer for head and body: latin1 is one byte a character.
@@ -119,15 +129,32 @@ class ShimConnection {
 
   destroy(): void {
     this.closed = true;
-    clearTimeout(this.idleTimer);
     this.socket.destroy();
+  }
+
+  /** Gives up a call past its deadline, or closes a connection idle for too long. */
+  sweep(now: number): void {
+    const call = this.call;
+    if (call && now > call.giveUpAt) {
+      this.call = undefined;
+      this.destroy();
+      this.pool.forget(this);
+      call.reject(
+        new ShimCallError(
+          'failed',
+          `the instance gave no answer by the call's deadline and ${DEADLINE_GRACE_MS} ms`,
+        ),
+      );
+    } else if (this.idleSince !== undefined && now - this.idleSince >= IDLE_TIMEOUT_MS) {
+      this.destroy();
+      this.pool.forget(this);
+    }
   }
 
   private fail(error: NodeJS.ErrnoException | undefined): void {
     const call = this.call;
     this.call = undefined;
     this.closed = true;
-    clearTimeout(this.idleTimer);
     this.pool.forget(this);
     if (!call) return;
     if (this.head?.length === 'close' && error === undefined) {
@@ -270,7 +297,7 @@ class ShimConnection {
     const answer = this.finishAnswer();
     this.call = undefined;
     if (keepAlive && !this.closed) {
-      this.idleTimer = setTimeout(() => this.destroy(), IDLE_TIMEOUT_MS);
+      this.idleSince = Date.now();
       this.pool.release(this);
     } else {
       this.destroy();
@@ -296,31 +323,65 @@ class ShimConnection {
   }
 }
 
-function parseHead(
-  text: string,
-): { status: number; headers: Map<string, string>; length: number | 'chunked' | 'close' } | undefined {
-  const lines = text.split('\r\n');
-  const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
-  if (!status) return undefined;
-  const headers = new Map<string, string>();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    const before = headers.get(name);
-    headers.set(name, before === undefined ? value : `${before}, ${value}`);
+/**
+ * The header lines of an answer, looked up by name where they stand: an answer carries a few
+ * headers of which the gateway reads at most eight, and splitting all of them into a map was the
+ * costliest function of a no-op call. Names are matched without regard to case; the first of
+ * repeated headers counts.
+ */
+class AnswerHeaders {
+  private readonly lowerCase: string;
+
+  /** `lines` starts at the status line's CRLF and holds every header line. */
+  constructor(private readonly lines: string) {
+    // Lower-casing keeps every latin1 character one character, so offsets in both strings agree.
+    this.lowerCase = lines.toLowerCase();
   }
-  const code = Number(status[1]);
+
+  /** `name` in lower case. */
+  get(name: string): string | undefined {
+    const needle = HEADER_NEEDLES.get(name) ?? `\r\n${name}:`;
+    const at = this.lowerCase.indexOf(needle);
+    if (at < 0) return undefined;
+    const end = this.lowerCase.indexOf('\r\n', at + needle.length);
+    return this.lines.slice(at + needle.length, end < 0 ? undefined : end).trim();
+  }
+}
+
+/** What an answer's head says: status, headers and how its body is delimited. */
+interface AnswerHead {
+  status: number;
+  headers: AnswerHeaders;
+  length: number | 'chunked' | 'close';
+}
+
+const HEADER_NEEDLES = new Map(
+  [
+    'connection',
+    'content-length',
+    'transfer-encoding',
+    ShimHeaders.functionError,
+    ShimHeaders.errorType,
+    ShimHeaders.logResult,
+    ShimHeaders.initDurationMs,
+    ShimHeaders.durationMs,
+  ].map((name) => [name, `\r\n${name}:`]),
+);
+
+function parseHead(text: string): AnswerHead | undefined {
+  if (!STATUS_LINE.test(text)) return undefined;
+  const status = Number(text.slice(9, 12));
+  const firstLineEnd = text.indexOf('\r\n');
+  const headers = new AnswerHeaders(firstLineEnd < 0 ? '' : text.slice(firstLineEnd));
   let length: number | 'chunked' | 'close';
-  if (code === 204 || code === 304) length = 0;
+  const contentLength = headers.get('content-length');
+  if (status === 204 || status === 304) length = 0;
   else if (headers.get('transfer-encoding')?.toLowerCase().includes('chunked')) length = 'chunked';
-  else if (headers.has('content-length')) {
-    length = Number(headers.get('content-length'));
+  else if (contentLength !== undefined) {
+    length = contentLength === '' ? NaN : Number(contentLength);
     if (!Number.isSafeInteger(length) || length < 0) return undefined;
   } else length = 'close';
-  return { status: code, headers, length };
+  return { status, headers, length };
 }
 
 /** Kept-alive connections to one instance, the most recently used first. */
@@ -365,10 +426,18 @@ class ShimPool {
 /** Calls `POST /invoke` on instances over kept-alive connections. */
 export class ShimClient {
   private readonly pools = new Map<string, ShimPool>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   close(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     for (const pool of this.pools.values()) for (const connection of [...pool.all]) connection.destroy();
     this.pools.clear();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const pool of this.pools.values()) for (const connection of [...pool.all]) connection.sweep(now);
   }
 
   invoke(baseUrl: string, call: ShimCall): Promise<ShimAnswer> {
@@ -380,6 +449,7 @@ export class ShimClient {
         return Promise.reject(new ShimCallError('unreachable', (error as Error).message));
       }
       this.pools.set(baseUrl, pool);
+      this.sweeper ??= setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
     }
     let head =
       pool.headPrefix +
@@ -395,23 +465,15 @@ export class ShimClient {
     }
     const connection = pool.connection();
     return new Promise<ShimAnswer>((resolve, reject) => {
-      const timeoutMs = Math.max(0, call.deadlineMs - Date.now()) + DEADLINE_GRACE_MS;
-      const timer = setTimeout(() => {
-        connection.destroy();
-        reject(new ShimCallError('failed', `the instance gave no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
       connection.send(head, call.payload, {
         answered: false,
+        giveUpAt: call.deadlineMs + DEADLINE_GRACE_MS,
         resolve: (raw) => {
-          clearTimeout(timer);
           const answer = toAnswer(raw);
           if (answer instanceof ShimCallError) reject(answer);
           else resolve(answer);
         },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
+        reject,
       });
     });
   }
