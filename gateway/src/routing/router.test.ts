@@ -158,7 +158,7 @@ test('a skip that ends between the failed look and the next timer still serves t
   router.close();
 });
 
-test('when every instance stays busy past the budget, the call is throttled (429)', async () => {
+test('when every instance stays busy past the budget, the call is throttled (429); a caller that goes away stops waiting', async () => {
   const discovery = new StaticDiscovery();
   const router = new InstanceRouter(discovery, { coldStartBudgetMs: 50, onWaiting: () => {} });
   const r = route();
@@ -169,13 +169,23 @@ test('when every instance stays busy past the budget, the call is throttled (429
   assert.ok(error instanceof GatewayError);
   assert.equal(error.code, 'TooManyRequestsException');
   busy.release();
+  // One caller's connection carries calls one after another, and may carry two at once (pipelined).
   const controller = new AbortController();
   const held = await router.lease(r);
-  const aborted = router.lease(r, controller.signal).catch((e: unknown) => e);
+  const first = router.lease(r, controller.signal, Date.now() + 60_000);
+  held.release();
+  const served = await first;
+  const aborted = router.lease(r, controller.signal, Date.now() + 60_000).catch((e: unknown) => e);
+  const alsoAborted = router.lease(r, controller.signal, Date.now() + 60_000).catch((e: unknown) => e);
+  const other = router.lease(r, undefined, Date.now() + 60_000);
+  assert.equal(router.load()[0]?.waiting, 3);
   controller.abort();
   assert.ok((await aborted) instanceof GatewayError);
-  assert.equal(router.load()[0]?.waiting, 0, 'an aborted call stops waiting');
-  held.release();
+  assert.ok((await alsoAborted) instanceof GatewayError);
+  assert.equal(router.load()[0]?.waiting, 1, 'calls whose caller went away stop waiting, the others wait on');
+  assert.ok((await router.lease(r, controller.signal).catch((e: unknown) => e)) instanceof GatewayError);
+  served.release();
+  (await other).release();
   router.close();
 });
 
@@ -188,5 +198,39 @@ test('tries of one call share one budget: a spent budget fails at once', async (
   const error = await router.lease(r, undefined, Date.now() - 1).catch((e: unknown) => e);
   assert.ok(error instanceof GatewayError);
   assert.ok(Date.now() - started < 1000);
+  router.close();
+});
+
+test('waiting calls each end at their own time, in any order; a place freed later still goes to the next in line', async () => {
+  const discovery = new StaticDiscovery();
+  const router = new InstanceRouter(discovery, { coldStartBudgetMs: 60_000, onWaiting: () => {} });
+  const r = route();
+  discovery.setFunction(r);
+  discovery.setInstances('f', [instance('a')]);
+  const busy = await router.lease(r);
+  const started = Date.now();
+  const endedAfter = (waitMs: number) =>
+    router.lease(r, undefined, started + waitMs).then(
+      () => assert.fail('no place was free'),
+      (error: unknown) => {
+        assert.ok(error instanceof GatewayError);
+        assert.equal(error.code, 'TooManyRequestsException');
+        return Date.now() - started;
+      },
+    );
+  // The later deadline queues first: the earlier one must not wait for it.
+  const late = endedAfter(300);
+  const early = endedAfter(80);
+  const served = router.lease(r, undefined, started + 60_000);
+  const earlyMs = await early;
+  assert.ok(earlyMs >= 75 && earlyMs < 250, `the 80 ms wait ended after ${earlyMs} ms`);
+  assert.equal(router.load()[0]?.waiting, 2);
+  const lateMs = await late;
+  assert.ok(lateMs >= 295 && lateMs < 600, `the 300 ms wait ended after ${lateMs} ms`);
+  busy.release();
+  const lease = await served;
+  assert.equal(lease.endpoint.id, 'a');
+  assert.equal(router.load()[0]?.waiting, 0);
+  lease.release();
   router.close();
 });
