@@ -293,7 +293,7 @@ class ShimConnection {
 
   private complete(): void {
     const call = this.call!;
-    const keepAlive = this.head!.headers.get('connection')?.toLowerCase() !== 'close';
+    const keepAlive = this.head!.headers.connection?.toLowerCase() !== 'close';
     const answer = this.finishAnswer();
     this.call = undefined;
     if (keepAlive && !this.closed) {
@@ -323,30 +323,21 @@ class ShimConnection {
   }
 }
 
-/**
- * The header lines of an answer, looked up by name where they stand: an answer carries a few
- * headers of which the gateway reads at most eight, and splitting all of them into a map was the
- * costliest function of a no-op call. Names are matched without regard to case; the first of
- * repeated headers counts.
- */
-class AnswerHeaders {
-  private readonly lowerCase: string;
+/** The answer headers the gateway reads; an answer's other headers are skipped unread. */
+const READ_HEADERS = [
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  ShimHeaders.functionError,
+  ShimHeaders.errorType,
+  ShimHeaders.logResult,
+  ShimHeaders.initDurationMs,
+  ShimHeaders.durationMs,
+] as const;
+const READ_HEADER_NAMES = new Set<string>(READ_HEADERS);
 
-  /** `lines` starts at the status line's CRLF and holds every header line. */
-  constructor(private readonly lines: string) {
-    // Lower-casing keeps every latin1 character one character, so offsets in both strings agree.
-    this.lowerCase = lines.toLowerCase();
-  }
-
-  /** `name` in lower case. */
-  get(name: string): string | undefined {
-    const needle = HEADER_NEEDLES.get(name) ?? `\r\n${name}:`;
-    const at = this.lowerCase.indexOf(needle);
-    if (at < 0) return undefined;
-    const end = this.lowerCase.indexOf('\r\n', at + needle.length);
-    return this.lines.slice(at + needle.length, end < 0 ? undefined : end).trim();
-  }
-}
+/** The values of the headers the gateway reads, by lower-case name; the first of repeated ones. */
+type AnswerHeaders = Partial<Record<(typeof READ_HEADERS)[number], string>>;
 
 /** What an answer's head says: status, headers and how its body is delimited. */
 interface AnswerHead {
@@ -355,28 +346,28 @@ interface AnswerHead {
   length: number | 'chunked' | 'close';
 }
 
-const HEADER_NEEDLES = new Map(
-  [
-    'connection',
-    'content-length',
-    'transfer-encoding',
-    ShimHeaders.functionError,
-    ShimHeaders.errorType,
-    ShimHeaders.logResult,
-    ShimHeaders.initDurationMs,
-    ShimHeaders.durationMs,
-  ].map((name) => [name, `\r\n${name}:`]),
-);
-
+/**
+ * Reads an answer's head, keeping only the few headers the gateway reads: splitting every header
+ * into a map, lower-casing and trimming each, was the costliest function of a no-op call.
+ */
 function parseHead(text: string): AnswerHead | undefined {
   if (!STATUS_LINE.test(text)) return undefined;
   const status = Number(text.slice(9, 12));
-  const firstLineEnd = text.indexOf('\r\n');
-  const headers = new AnswerHeaders(firstLineEnd < 0 ? '' : text.slice(firstLineEnd));
+  const headers: AnswerHeaders = {};
+  for (let lineEnd = text.indexOf('\r\n'); lineEnd >= 0;) {
+    const start = lineEnd + 2;
+    lineEnd = text.indexOf('\r\n', start);
+    const colon = text.indexOf(':', start);
+    if (colon <= start || (lineEnd >= 0 && colon > lineEnd)) return undefined;
+    let name = text.slice(start, colon);
+    // The shim's names are lower case already; others' are matched without regard to case.
+    if (!READ_HEADER_NAMES.has(name) && !READ_HEADER_NAMES.has((name = name.toLowerCase()))) continue;
+    headers[name as keyof AnswerHeaders] ??= text.slice(colon + 1, lineEnd < 0 ? undefined : lineEnd).trim();
+  }
   let length: number | 'chunked' | 'close';
-  const contentLength = headers.get('content-length');
+  const contentLength = headers['content-length'];
   if (status === 204 || status === 304) length = 0;
-  else if (headers.get('transfer-encoding')?.toLowerCase().includes('chunked')) length = 'chunked';
+  else if (headers['transfer-encoding']?.toLowerCase().includes('chunked')) length = 'chunked';
   else if (contentLength !== undefined) {
     length = contentLength === '' ? NaN : Number(contentLength);
     if (!Number.isSafeInteger(length) || length < 0) return undefined;
@@ -481,7 +472,7 @@ export class ShimClient {
 
 /** Maps the shim's answer; a 503 is a refusal, any other non-200 a failure. */
 function toAnswer(raw: RawAnswer): ShimAnswer | ShimCallError {
-  const header = (name: string) => raw.headers.get(name);
+  const header = (name: keyof AnswerHeaders) => raw.headers[name];
   if (raw.status === 503) {
     return new ShimCallError(
       'refused',
@@ -491,7 +482,7 @@ function toAnswer(raw: RawAnswer): ShimAnswer | ShimCallError {
   if (raw.status !== 200) {
     return new ShimCallError('failed', `instance answered ${raw.status}`);
   }
-  const number = (name: string) => {
+  const number = (name: keyof AnswerHeaders) => {
     const value = header(name);
     return value === undefined || value === '' || !Number.isFinite(Number(value)) ? undefined : Number(value);
   };
