@@ -127,27 +127,20 @@ class ShimConnection {
     }
   }
 
+  /** Closes the connection; its pool no longer hands it out. */
   destroy(): void {
     this.closed = true;
     this.socket.destroy();
+    this.pool.forget(this);
   }
 
   /** Gives up a call past its deadline, or closes a connection idle for too long. */
   sweep(now: number): void {
     const call = this.call;
     if (call && now > call.giveUpAt) {
-      this.call = undefined;
-      this.destroy();
-      this.pool.forget(this);
-      call.reject(
-        new ShimCallError(
-          'failed',
-          `the instance gave no answer by the call's deadline and ${DEADLINE_GRACE_MS} ms`,
-        ),
-      );
+      this.failCall(`the instance gave no answer by the call's deadline and ${DEADLINE_GRACE_MS} ms`);
     } else if (this.idleSince !== undefined && now - this.idleSince >= IDLE_TIMEOUT_MS) {
       this.destroy();
-      this.pool.forget(this);
     }
   }
 
@@ -187,7 +180,6 @@ class ShimConnection {
     if (!call) {
       // Bytes nobody asked for: the connection cannot be trusted with a call any more.
       this.destroy();
-      this.pool.forget(this);
       return;
     }
     call.answered = true;
@@ -301,25 +293,24 @@ class ShimConnection {
       this.pool.release(this);
     } else {
       this.destroy();
-      this.pool.forget(this);
     }
     call.resolve(answer);
   }
 
   private tooLarge(): void {
-    const call = this.call;
-    this.call = undefined;
-    this.destroy();
-    this.pool.forget(this);
-    call?.reject(new ShimCallError('failed', `instance answer exceeded ${MAX_ANSWER_BYTES} bytes`));
+    this.failCall(`instance answer exceeded ${MAX_ANSWER_BYTES} bytes`);
   }
 
   private protocolError(why: string): void {
+    this.failCall(`instance answer broke off: ${why}`);
+  }
+
+  /** Fails the call in flight (it may have run) and closes the connection, which cannot be trusted with another. */
+  private failCall(message: string): void {
     const call = this.call;
     this.call = undefined;
     this.destroy();
-    this.pool.forget(this);
-    call?.reject(new ShimCallError('failed', `instance answer broke off: ${why}`));
+    call?.reject(new ShimCallError('failed', message));
   }
 }
 
