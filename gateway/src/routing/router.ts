@@ -138,7 +138,7 @@ export class InstanceRouter {
     this.unsubscribe();
     for (const pool of this.pools.values()) {
       clearTimeout(pool.skipTimer);
-      clearTimeout(pool.budgetTimer);
+      this.stopBudgetTimer(pool);
       for (const waiter of pool.waiters.splice(0)) {
         this.stopListening(waiter);
         waiter.reject(new GatewayError('ServiceException', 'The gateway is shutting down.'));
@@ -296,15 +296,20 @@ export class InstanceRouter {
   }
 
   private setBudgetTimer(pool: FunctionPool, at: number, now: number): void {
-    clearTimeout(pool.budgetTimer);
+    this.stopBudgetTimer(pool);
     pool.budgetTimerAt = at;
     pool.budgetTimer = setTimeout(() => this.endExpiredWaits(pool), Math.max(0, at - now));
   }
 
   /** Fails the calls whose wait is up (with or without instances to tell them apart by), then sets the timer for the next. */
-  private endExpiredWaits(pool: FunctionPool): void {
+  private stopBudgetTimer(pool: FunctionPool): void {
+    clearTimeout(pool.budgetTimer);
     pool.budgetTimer = undefined;
     pool.budgetTimerAt = Infinity;
+  }
+
+  private endExpiredWaits(pool: FunctionPool): void {
+    this.stopBudgetTimer(pool);
     const now = Date.now();
     let next = Infinity;
     let hadRoutable: boolean | undefined;
@@ -353,10 +358,6 @@ export class InstanceRouter {
       this.stopListening(waiter);
       waiter.resolve(this.take(pool, slot));
     }
-    if (pool.budgetTimer) {
-      clearTimeout(pool.budgetTimer);
-      pool.budgetTimer = undefined;
-      pool.budgetTimerAt = Infinity;
-    }
+    if (pool.budgetTimer) this.stopBudgetTimer(pool);
   }
 }
