@@ -61,6 +61,31 @@ describe('concurrency leases taken in blocks (two gateways on one Redis)', () =>
     assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), 16);
   });
 
+  test('while the block lasts every finished call keeps its lease, a batch larger than a block too', async () => {
+    const leases = await gateway('a');
+    const limit = scope(1000);
+    const running: ConcurrencyLease[] = [];
+    for (let i = 0; i < 40; i++) {
+      const lease = await admit(leases, limit);
+      assert.ok(lease);
+      running.push(lease);
+    }
+    const held = await shared.client.zcard(ConcurrencyKeys.unreserved);
+    assert.equal(held, 48, 'three blocks of 16 for 40 calls at once');
+    // A batch of answers: all 40 leases stay with the gateway for the next batch of calls.
+    for (const lease of running.splice(0)) leases.release(lease);
+    await sleep(50);
+    assert.equal(await shared.client.zcard(ConcurrencyKeys.unreserved), held, 'no lease went back to Redis');
+    const scriptsBefore = await scriptCalls(shared.client);
+    for (let i = 0; i < 40; i++) {
+      const lease = leases.takeKept(limit);
+      assert.ok(lease, `call ${i + 1} of the next batch runs on a kept lease`);
+      running.push(lease);
+    }
+    assert.equal(await scriptCalls(shared.client), scriptsBefore, 'the next batch needed no admission');
+    for (const lease of running) leases.release(lease);
+  });
+
   test('leases left unused are given back within a second, and the block with them', async () => {
     const leases = await gateway('a');
     const limit = scope(1000);
