@@ -442,16 +442,15 @@ export async function main(argv: string[]): Promise<void> {
       const leastNode = rows.find((r) => r.callers === callers && r.label.startsWith('least Node.js hop'));
       const direct = rows.find((r) => r.callers === callers && r.label.includes('direct'));
       if (!via || !direct) continue;
+      const hop = (row: Row) => (row.p50Ms - direct.p50Ms).toFixed(3);
       const share = (row: Row) => `${((100 * row.okPerSecond) / direct.okPerSecond).toFixed(0)}%`;
+      const beside = (name: string, row: Row | undefined) =>
+        row ? `; ${name} ${hop(row)} ms, ${share(row)} of direct` : '';
       lines.push(
-        `- ${callers} caller(s): gateway hop ${(via.p50Ms - direct.p50Ms).toFixed(3)} ms at p50 (goal <= 1 ms), ` +
+        `- ${callers} caller(s): gateway hop ${hop(via)} ms at p50 (goal <= 1 ms), ` +
           `${share(via)} of direct-to-shim throughput (goal >= 60%)` +
-          (reference
-            ? `; HAProxy's hop ${(reference.p50Ms - direct.p50Ms).toFixed(3)} ms, ${share(reference)} of direct`
-            : '') +
-          (leastNode
-            ? `; the least Node.js hop's ${(leastNode.p50Ms - direct.p50Ms).toFixed(3)} ms, ${share(leastNode)} of direct`
-            : ''),
+          beside("HAProxy's hop", reference) +
+          beside("the least Node.js hop's", leastNode),
       );
     }
     if (haproxyMissing) lines.push(`- Not measured: HAProxy (reference hop): ${haproxyMissing}.`);
