@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
+import type { Server } from 'node:net';
 import express, { type Express } from 'express';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -17,6 +18,7 @@ import { GatewayMetrics } from './metrics.js';
 import { assignRequestId, invokeRoutes } from './http/invoke-routes.js';
 import { authenticateRequest } from './http/authenticate-middleware.js';
 import { errorHandler } from './http/errors.js';
+import { createFront } from './http/front.js';
 import { createManagement } from './management/index.js';
 import { createPushSources } from './event-sources/index.js';
 import {
@@ -27,6 +29,9 @@ import {
   type AsyncWorkers,
   type BacklogLimits,
 } from './async/index.js';
+
+/** How long an idle client connection stays open (Node's own default is 5 s). */
+const KEEP_ALIVE_MS = 65_000;
 
 export interface GatewayOverrides {
   /** Instead of RedisDiscovery (tests, or Kubernetes discovery). */
@@ -175,14 +180,23 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
   app.use(errorHandler(logger));
 
   // Invoke calls skip Express (see InvokeRoutes.fastPath); everything else goes through it.
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  const nodeServer = createServer({ keepAliveTimeout: KEEP_ALIVE_MS }, (req, res) => {
     if (!invoke?.fastPath(req, res)) app(req, res);
   });
   // A client that sends garbage gets a plain 400 from Node; the gateway goes on.
-  server.on('clientError', (_error, socket) => {
+  nodeServer.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
+  // Invoke calls skip Node's HTTP server too, on the connections whose calls are all Invokes.
+  const front = invoke
+    ? createFront({ nodeServer, invoke, bodyLimit: config.syncPayloadBytes, idleTimeoutMs: KEEP_ALIVE_MS })
+    : undefined;
+  const server: Server = front?.server ?? nodeServer;
+  const closeIdleConnections = () => {
+    nodeServer.closeIdleConnections();
+    front?.closeIdleConnections();
+  };
 
   return {
     app,
@@ -217,8 +231,8 @@ export function createGateway(config: GatewayConfig, overrides: GatewayOverrides
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // close() only drops connections idle right now; a kept-alive connection whose call is
       // still running becomes idle later and would hold the close for the keep-alive timeout.
-      const dropIdle = setInterval(() => server.closeIdleConnections(), 100);
-      server.closeIdleConnections();
+      const dropIdle = setInterval(closeIdleConnections, 100);
+      closeIdleConnections();
       await closed;
       clearInterval(dropIdle);
       await workers?.stop();

@@ -5,8 +5,8 @@ import type { ShimConfig } from './config.js';
 import { fsPromises, nodeCrypto } from './deferred-builtins.js';
 import type { ShimLogger } from './deferred-logger.js';
 import { Dispatcher } from './dispatcher.js';
-import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
-import type { ParsedRequest } from './http-request-parser.js';
+import { headerValue, HttpConnection, type PendingAnswer } from '@hearth/api/http-connection';
+import type { ParsedRequest } from '@hearth/api/http-request-parser';
 import { prepareIsolation, type IsolationPlan } from './isolation.js';
 import { RuntimeSlot, type InvokeRequest, type InvokeResult, type LogSink } from './runtime-slot.js';
 

@@ -1,8 +1,8 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Limits, RUNTIME_API_VERSION, RuntimeApiHeaders } from '@hearth/api/lambda';
-import { headerValue, HttpConnection, type PendingAnswer } from './http-connection.js';
-import type { ParsedRequest } from './http-request-parser.js';
+import { headerValue, HttpConnection, type PendingAnswer } from '@hearth/api/http-connection';
+import type { ParsedRequest } from '@hearth/api/http-request-parser';
 
 /** What the runtime gets from `/next` for one invocation. */
 export interface RuntimeEvent {

@@ -11,7 +11,8 @@ import type { InvokeRequest, InvokeResult } from '../core/invoker.js';
 import type { LocalInvoker } from '../invoke/local-invoker.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { BodyTooLargeError, readBody } from './body.js';
-import { answerError } from './errors.js';
+import { writeAnswer, type InvokeAnswer } from './answer.js';
+import { errorAnswer } from './errors.js';
 import {
   eventPayload,
   parseFunctionReference,
@@ -50,8 +51,23 @@ export interface InvokeRoutesOptions {
   logger: Logger;
 }
 
-const header = (req: IncomingMessage, name: string) => {
-  const value = req.headers[name];
+/**
+ * One Invoke call as a server hands it over: Node's HTTP server (IncomingMessage) or the
+ * gateway's own front (a request parsed whole on the socket).
+ */
+export interface InvokeCall {
+  /** The request target as sent: path and query. */
+  url: string;
+  /** Lower-case names. */
+  headers: Record<string, string | string[] | undefined>;
+  /** The whole body; rejects with BodyTooLargeError past `limit` bytes. */
+  readBody(limit: number): Promise<Buffer>;
+  /** Fires when the caller hangs up, so a waiting call stops waiting. */
+  gone: AbortSignal;
+}
+
+const header = (call: InvokeCall, name: string) => {
+  const value = call.headers[name];
   return typeof value === 'string' ? value : undefined;
 };
 
@@ -59,8 +75,14 @@ const header = (req: IncomingMessage, name: string) => {
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/;
 const PLAIN_PATH = /^\/function\/([^/?]+)(?:\?(.*))?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const EMPTY = Buffer.alloc(0);
 
-/** The Invoke routes: an Express router, and the same routes as a fast path in front of Express. */
+/** True for a POST to one of the Invoke routes spelt canonically (the ones `serve` takes). */
+export function isInvokeRoute(method: string | undefined, url: string | undefined): boolean {
+  return method === 'POST' && url !== undefined && (INVOKE_PATH.test(url) || PLAIN_PATH.test(url));
+}
+
+/** The Invoke routes: an Express router, and the same routes served without Express. */
 export interface InvokeRoutes {
   router: Router;
   /**
@@ -69,6 +91,8 @@ export interface InvokeRoutes {
    * response decoration and its middleware chain are a large share of a no-op call's CPU.
    */
   fastPath(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Answers a call to a route `isInvokeRoute` accepts; never rejects (errors become answers). */
+  serve(call: InvokeCall): Promise<InvokeAnswer>;
 }
 
 /**
@@ -81,34 +105,33 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
 
   /** Authenticates, reads and checks the request; returns it ready for the invoker. */
   async function accept(
-    req: IncomingMessage,
-    rawUrl: string,
+    call: InvokeCall,
     requestId: string,
     reference: FunctionReference,
     type: InvocationType,
   ): Promise<InvokeRequest> {
     // A Bearer key (or auth off) is settled now; a SigV4 signature needs the body first.
-    const settled = authenticator.precheck(header(req, 'authorization'));
+    const settled = authenticator.precheck(header(call, 'authorization'));
     const limit = payloadLimit(type, options);
     let body: Buffer;
     try {
-      body = await readBody(req, limit);
+      body = await call.readBody(limit);
     } catch (error) {
       if (error instanceof BodyTooLargeError) throw requestTooLarge(type, limit);
       throw error;
     }
     if (!settled) {
-      const query = rawUrl.indexOf('?');
+      const query = call.url.indexOf('?');
       await authenticator.verify({
-        method: req.method ?? 'POST',
-        rawPath: query < 0 ? rawUrl : rawUrl.slice(0, query),
-        rawQuery: query < 0 ? '' : rawUrl.slice(query + 1),
-        headers: req.headers,
+        method: 'POST',
+        rawPath: query < 0 ? call.url : call.url.slice(0, query),
+        rawQuery: query < 0 ? '' : call.url.slice(query + 1),
+        headers: call.headers,
         body,
       });
     }
-    const logTail = type === 'RequestResponse' && parseLogType(header(req, InvokeHeaders.logType));
-    const clientContext = validateClientContext(header(req, InvokeHeaders.clientContext));
+    const logTail = type === 'RequestResponse' && parseLogType(header(call, InvokeHeaders.logType));
+    const clientContext = validateClientContext(header(call, InvokeHeaders.clientContext));
     const request: InvokeRequest = {
       functionName: reference.name,
       requestId,
@@ -123,22 +146,19 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
 
   /** Lambda's Invoke; `name` is the FunctionName segment, percent-decoded. */
   async function invoke(
-    req: IncomingMessage,
-    res: ServerResponse,
-    rawUrl: string,
+    call: InvokeCall,
     requestId: string,
     name: string,
     qualifierParam: string | undefined,
-  ): Promise<void> {
+  ): Promise<InvokeAnswer> {
     const reference = parseFunctionReference(name, qualifierParam);
-    const type = parseInvocationType(header(req, InvokeHeaders.invocationType));
-    const request = await accept(req, rawUrl, requestId, reference, type);
+    const type = parseInvocationType(header(call, InvokeHeaders.invocationType));
+    const request = await accept(call, requestId, reference, type);
 
     if (type === 'DryRun') {
       const route = invoker.resolve(request);
       metrics.invocations.inc({ function: route.name, mode: 'dryrun', outcome: 'success' });
-      res.writeHead(204, { 'x-amzn-RequestId': requestId }).end();
-      return;
+      return { status: 204, headers: { 'x-amzn-RequestId': requestId }, body: EMPTY, json: false };
     }
     if (type === 'Event') {
       invoker.resolve(request);
@@ -147,7 +167,7 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
           'ServiceException',
           'Asynchronous invocation is not available on this gateway.',
         );
-      const callerRequestId = header(req, InvokeHeaders.callerRequestId);
+      const callerRequestId = header(call, InvokeHeaders.callerRequestId);
       if (callerRequestId !== undefined && !UUID.test(callerRequestId))
         throw new GatewayError(
           'InvalidParameterValueException',
@@ -162,69 +182,70 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
       if (callerRequestId !== undefined) event.deduplicate = true;
       if (request.qualifier !== undefined) event.qualifier = request.qualifier;
       await options.events.enqueue(event);
-      res.writeHead(202, { 'x-amzn-RequestId': event.requestId, 'Content-Length': 0 }).end();
-      return;
+      return { status: 202, headers: { 'x-amzn-RequestId': event.requestId }, body: EMPTY, json: false };
     }
-    const result = await invoker.invoke(request, callerGone(res));
-    writeResult(res, requestId, result, 200);
+    const result = await invoker.invoke(request, call.gone);
+    return resultAnswer(requestId, result, 200);
   }
 
   /** The plain route: the event as the body, the result back, a function error as a 500. */
-  async function invokePlain(
-    req: IncomingMessage,
-    res: ServerResponse,
-    rawUrl: string,
-    requestId: string,
-    name: string,
-  ): Promise<void> {
+  async function invokePlain(call: InvokeCall, requestId: string, name: string): Promise<InvokeAnswer> {
     const reference = parseFunctionReference(name, undefined);
-    const request = await accept(req, rawUrl, requestId, reference, 'RequestResponse');
-    const result = await invoker.invoke(request, callerGone(res));
-    writeResult(res, requestId, result, result.functionError ? 500 : 200);
+    const request = await accept(call, requestId, reference, 'RequestResponse');
+    const result = await invoker.invoke(request, call.gone);
+    return resultAnswer(requestId, result, result.functionError ? 500 : 200);
   }
 
   router.post('/2015-03-31/functions/:name/invocations', async (req, res) => {
     const qualifierParam = typeof req.query.Qualifier === 'string' ? req.query.Qualifier : undefined;
-    await invoke(
-      req,
+    const call = nodeCall(req, res, req.originalUrl);
+    writeAnswer(
       res,
-      req.originalUrl,
-      String(res.locals.requestId),
-      String(req.params.name),
-      qualifierParam,
+      await invoke(call, String(res.locals.requestId), String(req.params.name), qualifierParam),
     );
   });
 
   router.post('/function/:name', async (req, res) => {
-    await invokePlain(req, res, req.originalUrl, String(res.locals.requestId), String(req.params.name));
+    const call = nodeCall(req, res, req.originalUrl);
+    writeAnswer(res, await invokePlain(call, String(res.locals.requestId), String(req.params.name)));
   });
 
-  function fastPath(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = req.url;
-    if (req.method !== 'POST' || url === undefined) return false;
-    const lambda = INVOKE_PATH.exec(url);
-    const plain = lambda ? null : PLAIN_PATH.exec(url);
-    if (!lambda && !plain) return false;
+  /** The canonical routes, by path alone (no Express): errors are answers here too. */
+  async function serve(call: InvokeCall): Promise<InvokeAnswer> {
+    const url = call.url;
     const requestId = randomUUID();
-    const served = (async () => {
+    try {
+      const lambda = INVOKE_PATH.exec(url);
+      const plain = lambda ? null : PLAIN_PATH.exec(url);
+      if (!lambda && !plain)
+        throw new GatewayError('ResourceNotFoundException', `No operation at POST ${url}.`);
       let name: string;
       try {
         name = decodeURIComponent((lambda ?? plain)![1]!);
       } catch {
         throw new GatewayError('InvalidRequestContentException', 'The request could not be read.');
       }
-      if (plain) return invokePlain(req, res, url, requestId, name);
+      if (plain) return await invokePlain(call, requestId, name);
       const query = lambda![2] === undefined ? undefined : parseQuery(lambda![2]).Qualifier;
-      return invoke(req, res, url, requestId, name, typeof query === 'string' ? query : undefined);
-    })();
-    served.catch((error: unknown) => {
+      return await invoke(call, requestId, name, typeof query === 'string' ? query : undefined);
+    } catch (error) {
       const query = url.indexOf('?');
-      answerError(logger, error, res, requestId, query < 0 ? url : url.slice(0, query));
-    });
+      return errorAnswer(logger, error, requestId, query < 0 ? url : url.slice(0, query));
+    }
+  }
+
+  function fastPath(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!isInvokeRoute(req.method, req.url)) return false;
+    void serve(nodeCall(req, res, req.url!)).then((answer) => writeAnswer(res, answer));
     return true;
   }
 
-  return { router, fastPath };
+  return { router, fastPath, serve };
+}
+
+/** A call taken by Node's HTTP server. */
+function nodeCall(req: IncomingMessage, res: ServerResponse, url: string): InvokeCall {
+  return { url, headers: req.headers, readBody: (limit) => readBody(req, limit), gone: callerGone(res) };
 }
 
 /** The signal of each client connection, made the first time one of its calls needs it. */
@@ -248,16 +269,14 @@ export function callerGone(res: ServerResponse): AbortSignal {
   return signal;
 }
 
-function writeResult(res: ServerResponse, requestId: string, result: InvokeResult, status: number): void {
-  const headers: Record<string, string | number> = {
-    'Content-Type': 'application/json',
-    'Content-Length': result.payload.length,
+function resultAnswer(requestId: string, result: InvokeResult, status: number): InvokeAnswer {
+  const headers: Record<string, string> = {
     'x-amzn-RequestId': requestId,
     'X-Amz-Executed-Version': result.executedVersion,
   };
   if (result.functionError) headers['X-Amz-Function-Error'] = result.functionError;
   if (result.logResult) headers['X-Amz-Log-Result'] = result.logResult;
-  res.writeHead(status, headers).end(result.payload);
+  return { status, headers, body: result.payload, json: true };
 }
 
 /** Every call gets its request id first, so even an early error answer carries one. */

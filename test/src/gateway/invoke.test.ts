@@ -278,6 +278,41 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
     assert.deepEqual(JSON.parse(Buffer.from(after.Payload!).toString()).event, { still: 'here' });
   });
 
+  test('one connection carries Invoke calls and other operations in any order, pipelined too', async () => {
+    const { port } = new URL(gateway.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    const answers = async (count: number) => {
+      const deadline = Date.now() + 10_000;
+      while ((received.match(/HTTP\/1\.1 /g) ?? []).length < count || !/[}\n]$/.test(received)) {
+        if (Date.now() > deadline) assert.fail(`${count} answers expected, got: ${received}`);
+        await sleep(10);
+      }
+      const text = received;
+      received = '';
+      return text.split(/(?=HTTP\/1\.1 )/);
+    };
+    const invoke = (n: number) =>
+      `POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Length: 7\r\n\r\n{"n":${n}}`;
+    const health = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+    try {
+      // Invoke first (served by the gateway's own front), then an operation Express serves.
+      socket.write(invoke(1));
+      assert.match((await answers(1))[0]!, /^HTTP\/1\.1 200 [^]*"event":\{"n":1\}/);
+      socket.write(health);
+      assert.match((await answers(1))[0]!, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
+      // Pipelined in one write: the answers come back in the order asked.
+      socket.write(invoke(2) + health + invoke(3));
+      const [second, healthy, third] = await answers(3);
+      assert.match(second!, /^HTTP\/1\.1 200 [^]*"event":\{"n":2\}/);
+      assert.match(healthy!, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
+      assert.match(third!, /^HTTP\/1\.1 200 [^]*"event":\{"n":3\}/);
+    } finally {
+      socket.destroy();
+    }
+  });
+
   test('the AWS CLI v2 invokes with real credentials', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hearth-cli-'));
     try {

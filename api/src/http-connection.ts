@@ -17,19 +17,35 @@ export interface HttpConnectionOptions<A extends PendingAnswer> {
   onRequest(request: ParsedRequest, answer: A): void;
   /** The client does not speak HTTP/1.x; `answer` is its last, the connection ends after it. */
   onMalformed(answer: A, status: 400 | 431, message: string): void;
+  /**
+   * Leaves requests this server does not serve to another: at the first request `serves`
+   * refuses, this connection stops reading, writes the answers it still owes, then hands the
+   * socket (paused) and the bytes it read from that request on to `handOver`.
+   */
+  passOn?: {
+    serves(method: string, target: string): boolean;
+    handOver(socket: Socket, rest: Buffer): void;
+  };
 }
 
 const REASONS: Record<number, string> = {
   200: 'OK',
   202: 'Accepted',
+  204: 'No Content',
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  409: 'Conflict',
   413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 /** A header value as one line of text: control characters (line breaks included) become spaces. */
@@ -38,13 +54,16 @@ export function headerValue(value: string): string {
   return value.replace(/[\x00-\x08\x0a-\x1f\x7f]+/g, ' ');
 }
 
-/** The head of a JSON answer: status line, content type, length and `extraHeaders` lines. */
-function answerHead(status: number, bodyLength: number, extraHeaders = ''): string {
-  return (
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
-    // AWS's native runtime client crashes on an answer without a content type.
-    `content-type: application/json\r\ncontent-length: ${bodyLength}\r\n${extraHeaders}\r\n`
-  );
+/**
+ * The head of an answer: status line, content type (JSON unless `json` is false), length and
+ * `extraHeaders` lines. A 204 has neither type nor length (RFC 9110, 8.6).
+ */
+function answerHead(status: number, bodyLength: number, extraHeaders: string, json: boolean): string {
+  const statusLine = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n`;
+  if (status === 204) return `${statusLine}${extraHeaders}\r\n`;
+  // AWS's native runtime client crashes on an answer without a content type.
+  const type = json ? 'content-type: application/json\r\n' : '';
+  return `${statusLine}${type}content-length: ${bodyLength}\r\n${extraHeaders}\r\n`;
 }
 
 /**
@@ -58,9 +77,13 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   private readonly parser: HttpRequestParser;
   private readonly answers: A[] = [];
   private readonly closeListeners = new Set<() => void>();
+  private readonly handOver: ((socket: Socket, rest: Buffer) => void) | undefined;
   private closed = false;
   /** A request that ends the connection was taken. */
   private closing = false;
+  /** The bytes to hand over once the answers owed are written (passOn). */
+  private handOverRest: Buffer | undefined;
+  private readonly onData = (data: Buffer) => this.parser.push(data);
 
   constructor(
     private readonly socket: Socket,
@@ -78,8 +101,15 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
         options.onRequest(request, this.expectAnswer(request.close));
       },
       onMalformed: (status, message) => options.onMalformed(this.expectAnswer(true), status, message),
+      ...(options.passOn && {
+        passOn: {
+          serves: options.passOn.serves,
+          passOn: (rest) => this.stopReading(rest),
+        },
+      }),
     });
-    socket.on('data', (data: Buffer) => this.parser.push(data));
+    this.handOver = options.passOn?.handOver;
+    socket.on('data', this.onData);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.closed = true;
@@ -94,15 +124,30 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   }
 
   /** Decides `answer` and writes what is due: it goes once every answer before it has. */
-  reply(answer: A, status: number, body: Buffer, extraHeaders?: string): void {
-    this.decide(answer, status, body, extraHeaders);
+  reply(answer: A, status: number, body: Buffer, extraHeaders?: string, json = true): void {
+    this.decide(answer, status, body, extraHeaders, json);
     this.flush();
   }
 
   /** Decides `answer` without writing yet: it leaves with the next `reply` that is due. */
-  decide(answer: A, status: number, body: Buffer, extraHeaders?: string): void {
-    answer.head = answerHead(status, body.length, extraHeaders);
+  decide(answer: A, status: number, body: Buffer, extraHeaders = '', json = true): void {
+    answer.head = answerHead(
+      status,
+      body.length,
+      answer.close ? `${extraHeaders}connection: close\r\n` : extraHeaders,
+      json,
+    );
     answer.body = body;
+  }
+
+  /** Ends the connection now if it owes no answer, else right after the ones it owes. */
+  closeWhenIdle(): void {
+    if (this.answers.length === 0) {
+      this.socket.end();
+      return;
+    }
+    this.closing = true;
+    this.answers[this.answers.length - 1]!.close = true;
   }
 
   /** The answer owed just before (-1) or after (+1) `answer`, if any. */
@@ -125,6 +170,21 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.socket.destroy();
   }
 
+  private stopReading(rest: Buffer): void {
+    this.socket.off('data', this.onData);
+    this.socket.pause();
+    this.socket.setTimeout(0);
+    this.handOverRest = rest;
+    this.handOverIfDone();
+  }
+
+  private handOverIfDone(): void {
+    if (this.handOverRest === undefined || this.answers.length > 0 || this.closed) return;
+    const rest = this.handOverRest;
+    this.handOverRest = undefined;
+    this.handOver!(this.socket, rest);
+  }
+
   private expectAnswer(close: boolean): A {
     const answer = { close } as A;
     this.answers.push(answer);
@@ -143,8 +203,10 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
       if (answer.close) {
         socket.end();
         this.answers.length = 0;
+        this.handOverRest = undefined;
       }
     }
     socket.uncork();
+    this.handOverIfDone();
   }
 }

@@ -106,3 +106,25 @@ test('header names are case-insensitive, the first of a repeated header wins, an
   assert.equal(headers.constructor, 'c');
   assert.equal(headers.__proto__, 'p');
 });
+
+test('a request the parser does not serve stops it: the bytes from that request on are passed on', () => {
+  const requests: string[] = [];
+  const passedOn: Buffer[] = [];
+  const parser = new HttpRequestParser({
+    bodyLimit: 1024,
+    onRequest: (request) => requests.push(`${request.method} ${request.target}`),
+    onContinue: () => undefined,
+    onMalformed: () => assert.fail('not malformed'),
+    passOn: { serves: (method) => method === 'POST', passOn: (bytes) => passedOn.push(bytes) },
+  });
+  const other = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST /after HTTP/1.1\r\nContent-Length: 0\r\n\r\n';
+  parser.push(Buffer.from(POST_AND_NEXT.slice(0, 40)));
+  parser.push(Buffer.from(POST_AND_NEXT.slice(40).replace(/GET[^]*$/, '') + '\r\n' + other.slice(0, 10)));
+  assert.equal(passedOn.length, 0, 'the head of the request after is not complete yet');
+  parser.push(Buffer.from(other.slice(10)));
+  assert.deepEqual(requests, ['POST /2018-06-01/runtime/invocation/abc/response']);
+  // The blank line between the requests is not part of the next one; the one after it is.
+  assert.deepEqual(passedOn.map(String), [other]);
+  parser.push(Buffer.from('POST /late HTTP/1.1\r\n\r\n'));
+  assert.equal(requests.length, 1, 'nothing is parsed after the connection is passed on');
+});

@@ -20,6 +20,15 @@ export interface HttpRequestParserOptions {
   onContinue(): void;
   /** The stream is not HTTP/1.x; nothing more is parsed. */
   onMalformed(status: 400 | 431, message: string): void;
+  /**
+   * For a server that takes only some requests and leaves the others to another server: a
+   * request whose line `serves` refuses stops the parser, and `passOn` gets every byte from that
+   * request's first on, so the connection can go on elsewhere.
+   */
+  passOn?: {
+    serves(method: string, target: string): boolean;
+    passOn(rest: Buffer): void;
+  };
 }
 
 type Framing =
@@ -101,12 +110,13 @@ export class HttpRequestParser {
   private framing: Framing | undefined;
   private chunks: Buffer[] = [];
   private bodyBytes = 0;
-  private failed = false;
+  /** Malformed input, or the connection passed on: nothing more is parsed. */
+  private stopped = false;
 
   constructor(private readonly options: HttpRequestParserOptions) {}
 
   push(data: Buffer): void {
-    if (this.failed) return;
+    if (this.stopped) return;
     this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
     try {
       while ((this.head !== undefined || this.readHead()) && this.readBody()) {
@@ -127,7 +137,7 @@ export class HttpRequestParser {
       }
     } catch (error) {
       if (!(error instanceof Malformed)) throw error;
-      this.failed = true;
+      this.stopped = true;
       this.buffer = EMPTY;
       this.options.onMalformed(error.status, error.message);
     }
@@ -147,6 +157,14 @@ export class HttpRequestParser {
     }
     if (end - start > maxHeadBytes) throw new Malformed(431, 'Request head too large');
     const head = parseHead(this.buffer.toString('latin1', start, end));
+    const passOn = this.options.passOn;
+    if (passOn && !passOn.serves(head.method, head.target)) {
+      const rest = this.buffer.subarray(start);
+      this.stopped = true;
+      this.buffer = EMPTY;
+      passOn.passOn(rest);
+      return false;
+    }
     this.framing = bodyFraming(head.headers);
     this.head = head;
     this.buffer = this.buffer.subarray(end + 4);

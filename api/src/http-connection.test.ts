@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HttpConnection, type PendingAnswer } from './http-connection.js';
+import { HttpConnection, type HttpConnectionOptions, type PendingAnswer } from './http-connection.js';
 
 // The shim's servers close a connection idle for 65 s (longer than any gateway keeps one); the
 // same rule with a short timeout here.
@@ -11,20 +11,22 @@ const IDLE_MS = 150;
 const REQUEST = 'GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n';
 
 /** A server whose connections hold each request's answer until the test releases it. */
-async function serve(): Promise<{ server: Server; port: number; owed: Array<() => void> }> {
+async function serve(options: Pick<HttpConnectionOptions<PendingAnswer>, 'idleTimeoutMs' | 'passOn'>) {
   const owed: Array<() => void> = [];
-  const server = createServer((socket) => {
+  const connections: HttpConnection[] = [];
+  const server: Server = createServer((socket) => {
     const connection: HttpConnection = new HttpConnection(socket, {
+      ...options,
       bodyLimit: 1024,
-      idleTimeoutMs: IDLE_MS,
       onRequest: (_request, answer: PendingAnswer) =>
         owed.push(() => connection.reply(answer, 200, Buffer.from('ok'))),
       onMalformed: (answer, status) => connection.reply(answer, status, Buffer.alloc(0)),
     });
+    connections.push(connection);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port, owed };
+  return { server, port: (server.address() as AddressInfo).port, owed, connections };
 }
 
 /** Waits for `check` to hold, at most 2 s. */
@@ -43,7 +45,7 @@ function collect(socket: Socket): { text: () => string; closedAt: Promise<number
 }
 
 test('an idle connection is closed after the idle timeout, once its answers are sent', async () => {
-  const { server, port, owed } = await serve();
+  const { server, port, owed } = await serve({ idleTimeoutMs: IDLE_MS });
   const client = connect(port, '127.0.0.1');
   try {
     const received = collect(client);
@@ -61,7 +63,7 @@ test('an idle connection is closed after the idle timeout, once its answers are 
 });
 
 test('a connection that still owes an answer is not closed for idleness', async () => {
-  const { server, port, owed } = await serve();
+  const { server, port, owed } = await serve({ idleTimeoutMs: IDLE_MS });
   const client = connect(port, '127.0.0.1');
   try {
     const received = collect(client);
@@ -75,6 +77,64 @@ test('a connection that still owes an answer is not closed for idleness', async 
     assert.equal(client.destroyed, false, 'still open when the answer came');
   } finally {
     client.destroy();
+    server.close();
+  }
+});
+
+test('a request the connection does not serve hands the socket over once the answers owed are sent', async () => {
+  const handedOver: string[] = [];
+  const { server, port, owed } = await serve({
+    passOn: {
+      serves: (_method, target) => target === '/mine',
+      handOver: (handed, rest) => {
+        handedOver.push(rest.toString());
+        // The next server reads on from where the connection stopped.
+        handed.unshift(rest);
+        handed.on('data', (data: Buffer) => {
+          if (data.includes('/theirs')) handed.end('HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ntheirs');
+        });
+        handed.resume();
+      },
+    },
+  });
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    client.write('GET /mine HTTP/1.1\r\n\r\nGET /theirs HTTP/1.1\r\n\r\n');
+    await until('the first request', () => owed.length === 1);
+    await sleep(50);
+    assert.equal(handedOver.length, 0, 'not handed over while an answer is owed');
+    owed.shift()!();
+    await received.closedAt;
+    assert.deepEqual(handedOver, ['GET /theirs HTTP/1.1\r\n\r\n']);
+    const text = received.text();
+    assert.ok(text.indexOf('\r\n\r\nok') < text.indexOf('theirs'), `answers in order: ${text}`);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('closeWhenIdle ends an idle connection at once, a busy one after the answers it owes', async () => {
+  const { server, port, owed, connections } = await serve({});
+  const idle = connect(port, '127.0.0.1');
+  const busy = connect(port, '127.0.0.1');
+  try {
+    const idleReceived = collect(idle);
+    const busyReceived = collect(busy);
+    busy.write(REQUEST);
+    await until('both connections and the request', () => connections.length === 2 && owed.length === 1);
+    for (const connection of connections) connection.closeWhenIdle();
+    await idleReceived.closedAt;
+    assert.equal(idleReceived.text(), '');
+    await sleep(50);
+    assert.equal(busy.destroyed, false, 'the busy connection waits for its answer');
+    owed.shift()!();
+    await busyReceived.closedAt;
+    assert.match(busyReceived.text(), /^HTTP\/1\.1 200 OK\r\n[^]*connection: close\r\n\r\nok$/);
+  } finally {
+    idle.destroy();
+    busy.destroy();
     server.close();
   }
 });
