@@ -28,9 +28,9 @@ export interface Front {
 /**
  * The gateway's listening socket. Invoke calls (a POST to a canonical Invoke path) are parsed and
  * answered on the socket itself; a connection goes over to Node's HTTP server (and Express) at its
- * first request of any other kind, with the bytes read of it. A no-op call through Node's server
- * made a request and a response object with their streams, parsed and wrote its headers, at
- * about a fifth of the gateway's CPU per call.
+ * first request of any other kind, with the bytes read of it. Node's server makes a request and
+ * a response object with their streams and header objects per call: taking it off the Invoke
+ * path cut the gateway's CPU per no-op call by a third to a half (docs/benchmarks.md).
  */
 export function createFront(options: FrontOptions): Front {
   const connections = new Set<HttpConnection>();

@@ -236,7 +236,13 @@ export function invokeRoutes(options: InvokeRoutesOptions): InvokeRoutes {
 
   function fastPath(req: IncomingMessage, res: ServerResponse): boolean {
     if (!isInvokeRoute(req.method, req.url)) return false;
-    void serve(nodeCall(req, res, req.url!)).then((answer) => writeAnswer(res, answer));
+    void serve(nodeCall(req, res, req.url!))
+      .then((answer) => writeAnswer(res, answer))
+      .catch((error: unknown) => {
+        // Node refuses a header value it cannot send; the caller gets a closed connection.
+        logger.error({ err: error, path: req.url }, 'the answer could not be written');
+        res.destroy();
+      });
     return true;
   }
 
