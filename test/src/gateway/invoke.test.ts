@@ -278,7 +278,7 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
     assert.deepEqual(JSON.parse(Buffer.from(after.Payload!).toString()).event, { still: 'here' });
   });
 
-  test('one connection carries Invoke calls and other operations in any order, pipelined too', async () => {
+  test('one connection carries Invoke calls and other operations in any order, pipelined, chunked after 100-continue', async () => {
     const { port } = new URL(gateway.url);
     const socket = connect(Number(port), '127.0.0.1');
     let received = '';
@@ -308,6 +308,14 @@ describe('gateway Invoke with real clients (AWS SDK v3, AWS CLI v2, curl-style) 
       assert.match(second!, /^HTTP\/1\.1 200 [^]*"event":\{"n":2\}/);
       assert.match(healthy!, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
       assert.match(third!, /^HTTP\/1\.1 200 [^]*"event":\{"n":3\}/);
+      // A chunked body after Expect: 100-continue, as streaming clients send one.
+      socket.write(
+        `POST /function/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\n` +
+          'Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n',
+      );
+      assert.match((await answers(1))[0]!, /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+      socket.write('4\r\n{"n"\r\n3\r\n:4}\r\n0\r\n\r\n');
+      assert.match((await answers(1))[0]!, /^HTTP\/1\.1 200 [^]*"event":\{"n":4\}/);
     } finally {
       socket.destroy();
     }
