@@ -62,7 +62,7 @@ test('an idle connection is closed after the idle timeout, once its answers are 
   }
 });
 
-test('a connection that still owes an answer is not closed for idleness', async () => {
+test('a connection that still owes an answer is not closed for idleness, only once idle after it', async () => {
   const { server, port, owed } = await serve({ idleTimeoutMs: IDLE_MS });
   const client = connect(port, '127.0.0.1');
   try {
@@ -75,6 +75,8 @@ test('a connection that still owes an answer is not closed for idleness', async 
     await until('the answer', () => received.text().includes('\r\n\r\nok'));
     assert.match(received.text(), /^HTTP\/1\.1 200 /);
     assert.equal(client.destroyed, false, 'still open when the answer came');
+    // Idle from then on: closed after the idle timeout, as any idle connection.
+    await until('the close for idleness', () => client.closed);
   } finally {
     client.destroy();
     server.close();

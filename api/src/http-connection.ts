@@ -71,7 +71,7 @@ function answerHead(status: number, bodyLength: number, extraHeaders: string, js
  * (HttpRequestParser), answers written in request order, each as soon as it and those before it
  * are decided, several in one write when they are ready together. Node's HTTP server makes a
  * request and a response object with their streams per call; for the shim's few fixed exchanges
- * that machinery costs more CPU than the exchange itself.
+ * and the gateway's Invoke calls that machinery costs more CPU than the exchange itself.
  */
 export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   private readonly parser: HttpRequestParser;
@@ -84,6 +84,9 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   /** The bytes to hand over once the answers owed are written (passOn). */
   private handOverRest: Buffer | undefined;
   private readonly onData = (data: Buffer) => this.parser.push(data);
+  private readonly onIdle = () => {
+    if (this.answers.length === 0) this.socket.end();
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -117,9 +120,9 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
       this.closeListeners.clear();
     });
     if (options.idleTimeoutMs !== undefined) {
-      socket.setTimeout(options.idleTimeoutMs, () => {
-        if (this.answers.length === 0) socket.end();
-      });
+      // A listener of its own: setTimeout's callback would be called once, not at every idle spell.
+      socket.on('timeout', this.onIdle);
+      socket.setTimeout(options.idleTimeoutMs);
     }
   }
 
@@ -172,6 +175,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
 
   private stopReading(rest: Buffer): void {
     this.socket.off('data', this.onData);
+    this.socket.off('timeout', this.onIdle);
     this.socket.pause();
     this.socket.setTimeout(0);
     this.handOverRest = rest;
