@@ -11,7 +11,9 @@ const IDLE_MS = 150;
 const REQUEST = 'GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n';
 
 /** A server whose connections hold each request's answer until the test releases it. */
-async function serve(options: Pick<HttpConnectionOptions<PendingAnswer>, 'idleTimeoutMs' | 'passOn'>) {
+async function serve(
+  options: Pick<HttpConnectionOptions<PendingAnswer>, 'idleTimeoutMs' | 'passOn' | 'requestTimeouts'>,
+) {
   const owed: Array<() => void> = [];
   const connections: HttpConnection[] = [];
   const server: Server = createServer((socket) => {
@@ -137,6 +139,83 @@ test('closeWhenIdle ends an idle connection at once, a busy one after the answer
   } finally {
     idle.destroy();
     busy.destroy();
+    server.close();
+  }
+});
+
+const TIMEOUTS = { headersMs: 150, requestMs: 400 };
+
+/** When the connection closed; fails if it is still open after `ms`. */
+function closedWithin(received: { closedAt: Promise<number> }, ms: number): Promise<number> {
+  const late = sleep(ms, undefined, { ref: false }).then(() => {
+    throw new Error(`still open after ${ms} ms`);
+  });
+  return Promise.race([received.closedAt, late]);
+}
+
+test('a request head that does not arrive in time gets 408 and the connection ends', async () => {
+  const { server, port, owed } = await serve({ requestTimeouts: TIMEOUTS });
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    const sentAt = performance.now();
+    client.write('POST /invoke HTTP/1.1\r\nHost: x\r\n');
+    const closedAfter = (await closedWithin(received, 3000)) - sentAt;
+    assert.match(received.text(), /^HTTP\/1\.1 408 Request Timeout\r\n[^]*connection: close\r\n/);
+    assert.ok(
+      closedAfter >= TIMEOUTS.headersMs - 20 && closedAfter < TIMEOUTS.headersMs + 1000,
+      `${closedAfter} ms`,
+    );
+    assert.equal(owed.length, 0, 'no request was taken');
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('a body that does not arrive whole in time gets 408 after the answers owed before it', async () => {
+  const { server, port, owed } = await serve({ requestTimeouts: TIMEOUTS });
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    const sentAt = performance.now();
+    // A whole request, then the head of a second whose body stops half-way.
+    client.write(`${REQUEST}POST /invoke HTTP/1.1\r\nHost: x\r\ncontent-length: 10\r\n\r\n12345`);
+    await until('the first request', () => owed.length === 1);
+    await sleep(TIMEOUTS.headersMs + 100);
+    assert.equal(received.text(), '', 'past the head timeout a body still has time');
+    owed.shift()!();
+    const closedAfter = (await closedWithin(received, 3000)) - sentAt;
+    assert.match(received.text(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nokHTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.ok(
+      closedAfter >= TIMEOUTS.requestMs - 20 && closedAfter < TIMEOUTS.requestMs + 1000,
+      `${closedAfter} ms`,
+    );
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('a request sent in parts within the limits is served, and an idle connection has no request deadline', async () => {
+  const { server, port, owed } = await serve({ requestTimeouts: TIMEOUTS });
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    client.write('GET /readyz HTTP/1.1\r\n');
+    await sleep(TIMEOUTS.headersMs / 2);
+    client.write('Host: x\r\n\r\n');
+    await until('the request', () => owed.length === 1);
+    owed.shift()!();
+    await until('the answer', () => received.text().includes('\r\n\r\nok'));
+    // Idle between requests for longer than both limits: still open, and serves the next one.
+    await sleep(TIMEOUTS.requestMs + 100);
+    assert.equal(client.destroyed, false);
+    assert.doesNotMatch(received.text(), /408/);
+    client.write(REQUEST);
+    await until('the second request', () => owed.length === 1);
+  } finally {
+    client.destroy();
     server.close();
   }
 });

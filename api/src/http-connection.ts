@@ -14,9 +14,18 @@ export interface HttpConnectionOptions<A extends PendingAnswer> {
   bodyLimit: number;
   /** An idle connection (no answer owed) is closed after this long; unset: never. */
   idleTimeoutMs?: number;
+  /**
+   * A request's head must arrive within `headersMs` of its first byte and the whole request
+   * within `requestMs` (Node's server: 60 s and 300 s), or the client gets 408 and the connection
+   * ends: a client that trickles a request in cannot hold a connection for ever. Unset: no limit.
+   */
+  requestTimeouts?: { headersMs: number; requestMs: number };
   onRequest(request: ParsedRequest, answer: A): void;
-  /** The client does not speak HTTP/1.x; `answer` is its last, the connection ends after it. */
-  onMalformed(answer: A, status: 400 | 431, message: string): void;
+  /**
+   * The client does not speak HTTP/1.x, or did not send its request in time (408); `answer` is
+   * its last, the connection ends after it.
+   */
+  onMalformed(answer: A, status: 400 | 408 | 431, message: string): void;
   /**
    * Leaves requests this server does not serve to another: at the first request `serves`
    * refuses, this connection stops reading, writes the answers it still owes, then hands the
@@ -37,6 +46,7 @@ const REASONS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
@@ -78,12 +88,24 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
   private readonly answers: A[] = [];
   private readonly closeListeners = new Set<() => void>();
   private readonly handOver: ((socket: Socket, rest: Buffer) => void) | undefined;
+  private readonly onMalformed: HttpConnectionOptions<A>['onMalformed'];
   private closed = false;
   /** A request that ends the connection was taken. */
   private closing = false;
   /** The bytes to hand over once the answers owed are written (passOn). */
   private handOverRest: Buffer | undefined;
-  private readonly onData = (data: Buffer) => this.parser.push(data);
+  private readonly onData = (data: Buffer) => {
+    this.parser.push(data);
+    if (this.requestTimeouts) this.watchRequest();
+  };
+  private readonly requestTimeouts: { headersMs: number; requestMs: number } | undefined;
+  /** When the first byte of the request being received came; undefined between requests. */
+  private requestStartedAt: number | undefined;
+  private requestTimer: NodeJS.Timeout | undefined;
+  private readonly onRequestTimer = () => {
+    this.requestTimer = undefined;
+    this.watchRequest();
+  };
   private readonly onIdle = () => {
     if (this.answers.length === 0) this.socket.end();
   };
@@ -101,6 +123,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
         // its answer could not be sent.
         if (this.closing) return;
         this.closing = request.close;
+        this.requestStartedAt = undefined;
         options.onRequest(request, this.expectAnswer(request.close));
       },
       onMalformed: (status, message) => options.onMalformed(this.expectAnswer(true), status, message),
@@ -112,10 +135,13 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
       }),
     });
     this.handOver = options.passOn?.handOver;
+    this.requestTimeouts = options.requestTimeouts;
+    this.onMalformed = options.onMalformed;
     socket.on('data', this.onData);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.closed = true;
+      clearTimeout(this.requestTimer);
       for (const listener of this.closeListeners) listener();
       this.closeListeners.clear();
     });
@@ -173,9 +199,43 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.socket.destroy();
   }
 
+  /**
+   * Keeps one timer while a request is partly received, for the earliest deadline that can
+   * apply; most requests arrive whole in one read and need none.
+   */
+  private watchRequest(): void {
+    const receiving = this.parser.receiving();
+    if (receiving === 'nothing' || this.closing) {
+      this.requestStartedAt = undefined;
+      clearTimeout(this.requestTimer);
+      this.requestTimer = undefined;
+      return;
+    }
+    const now = performance.now();
+    this.requestStartedAt ??= now;
+    if (this.requestTimer !== undefined) return;
+    const { headersMs, requestMs } = this.requestTimeouts!;
+    const limitMs = receiving === 'head' ? headersMs : requestMs;
+    const leftMs = this.requestStartedAt + limitMs - now;
+    if (leftMs > 0) {
+      this.requestTimer = setTimeout(this.onRequestTimer, leftMs).unref();
+      return;
+    }
+    // Nothing more is read; the 408 leaves after the answers owed, then the connection ends.
+    this.socket.off('data', this.onData);
+    this.closing = true;
+    const message =
+      receiving === 'head'
+        ? `The request head did not arrive within ${headersMs / 1000} s`
+        : `The request did not arrive whole within ${requestMs / 1000} s`;
+    this.onMalformed(this.expectAnswer(true), 408, message);
+  }
+
   private stopReading(rest: Buffer): void {
     this.socket.off('data', this.onData);
     this.socket.off('timeout', this.onIdle);
+    clearTimeout(this.requestTimer);
+    this.requestTimer = undefined;
     this.socket.pause();
     this.socket.setTimeout(0);
     this.handOverRest = rest;

@@ -115,6 +115,12 @@ export class HttpRequestParser {
 
   constructor(private readonly options: HttpRequestParserOptions) {}
 
+  /** How much of the next request has arrived: none of it, part of its head, or part of its body. */
+  receiving(): 'nothing' | 'head' | 'body' {
+    if (this.head !== undefined) return 'body';
+    return this.buffer.length > 0 && !this.stopped ? 'head' : 'nothing';
+  }
+
   push(data: Buffer): void {
     if (this.stopped) return;
     this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);

@@ -11,12 +11,17 @@ import { isInvokeRoute, type InvokeCall, type InvokeRoutes } from './invoke-rout
 export interface FrontOptions {
   /** Takes every connection at a request the front does not serve, from that request on. */
   nodeServer: HttpServer;
-  invoke: InvokeRoutes;
+  invoke: Pick<InvokeRoutes, 'serve'>;
   /** The largest body an Invoke takes (sync); a smaller limit (Event) is checked per call. */
   bodyLimit: number;
   /** An idle connection is closed after this long, as Node's keepAliveTimeout does. */
   idleTimeoutMs: number;
+  /** Node's server's headersTimeout and requestTimeout, unless given (tests shorten them). */
+  requestTimeouts?: { headersMs: number; requestMs: number };
 }
+
+/** Node's HTTP server's defaults, which the gateway had before its front. */
+const NODE_REQUEST_TIMEOUTS = { headersMs: 60_000, requestMs: 300_000 };
 
 export interface Front {
   /** Listens for the gateway; not listening yet. */
@@ -39,6 +44,7 @@ export function createFront(options: FrontOptions): Front {
     const connection: HttpConnection = new HttpConnection(socket, {
       bodyLimit: options.bodyLimit,
       idleTimeoutMs: options.idleTimeoutMs,
+      requestTimeouts: options.requestTimeouts ?? NODE_REQUEST_TIMEOUTS,
       passOn: {
         serves: isInvokeRoute,
         handOver: (socket: Socket, rest: Buffer) => {
@@ -62,12 +68,13 @@ export function createFront(options: FrontOptions): Front {
           connection.reply(answer, reply.status, reply.body, headerLines(reply), reply.json);
         });
       },
-      onMalformed: (answer: PendingAnswer, _status, message) => {
+      onMalformed: (answer: PendingAnswer, status, message) => {
         const reply = serviceErrorAnswer(
           new GatewayError('InvalidRequestContentException', message),
           randomUUID(),
         );
-        connection.reply(answer, reply.status, reply.body, headerLines(reply));
+        // The parser's status says more than the error type's 400: a head too large, a timeout.
+        connection.reply(answer, status, reply.body, headerLines(reply));
       },
     });
     connections.add(connection);
