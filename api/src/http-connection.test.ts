@@ -219,3 +219,58 @@ test('a request sent in parts within the limits is served, and an idle connectio
     server.close();
   }
 });
+
+test('a client pipelining more calls than it has answers for is not read from until answers go out', async () => {
+  const { server, port, owed } = await serve({});
+  const client = connect(port, '127.0.0.1');
+  try {
+    const received = collect(client);
+    client.write(REQUEST.repeat(100));
+    await sleep(200);
+    assert.equal(owed.length, 32, 'reading stops at 32 answers owed');
+    // Each answer released lets the next request in, until all 100 are answered.
+    let answered = 0;
+    while (answered < 100) {
+      await until('a request', () => owed.length > 0);
+      owed.shift()!();
+      answered++;
+    }
+    await until('all the answers', () => received.text().split('\r\n\r\nok').length - 1 === 100);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('a client that leaves its answers unread is not read from until it takes them', async () => {
+  const big = Buffer.alloc(1024 * 1024, 'x');
+  let taken = 0;
+  const server: Server = createServer((socket) => {
+    const connection: HttpConnection = new HttpConnection(socket, {
+      bodyLimit: 1024,
+      onRequest: (_request, answer) => {
+        taken++;
+        connection.reply(answer, 200, big, '', false);
+      },
+      onMalformed: (answer, status) => connection.reply(answer, status, Buffer.alloc(0)),
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  try {
+    client.pause();
+    client.write(REQUEST.repeat(100));
+    await sleep(300);
+    // The kernel's socket buffers hold a few answers; without the pause all 100 (100 MB) would
+    // wait in the server's memory.
+    assert.ok(taken < 50, `${taken} requests taken while the client read nothing`);
+    let bytes = 0;
+    client.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    client.resume();
+    await until('every answer', () => taken === 100 && bytes >= 100 * big.length);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});

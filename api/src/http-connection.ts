@@ -37,6 +37,12 @@ export interface HttpConnectionOptions<A extends PendingAnswer> {
   };
 }
 
+/**
+ * A client with this many answers owed is not read from until it has fewer: pipelining without
+ * reading the answers cannot make the server hold an unbounded queue of calls and answers.
+ */
+const MAX_ANSWERS_OWED = 32;
+
 const REASONS: Record<number, string> = {
   200: 'OK',
   202: 'Accepted',
@@ -98,6 +104,11 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.parser.push(data);
     if (this.requestTimeouts) this.watchRequest();
   };
+  /** Reading has stopped for good (the socket is handed over, or ends after a 408). */
+  private stoppedReading = false;
+  /** Reading is paused until the client takes its answers (throttle). */
+  private throttled = false;
+  private readonly onDrain = () => this.throttle();
   private readonly requestTimeouts: { headersMs: number; requestMs: number } | undefined;
   /** When the first byte of the request being received came; undefined between requests. */
   private requestStartedAt: number | undefined;
@@ -125,6 +136,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
         this.closing = request.close;
         this.requestStartedAt = undefined;
         options.onRequest(request, this.expectAnswer(request.close));
+        if (this.answers.length >= MAX_ANSWERS_OWED) this.throttle();
       },
       onMalformed: (status, message) => options.onMalformed(this.expectAnswer(true), status, message),
       ...(options.passOn && {
@@ -138,6 +150,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.requestTimeouts = options.requestTimeouts;
     this.onMalformed = options.onMalformed;
     socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.closed = true;
@@ -205,7 +218,8 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
    */
   private watchRequest(): void {
     const receiving = this.parser.receiving();
-    if (receiving === 'nothing' || this.closing) {
+    // A client held back because the server is behind is not the one running late.
+    if (receiving === 'nothing' || this.closing || this.throttled) {
       this.requestStartedAt = undefined;
       clearTimeout(this.requestTimer);
       this.requestTimer = undefined;
@@ -223,6 +237,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     }
     // Nothing more is read; the 408 leaves after the answers owed, then the connection ends.
     this.socket.off('data', this.onData);
+    this.stoppedReading = true;
     this.closing = true;
     const message =
       receiving === 'head'
@@ -231,8 +246,29 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     this.onMalformed(this.expectAnswer(true), 408, message);
   }
 
+  /**
+   * Pauses reading while the client has too many answers owed or leaves its answers unread in
+   * the socket's buffer (as Node's HTTP server does), and resumes once it has caught up.
+   */
+  private throttle(): void {
+    if (this.stoppedReading || this.closed) return;
+    const behind = this.answers.length >= MAX_ANSWERS_OWED || this.socket.writableNeedDrain;
+    if (behind === this.throttled) return;
+    this.throttled = behind;
+    if (behind) {
+      this.parser.hold();
+      this.socket.pause();
+      return;
+    }
+    this.socket.resume();
+    this.parser.release();
+    if (this.requestTimeouts) this.watchRequest();
+  }
+
   private stopReading(rest: Buffer): void {
     this.socket.off('data', this.onData);
+    this.socket.off('drain', this.onDrain);
+    this.stoppedReading = true;
     this.socket.off('timeout', this.onIdle);
     clearTimeout(this.requestTimer);
     this.requestTimer = undefined;
@@ -271,6 +307,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
       }
     }
     socket.uncork();
+    if (this.throttled || socket.writableNeedDrain) this.throttle();
     this.handOverIfDone();
   }
 }

@@ -128,3 +128,26 @@ test('a request the parser does not serve stops it: the bytes from that request 
   parser.push(Buffer.from('POST /late HTTP/1.1\r\n\r\n'));
   assert.equal(requests.length, 1, 'nothing is parsed after the connection is passed on');
 });
+
+test('a held parser keeps what arrives and calls it back in order on release', () => {
+  const requests: string[] = [];
+  const parser: HttpRequestParser = new HttpRequestParser({
+    bodyLimit: 1024,
+    onRequest: (request) => {
+      requests.push(request.target);
+      // Held from inside a callback: the requests after this one wait.
+      if (requests.length === 1) parser.hold();
+    },
+    onContinue: () => undefined,
+    onMalformed: () => assert.fail('malformed'),
+  });
+  const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  parser.push(Buffer.from(get('/a') + get('/b')));
+  assert.deepEqual(requests, ['/a']);
+  assert.equal(parser.receiving(), 'head', 'the held request counts as arriving');
+  parser.push(Buffer.from(get('/c')));
+  assert.deepEqual(requests, ['/a']);
+  parser.release();
+  assert.deepEqual(requests, ['/a', '/b', '/c']);
+  assert.equal(parser.receiving(), 'nothing');
+});

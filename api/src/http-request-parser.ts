@@ -112,6 +112,9 @@ export class HttpRequestParser {
   private bodyBytes = 0;
   /** Malformed input, or the connection passed on: nothing more is parsed. */
   private stopped = false;
+  /** Requests already received wait in the buffer until `release` (the server is behind). */
+  private held = false;
+  private parsing = false;
 
   constructor(private readonly options: HttpRequestParserOptions) {}
 
@@ -121,11 +124,25 @@ export class HttpRequestParser {
     return this.buffer.length > 0 && !this.stopped ? 'head' : 'nothing';
   }
 
+  /** Stops calling back (after the request being called back, if any) until `release`. */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Calls back the requests that arrived while held, and parses on as they come. */
+  release(): void {
+    this.held = false;
+    // From inside a callback the running loop goes on by itself.
+    if (!this.parsing) this.push(EMPTY);
+  }
+
   push(data: Buffer): void {
     if (this.stopped) return;
-    this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
+    if (data.length > 0) this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
+    if (this.held) return;
+    this.parsing = true;
     try {
-      while ((this.head !== undefined || this.readHead()) && this.readBody()) {
+      while (!this.held && (this.head !== undefined || this.readHead()) && this.readBody()) {
         const head = this.head!;
         const body = this.bodyBytes > this.options.bodyLimit ? undefined : joined(this.chunks);
         this.head = undefined;
@@ -146,6 +163,8 @@ export class HttpRequestParser {
       this.stopped = true;
       this.buffer = EMPTY;
       this.options.onMalformed(error.status, error.message);
+    } finally {
+      this.parsing = false;
     }
   }
 
