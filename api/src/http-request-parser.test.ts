@@ -151,3 +151,10 @@ test('a held parser keeps what arrives and calls it back in order on release', (
   assert.deepEqual(requests, ['/a', '/b', '/c']);
   assert.equal(parser.receiving(), 'nothing');
 });
+
+test('a parser stopped by malformed input is receiving nothing, even mid-body', () => {
+  const { parser, events } = parserFor();
+  parser.push(Buffer.from('POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'));
+  assert.deepEqual(events, ['malformed 400 Bad chunk size: zz']);
+  assert.equal(parser.receiving(), 'nothing');
+});

@@ -120,8 +120,9 @@ export class HttpRequestParser {
 
   /** How much of the next request has arrived: none of it, part of its head, or part of its body. */
   receiving(): 'nothing' | 'head' | 'body' {
+    if (this.stopped) return 'nothing';
     if (this.head !== undefined) return 'body';
-    return this.buffer.length > 0 && !this.stopped ? 'head' : 'nothing';
+    return this.buffer.length > 0 ? 'head' : 'nothing';
   }
 
   /** Stops calling back (after the request being called back, if any) until `release`. */
