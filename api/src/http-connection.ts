@@ -236,8 +236,7 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
       return;
     }
     // Nothing more is read; the 408 leaves after the answers owed, then the connection ends.
-    this.socket.off('data', this.onData);
-    this.stoppedReading = true;
+    this.stopTakingRequests();
     this.closing = true;
     const message =
       receiving === 'head'
@@ -265,13 +264,18 @@ export class HttpConnection<A extends PendingAnswer = PendingAnswer> {
     if (this.requestTimeouts) this.watchRequest();
   }
 
-  private stopReading(rest: Buffer): void {
+  /** No request is taken from here on: nothing more is parsed, timed or throttled. */
+  private stopTakingRequests(): void {
     this.socket.off('data', this.onData);
     this.socket.off('drain', this.onDrain);
-    this.stoppedReading = true;
-    this.socket.off('timeout', this.onIdle);
     clearTimeout(this.requestTimer);
     this.requestTimer = undefined;
+    this.stoppedReading = true;
+  }
+
+  private stopReading(rest: Buffer): void {
+    this.stopTakingRequests();
+    this.socket.off('timeout', this.onIdle);
     this.socket.pause();
     this.socket.setTimeout(0);
     this.handOverRest = rest;
